@@ -1,0 +1,213 @@
+// The public Engine/Session API over the pipeline: onnx -> passes -> plan -> engine -> runtime.
+#include <filesystem>
+#include <iomanip>
+#include <sstream>
+
+#include "api/model_info.h"
+#include "backends/cpu/kernel.h"
+#include "core/error.h"
+#include "engine/engine_file.h"
+#include "ir/graph.h"
+#include "kestrel/engine.h"
+#include "onnx/model_importer.h"
+#include "passes/pipeline.h"
+#include "plan/execution_plan.h"
+#include "runtime/session.h"
+
+namespace kestrel {
+
+struct Engine::Impl {
+    engine::EngineData data;
+    std::shared_ptr<const plan::ExecutionPlan> plan;
+    ModelInfo info;
+};
+
+struct Session::Impl {
+    std::shared_ptr<const Engine::Impl> engine;
+    runtime::Session session;
+    explicit Impl(std::shared_ptr<const Engine::Impl> e) : engine(std::move(e)), session(engine->plan) {}
+};
+
+namespace {
+
+std::string layer_table_of(const ir::Graph& g, const plan::ExecutionPlan* p) {
+    std::ostringstream os;
+    os << std::left << std::setw(5) << "#" << std::setw(34) << "layer" << std::setw(20) << "op" << std::setw(22)
+       << "output" << (p ? "kernel" : "") << "\n";
+    size_t i = 0;
+    for (size_t k = 0; k < g.nodes.size(); ++k) {
+        const ir::Node& n = g.nodes[k];
+        if (n.removed) continue;
+        std::string op(ir::op_name(n.op));
+        if (n.attrs.get_string("activation", "") == "silu") op += "+SiLU";
+        if (n.op == ir::Op::kConv && n.input(3) >= 0) op += "+Add";
+        std::string name = n.name.size() > 32 ? "..." + n.name.substr(n.name.size() - 29) : n.name;
+        os << std::setw(5) << i++ << std::setw(34) << name << std::setw(20) << op << std::setw(22)
+           << shape_str(g.value(n.outputs[0]).shape) << (p ? cpu::kernel_name(*p, k) : "") << "\n";
+    }
+    return os.str();
+}
+
+ModelInfo make_info(const engine::EngineData& d, const plan::ExecutionPlan& p) {
+    ModelInfo info;
+    const ir::Graph& g = d.graph;
+    auto with_batch = [&](const ir::Value& v) {
+        TensorInfo t{v.name, v.shape};
+        if (!t.shape.empty()) t.shape[0] = d.max_batch;
+        return t;
+    };
+    info.input = with_batch(g.value(g.inputs[0]));
+    for (int o : g.outputs) info.outputs.push_back(with_batch(g.value(o)));
+    info.metadata = g.metadata;
+    api::fill_from_metadata(g.metadata, &info);
+    info.imgsz = {static_cast<int>(info.input.shape[2]), static_cast<int>(info.input.shape[3])};
+    info.min_batch = static_cast<int>(d.min_batch);
+    info.max_batch = static_cast<int>(d.max_batch);
+    info.precision = d.precision;
+    info.device = d.target;
+    info.arena_bytes = p.arena_bytes;
+    if (info.names.empty()) {
+        int64_t c = info.outputs[0].shape.size() == 2 ? info.outputs[0].shape[1] : info.outputs[0].shape[1] - 4;
+        if (info.task == "segment") c -= 32;
+        if (info.task == "pose" && info.kpt_shape.size() == 2) c -= info.kpt_shape[0] * info.kpt_shape[1];
+        for (int64_t i = 0; i < c; ++i) info.names.push_back("class" + std::to_string(i));
+    }
+    return info;
+}
+
+std::shared_ptr<Engine::Impl> finish(engine::EngineData data) {
+    auto impl = std::make_shared<Engine::Impl>();
+    impl->plan = std::make_shared<const plan::ExecutionPlan>(plan::build(data.graph));
+    impl->data = std::move(data);
+    impl->info = make_info(impl->data, *impl->plan);
+    return impl;
+}
+
+std::vector<std::string> kernel_names(const plan::ExecutionPlan& p) {
+    std::vector<std::string> names;
+    for (size_t i = 0; i < p.graph.nodes.size(); ++i) names.push_back(cpu::kernel_name(p, i));
+    return names;
+}
+
+std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOptions& o) {
+    KS_CHECK(o.device == "cpu", "device='", o.device, "': this build of Kestrel runs engines on the CPU only (device=cpu)");
+    KS_CHECK(!o.half, "half=True: FP16 engines are not implemented yet; export with half=False");
+    KS_CHECK(!o.int8, "int8=True: INT8 engines are not implemented yet; export with int8=False");
+    KS_CHECK(o.batch >= 1, "batch must be at least 1");
+    KS_CHECK(o.workspace_gib > 0, "workspace must be positive");
+    onnx::ImportOptions io;
+    io.imgsz = {o.imgsz[0], o.imgsz[1]};
+    engine::EngineData d;
+    d.graph = onnx::import_model(path, io);
+    bool dynamic_model = d.graph.metadata.count("dynamic_batch") != 0;
+    KS_CHECK(o.batch == 1 || dynamic_model, "batch=", o.batch, ": '", path,
+             "' has a fixed batch of 1; export the ONNX with dynamic=True for larger batches");
+    d.max_batch = o.batch;
+    d.min_batch = o.dynamic ? 1 : o.batch;
+    d.opt_batch = o.batch;
+    if (o.log) *o.log << "Layers before optimisation: " << d.graph.nodes.size() << "\n";
+    passes::run_pipeline(d.graph, o.log);
+    auto impl = std::make_shared<Engine::Impl>();
+    impl->plan = std::make_shared<const plan::ExecutionPlan>(plan::build(d.graph));
+    d.kernels = kernel_names(*impl->plan);
+    int64_t weights = 0;
+    for (const auto& v : d.graph.values)
+        if (v.constant) weights += static_cast<int64_t>(v.constant->bytes.size());
+    double need = static_cast<double>(impl->plan->arena_bytes + weights) / (1024.0 * 1024 * 1024);
+    KS_CHECK(need <= o.workspace_gib, "workspace=", o.workspace_gib, " GiB is too small: the engine needs ",
+             need, " GiB");
+    if (o.log) {
+        *o.log << layer_table_of(impl->plan->graph, impl->plan.get());
+        *o.log << "Activation arena: " << impl->plan->arena_bytes / 1024 << " KiB (without reuse: "
+               << impl->plan->naive_bytes / 1024 << " KiB), weights " << weights / 1024 << " KiB\n";
+    }
+    impl->data = std::move(d);
+    impl->info = make_info(impl->data, *impl->plan);
+    return impl;
+}
+
+template <typename F>
+auto guarded(F&& f) -> Result<decltype(f())> {
+    try {
+        return f();
+    } catch (const Error& e) {
+        return Status::Error(e.what());
+    } catch (const std::bad_alloc&) {
+        return Status::Error("out of memory");
+    } catch (const std::exception& e) {
+        return Status::Error(std::string("internal error: ") + e.what());
+    }
+}
+
+}  // namespace
+
+Result<Engine> Engine::build(const std::string& onnx_path, const BuildOptions& options) {
+    auto r = guarded([&] { return build_impl(onnx_path, options); });
+    if (!r.ok()) return r.status();
+    return Engine(r.value());
+}
+
+Result<Engine> Engine::load(const std::string& path) {
+    auto r = guarded([&]() -> std::shared_ptr<Engine::Impl> {
+        std::error_code ec;
+        KS_CHECK(std::filesystem::exists(path, ec), "model '", path, "' not found");
+        bool is_onnx = std::filesystem::path(path).extension() == ".onnx";
+        if (is_onnx && !engine::looks_like_engine(path)) return build_impl(path, BuildOptions());
+        engine::EngineData d = engine::read_engine(path);
+        auto impl = finish(std::move(d));
+        KS_CHECK(kernel_names(*impl->plan) == impl->data.kernels, "'", path,
+                 "' was built by a Kestrel with other kernels; re-export it with this version");
+        return impl;
+    });
+    if (!r.ok()) return r.status();
+    return Engine(r.value());
+}
+
+Status Engine::save(const std::string& path) const {
+    auto r = guarded([&] {
+        engine::write_engine(path, impl_->data);
+        return 0;
+    });
+    return r.ok() ? Status::Ok() : r.status();
+}
+
+const ModelInfo& Engine::info() const { return impl_->info; }
+
+std::string Engine::layer_table() const { return layer_table_of(impl_->plan->graph, impl_->plan.get()); }
+
+Result<Session> Session::create(const Engine& engine) {
+    auto r = guarded([&] { return std::make_shared<Session::Impl>(engine.impl()); });
+    if (!r.ok()) return r.status();
+    return Session(r.value());
+}
+
+Status Session::run(const float* input, int batch, std::vector<std::vector<float>>* outputs) {
+    const ModelInfo& info = impl_->engine->info;
+    if (batch < info.min_batch || batch > info.max_batch)
+        return Status::Error("batch " + std::to_string(batch) + " is outside the engine's profile " +
+                             std::to_string(info.min_batch) + ".." + std::to_string(info.max_batch));
+    auto r = guarded([&] {
+        auto sizes = impl_->session.output_elements();
+        outputs->resize(sizes.size());
+        std::vector<float*> ptrs;
+        for (size_t k = 0; k < sizes.size(); ++k) {
+            (*outputs)[k].resize(static_cast<size_t>(sizes[k] * batch));
+            ptrs.push_back((*outputs)[k].data());
+        }
+        impl_->session.run(input, batch, ptrs);
+        return 0;
+    });
+    return r.ok() ? Status::Ok() : r.status();
+}
+
+void Session::set_profiling(bool on) { impl_->session.set_profiling(on); }
+
+std::vector<LayerProfile> Session::profile() const {
+    std::vector<LayerProfile> out;
+    const auto& times = impl_->session.layer_times();
+    for (size_t i = 0; i < times.size(); ++i)
+        out.push_back({times[i].name, cpu::kernel_name(*impl_->engine->plan, i), times[i].ms});
+    return out;
+}
+
+}  // namespace kestrel

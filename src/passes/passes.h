@@ -1,0 +1,32 @@
+// Each pass, one per file (see pipeline.cc for their order and docs/passes.md for the catalogue).
+#pragma once
+
+#include "ir/graph.h"
+
+namespace kestrel::passes {
+
+// Infers shapes node by node and evaluates (with reference/) every node whose inputs are all
+// constants, or a Shape node whose input shape is known. Folds the Shape/Gather/Unsqueeze/Concat
+// subgraphs of dynamic exports into constants for the chosen input size.
+bool fold_constants(ir::Graph& g);
+
+// Removes Identity nodes, making their readers read the source.
+bool eliminate_identity(ir::Graph& g);
+
+// Conv -> BatchNormalization (the conv output read by nothing else) becomes one Conv with the
+// normalisation folded into weights and bias: w' = w * s, b' = (b - mean) * s + beta, s = gamma / sqrt(var + eps).
+bool fuse_conv_bn(ir::Graph& g);
+
+// y = Conv(x); Mul(y, Sigmoid(y)) (SiLU as exported, y read only by the two) becomes one Conv with
+// attribute activation="silu".
+bool fuse_conv_silu(ir::Graph& g);
+
+// Add(r, Conv(x)) of equal shapes, where the conv output is read only by the Add and r is computed
+// before the conv, becomes Conv(x, w, b, r): the residual is added in the conv epilogue after the
+// activation (YOLOv8's Bottleneck: x + SiLU(conv(...))).
+bool fuse_conv_residual_add(ir::Graph& g);
+
+// Removes nodes none of whose outputs is read or is a graph output.
+bool eliminate_dead_nodes(ir::Graph& g);
+
+}  // namespace kestrel::passes

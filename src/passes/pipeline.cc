@@ -1,0 +1,36 @@
+#include "passes/pipeline.h"
+
+#include "ir/verifier.h"
+#include "passes/passes.h"
+
+namespace kestrel::passes {
+
+const std::vector<Pass>& pipeline() {
+    static const std::vector<Pass> kPipeline = {
+        // Resolve shapes for the chosen input size; fold what is constant.
+        {"fold_constants", fold_constants},
+        {"eliminate_identity", eliminate_identity},
+        // Fuse into convolutions: normalisation, activation, residual (order matters: the
+        // epilogue is conv -> bias -> activation -> residual add).
+        {"fuse_conv_bn", fuse_conv_bn},
+        {"fuse_conv_silu", fuse_conv_silu},
+        {"fuse_conv_residual_add", fuse_conv_residual_add},
+        // Clean up.
+        {"eliminate_dead_nodes", eliminate_dead_nodes},
+    };
+    return kPipeline;
+}
+
+void run_pipeline(ir::Graph& graph, std::ostream* log) {
+    for (const Pass& pass : pipeline()) {
+        size_t before = graph.live_node_count();
+        bool changed = pass.run(graph);
+        graph.compact();
+        ir::verify(graph);
+        if (log)
+            *log << "  pass " << pass.name << ": " << before << " -> " << graph.live_node_count() << " nodes"
+                 << (changed ? "" : " (no change)") << "\n";
+    }
+}
+
+}  // namespace kestrel::passes

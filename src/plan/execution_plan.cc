@@ -1,0 +1,325 @@
+#include "plan/execution_plan.h"
+
+#include <algorithm>
+#include <map>
+
+#include "core/error.h"
+
+namespace kestrel::plan {
+
+namespace {
+
+using ir::Graph;
+using ir::Node;
+using ir::Op;
+
+constexpr int64_t kAlignment = 64;
+int64_t align_up(int64_t v) { return (v + kAlignment - 1) / kAlignment * kAlignment; }
+
+bool is_4d(const ir::Value& v) { return v.shape.size() == 4; }
+
+// Layout each op produces given its inputs' layouts, and the layout it needs on each input.
+Layout output_layout(const Graph& g, const Node& n, const std::vector<Layout>& lay) {
+    auto in_layout = [&](size_t i) { return lay[static_cast<size_t>(n.inputs[i])]; };
+    const ir::Value& out = g.value(n.outputs[0]);
+    if (!is_4d(out)) return Layout::kPlain;
+    switch (n.op) {
+        case Op::kConv:
+        case Op::kConvTranspose:
+            return in_layout(0) == Layout::kBlocked8 || out.shape[1] % 8 == 0 ? Layout::kBlocked8 : Layout::kPlain;
+        case Op::kMaxPool:
+        case Op::kResize:
+        case Op::kSigmoid:
+        case Op::kRelu: return in_layout(0);
+        case Op::kAdd:
+        case Op::kSub:
+        case Op::kMul:
+        case Op::kDiv: {
+            const ir::Value& a = g.value(n.inputs[0]);
+            const ir::Value& b = g.value(n.inputs[1]);
+            bool same = a.shape == b.shape && !a.constant && !b.constant;
+            return same && in_layout(0) == Layout::kBlocked8 && in_layout(1) == Layout::kBlocked8 ? Layout::kBlocked8
+                                                                                                 : Layout::kPlain;
+        }
+        case Op::kSplit: {
+            if (n.attrs.get_int("axis", 0) != 1 || in_layout(0) != Layout::kBlocked8) return Layout::kPlain;
+            for (int64_t s : n.attrs.get_ints("split"))
+                if (s % 8) return Layout::kPlain;
+            return Layout::kBlocked8;
+        }
+        case Op::kConcat: {
+            if (n.attrs.get_int("axis", 0) != 1) return Layout::kPlain;
+            for (int in : n.inputs)
+                if (lay[static_cast<size_t>(in)] != Layout::kBlocked8 || g.value(in).shape[1] % 8 || g.is_constant(in))
+                    return Layout::kPlain;
+            return Layout::kBlocked8;
+        }
+        default: return Layout::kPlain;
+    }
+}
+
+// The layout node `n` needs on input `i`, given the layout of its output; kPlain/kBlocked8, or
+// the input's own layout when the op takes either.
+Layout required_input_layout(const Node& n, size_t i, Layout out, Layout in) {
+    switch (n.op) {
+        case Op::kConv: return i == 3 ? out : (i == 0 ? in : Layout::kPlain);
+        case Op::kConvTranspose: return i == 0 ? in : Layout::kPlain;
+        case Op::kMaxPool:
+        case Op::kResize:
+        case Op::kSigmoid:
+        case Op::kRelu:
+        case Op::kGlobalAveragePool: return in;
+        case Op::kAdd:
+        case Op::kSub:
+        case Op::kMul:
+        case Op::kDiv:
+        case Op::kSplit:
+        case Op::kConcat: return out;
+        default: return Layout::kPlain;
+    }
+}
+
+void assign_layouts(Graph& g, std::vector<Layout>& lay) {
+    lay.assign(g.values.size(), Layout::kPlain);
+    std::vector<Node> nodes;
+    std::map<int, int> converted;  // value -> its plain (or blocked) copy
+    auto convert = [&](int v, Layout want) -> int {
+        int key = v * 2 + static_cast<int>(want);
+        auto it = converted.find(key);
+        if (it != converted.end()) return it->second;
+        ir::Value c = g.value(v);
+        c.name += want == Layout::kPlain ? "/plain" : "/blocked8";
+        c.constant = nullptr;
+        int id = g.add_value(std::move(c));
+        lay.push_back(want);
+        Node conv;
+        conv.op = Op::kIdentity;
+        conv.name = g.value(id).name;
+        conv.inputs = {v};
+        conv.outputs = {id};
+        nodes.push_back(std::move(conv));
+        converted[key] = id;
+        return id;
+    };
+    for (Node n : g.nodes) {
+        if (n.removed) continue;
+        Layout out = output_layout(g, n, lay);
+        for (size_t i = 0; i < n.inputs.size(); ++i) {
+            int v = n.inputs[i];
+            if (v < 0 || g.is_constant(v)) continue;
+            Layout want = required_input_layout(n, i, out, lay[static_cast<size_t>(v)]);
+            if (want != lay[static_cast<size_t>(v)]) n.inputs[i] = convert(v, want);
+        }
+        for (int o : n.outputs) lay[static_cast<size_t>(o)] = out;
+        nodes.push_back(std::move(n));
+        // A graph output is always plain: the producer writes a blocked temporary and an Identity
+        // converts into the named output.
+        for (int& o : nodes.back().outputs) {
+            if (!g.is_graph_output(o) || lay[static_cast<size_t>(o)] == Layout::kPlain) continue;
+            ir::Value t = g.value(o);
+            t.name += "/blocked8";
+            int tmp = g.add_value(std::move(t));
+            lay.push_back(Layout::kBlocked8);
+            int final_out = o;
+            o = tmp;
+            lay[static_cast<size_t>(final_out)] = Layout::kPlain;
+            Node conv;
+            conv.op = Op::kIdentity;
+            conv.name = g.value(final_out).name + "/to_plain";
+            conv.inputs = {tmp};
+            conv.outputs = {final_out};
+            nodes.push_back(std::move(conv));
+        }
+    }
+    g.nodes = std::move(nodes);
+}
+
+struct Placement {
+    std::vector<int> parent;      // -1 for roots
+    std::vector<int64_t> offset;  // bytes within parent
+
+    std::pair<int, int64_t> root(int v) const {
+        int64_t off = 0;
+        while (parent[static_cast<size_t>(v)] >= 0) {
+            off += offset[static_cast<size_t>(v)];
+            v = parent[static_cast<size_t>(v)];
+        }
+        return {v, off};
+    }
+};
+
+// Bytes per unit step along `axis` of a plain or blocked (axis 1) tensor of batch 1, when the
+// slice along axis is a contiguous byte range: all dims before axis are 1.
+bool contiguous_axis(const ir::Value& v, int axis, int64_t* unit_bytes) {
+    int64_t outer = 1, inner = 1;
+    for (int i = 0; i < axis; ++i) outer *= v.shape[static_cast<size_t>(i)];
+    for (size_t i = static_cast<size_t>(axis) + 1; i < v.shape.size(); ++i) inner *= v.shape[i];
+    *unit_bytes = inner * static_cast<int64_t>(dtype_size(v.dtype));
+    return outer == 1;
+}
+
+}  // namespace
+
+std::string_view layout_name(Layout layout) { return layout == Layout::kPlain ? "nchw" : "nChw8c"; }
+
+int64_t storage_bytes(const ir::Value& v, Layout layout) {
+    int64_t n = num_elements(v.shape) * static_cast<int64_t>(dtype_size(v.dtype));
+    if (layout == Layout::kBlocked8) {
+        int64_t c = v.shape[1];
+        n = n / std::max<int64_t>(c, 1) * ((c + 7) / 8 * 8);
+    }
+    return n;
+}
+
+ExecutionPlan build(const ir::Graph& input_graph) {
+    ExecutionPlan plan;
+    plan.graph = input_graph;
+    plan.graph.compact();
+    Graph& g = plan.graph;
+    for (int in : g.inputs) KS_CHECK(g.value(in).shape.at(0) == 1, "planner: graphs are planned at batch 1");
+    std::vector<Layout> lay;
+    assign_layouts(g, lay);
+
+    size_t nv = g.values.size();
+    plan.values.resize(nv);
+    for (size_t v = 0; v < nv; ++v) {
+        ValuePlan& vp = plan.values[v];
+        vp.layout = lay[v];
+        vp.bytes = storage_bytes(g.values[v], lay[v]);
+        vp.storage = g.values[v].constant ? Storage::kConstant : Storage::kArena;
+    }
+    for (int in : g.inputs) plan.values[static_cast<size_t>(in)].storage = Storage::kInput;
+    for (int out : g.outputs) plan.values[static_cast<size_t>(out)].storage = Storage::kOutput;
+
+    // Aliasing.
+    Placement pl{std::vector<int>(nv, -1), std::vector<int64_t>(nv, 0)};
+    auto movable_root = [&](int r) { return plan.values[static_cast<size_t>(r)].storage == Storage::kArena; };
+    for (const Node& n : g.nodes) {
+        switch (n.op) {
+            case Op::kReshape: {
+                int out = n.outputs[0];
+                if (!movable_root(out)) break;
+                pl.parent[static_cast<size_t>(out)] = n.inputs[0];
+                break;
+            }
+            case Op::kSplit: {
+                const ir::Value& x = g.value(n.inputs[0]);
+                int64_t unit;
+                int axis = static_cast<int>(n.attrs.get_int("axis", 0));
+                if (!contiguous_axis(x, axis, &unit)) break;
+                int64_t start = 0;
+                auto sizes = n.attrs.get_ints("split");
+                for (size_t k = 0; k < n.outputs.size(); ++k) {
+                    int out = n.outputs[k];
+                    if (movable_root(out)) {
+                        pl.parent[static_cast<size_t>(out)] = n.inputs[0];
+                        pl.offset[static_cast<size_t>(out)] = start * unit;
+                    }
+                    start += sizes[k];
+                }
+                break;
+            }
+            case Op::kSlice: {
+                const ir::Value& x = g.value(n.inputs[0]);
+                auto starts = n.attrs.get_ints("starts"), steps = n.attrs.get_ints("steps");
+                const Shape& os = g.value(n.outputs[0]).shape;
+                int first = -1;
+                bool ok = true;
+                for (size_t a = 0; a < os.size(); ++a) {
+                    if (os[a] == x.shape[a] && starts[a] == 0) continue;
+                    if (first < 0) {
+                        first = static_cast<int>(a);
+                        ok = ok && steps[a] == 1;
+                    } else {
+                        ok = false;
+                    }
+                }
+                int64_t unit;
+                if (first < 0 || !ok || !contiguous_axis(x, first, &unit) || !movable_root(n.outputs[0])) break;
+                pl.parent[static_cast<size_t>(n.outputs[0])] = n.inputs[0];
+                pl.offset[static_cast<size_t>(n.outputs[0])] = starts[static_cast<size_t>(first)] * unit;
+                break;
+            }
+            case Op::kConcat: {
+                const ir::Value& out = g.value(n.outputs[0]);
+                int axis = static_cast<int>(n.attrs.get_int("axis", 0));
+                int64_t unit;
+                if (!contiguous_axis(out, axis, &unit)) break;
+                std::vector<std::pair<int64_t, int64_t>> taken;  // byte ranges of roots placed here
+                int64_t start = 0;
+                for (int in : n.inputs) {
+                    int64_t off = start * unit;
+                    start += g.value(in).shape[static_cast<size_t>(axis)];
+                    auto [r, r_off] = pl.root(in);
+                    int64_t at = off - r_off;
+                    int64_t size = plan.values[static_cast<size_t>(r)].bytes;
+                    bool fits = movable_root(r) && r != n.outputs[0] && at >= 0 &&
+                                at + size <= plan.values[static_cast<size_t>(n.outputs[0])].bytes &&
+                                plan.values[static_cast<size_t>(r)].layout == lay[static_cast<size_t>(n.outputs[0])];
+                    for (auto [b, e] : taken) fits = fits && (at + size <= b || at >= e);
+                    if (!fits) continue;
+                    pl.parent[static_cast<size_t>(r)] = n.outputs[0];
+                    pl.offset[static_cast<size_t>(r)] = at;
+                    taken.emplace_back(at, at + size);
+                }
+                break;
+            }
+            default: break;
+        }
+    }
+
+    // Resolve views to their roots.
+    for (size_t v = 0; v < nv; ++v) {
+        if (pl.parent[v] < 0) continue;
+        auto [r, off] = pl.root(static_cast<int>(v));
+        plan.values[v].storage = Storage::kView;
+        plan.values[v].root = r;
+        plan.values[v].offset = off;
+    }
+
+    // Lifetimes of arena roots: first write to last read of anything placed in them.
+    std::vector<int> first(nv, INT32_MAX), last(nv, -1);
+    auto root_of = [&](int v) { return plan.values[static_cast<size_t>(v)].storage == Storage::kView ? plan.values[static_cast<size_t>(v)].root : v; };
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+        const Node& n = g.nodes[i];
+        for (int o : n.outputs) {
+            int r = root_of(o);
+            first[static_cast<size_t>(r)] = std::min(first[static_cast<size_t>(r)], static_cast<int>(i));
+            last[static_cast<size_t>(r)] = std::max(last[static_cast<size_t>(r)], static_cast<int>(i));
+        }
+        for (int in : n.inputs)
+            if (in >= 0) last[static_cast<size_t>(root_of(in))] = std::max(last[static_cast<size_t>(root_of(in))], static_cast<int>(i));
+    }
+    std::vector<int> roots;
+    for (size_t v = 0; v < nv; ++v) {
+        if (plan.values[v].storage != Storage::kArena || last[v] < 0) continue;
+        roots.push_back(static_cast<int>(v));
+        plan.naive_bytes += align_up(plan.values[v].bytes);
+    }
+    std::stable_sort(roots.begin(), roots.end(), [&](int a, int b) {
+        return plan.values[static_cast<size_t>(a)].bytes > plan.values[static_cast<size_t>(b)].bytes;
+    });
+    struct Block {
+        int64_t begin, end;
+        int first, last;
+    };
+    std::vector<Block> placed;
+    for (int r : roots) {
+        int64_t size = align_up(plan.values[static_cast<size_t>(r)].bytes);
+        std::vector<std::pair<int64_t, int64_t>> busy;
+        for (const Block& b : placed)
+            if (b.first <= last[static_cast<size_t>(r)] && first[static_cast<size_t>(r)] <= b.last) busy.emplace_back(b.begin, b.end);
+        std::sort(busy.begin(), busy.end());
+        int64_t at = 0;
+        for (auto [b, e] : busy) {
+            if (at + size <= b) break;
+            at = std::max(at, e);
+        }
+        plan.values[static_cast<size_t>(r)].offset = at;
+        placed.push_back({at, at + size, first[static_cast<size_t>(r)], last[static_cast<size_t>(r)]});
+        plan.arena_bytes = std::max(plan.arena_bytes, at + size);
+    }
+    return plan;
+}
+
+}  // namespace kestrel::plan
