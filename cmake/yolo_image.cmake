@@ -25,7 +25,8 @@ target_compile_features(kestrel_yolo_image PUBLIC cxx_std_20)
 # -march=native) would round differently and break bit-exactness.
 target_compile_options(kestrel_yolo_image PRIVATE $<$<CXX_COMPILER_ID:GNU,Clang>:-ffp-contract=off>)
 
-if(NOT DEFINED BUILD_TESTING OR BUILD_TESTING)
+# Tests follow the root's KESTREL_BUILD_TESTS option, and are built when it is not defined.
+if(NOT DEFINED KESTREL_BUILD_TESTS OR KESTREL_BUILD_TESTS)
     find_package(GTest REQUIRED)
     include(GoogleTest)
     add_executable(yolo_image_tests

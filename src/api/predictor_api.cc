@@ -1,5 +1,6 @@
 // The public Predictor: letterbox -> session -> decode/NMS, and Ultralytics-style plotting.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "core/error.h"

@@ -61,7 +61,7 @@ TEST(DrawBox, DrawsABandCentredOnEachEdge) {
     EXPECT_TRUE(is(image, 40, 71, kRed));
     EXPECT_TRUE(is(image, 61, 50, kRed));
     EXPECT_TRUE(is(image, 40, 50, kBlack));
-    EXPECT_TRUE(is(image, 19, 29, kRed));  // corners are closed
+    EXPECT_TRUE(is(image, 19, 29, kRed));                    // corners are closed
     EXPECT_EQ(count_color(image, kRed), 43 * 43 - 37 * 37);  // outer 19..61, inner 22..58
 }
 
@@ -125,6 +125,23 @@ TEST(DrawLabel, DifferentTextDrawsDifferentGlyphs) {
     EXPECT_EQ(odd.data, question.data);
 }
 
+TEST(DrawLabel, UsesBlackTextOnANearWhiteBox) {
+    Image image = blank(60, 30);
+    draw_label(image, 0, 29, "top1", kWhite, 1);
+    EXPECT_GT(count_color(image, kWhite), 0);
+    int black_in_label = 0;
+    for (int y = 20; y < 29; ++y) {
+        for (int x = 1; x < 24; ++x) black_in_label += is(image, x, y, kBlack);
+    }
+    EXPECT_GT(black_in_label, 10);
+    // Palette colours keep Ultralytics' white text.
+    for (int i = 0; i < 20; ++i) {
+        Image colored = blank(30, 12);
+        draw_label(colored, 0, 11, "a", palette_color(i), 1);
+        EXPECT_GT(count_color(colored, kWhite), 0) << i;
+    }
+}
+
 TEST(DrawLabel, SurvivesTinyImagesAndHugeScales) {
     Image tiny = blank(1, 1);
     draw_label(tiny, 0, 0, "person", kRed, 3);
@@ -158,8 +175,8 @@ TEST(DrawKeypoints, UsesPosePaletteAndSkeleton) {
 
 TEST(DrawKeypoints, HidesLowVisibilityAndZeroPointsAndTheirLimbs) {
     std::vector<Keypoint> person = standing_person();
-    person[5].visibility = 0.3f;           // left shoulder hidden
-    person[6] = {0.0f, 35.0f, 1.0f};       // right shoulder missing
+    person[5].visibility = 0.3f;      // left shoulder hidden
+    person[6] = {0.0f, 35.0f, 1.0f};  // right shoulder missing
     Image image = blank(100, 110);
     draw_keypoints(image, person, 3);
     EXPECT_TRUE(is(image, 40, 35, kBlack));
@@ -183,7 +200,7 @@ TEST(DrawKeypoints, ClipsLimbsReachingFarOutside) {
     Image image = blank(100, 110);
     draw_keypoints(image, person, 3);
     EXPECT_TRUE(is(image, 42, 77, Rgb{51, 153, 255}));  // the rest of the skeleton is unaffected
-    EXPECT_TRUE(is(image, 58, 98, kBlack));              // the NaN ankle is not drawn
+    EXPECT_TRUE(is(image, 58, 98, kBlack));             // the NaN ankle is not drawn
 }
 
 }  // namespace

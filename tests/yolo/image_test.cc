@@ -61,13 +61,13 @@ std::string decode_error(const std::vector<uint8_t>& bytes) {
 }
 
 std::vector<uint8_t> encode_jpeg(const std::vector<uint8_t>& pixels, int width, int height, int pixel_format,
-                                 int subsampling) {
+                                 int subsampling, int flags = 0) {
     std::unique_ptr<void, int (*)(tjhandle)> tj(tjInitCompress(), tjDestroy);
     unsigned char* jpeg = nullptr;
     unsigned long size = 0;
     const int pitch = width * tjPixelSize[pixel_format];
-    EXPECT_EQ(0, tjCompress2(tj.get(), pixels.data(), width, pitch, height, pixel_format, &jpeg, &size, subsampling,
-                             95, 0));
+    EXPECT_EQ(0, tjCompress2(tj.get(), pixels.data(), width, pitch, height, pixel_format, &jpeg, &size, subsampling, 95,
+                             flags));
     std::vector<uint8_t> bytes(jpeg, jpeg + size);
     tjFree(jpeg);
     return bytes;
@@ -126,12 +126,12 @@ TEST(ReadImage, ErrorsAreOneLineAndNameTheFile) {
     bus.resize(1000);
     write_bytes(truncated, bus);
 
-    const std::vector<std::pair<std::string, std::string>> cases = {{missing, "file not found"},
-                                                                     {empty, "zero-byte file"},
-                                                                     {text, "not a JPEG or PNG file"},
-                                                                     {truncated, "truncated JPEG data"},
-                                                                     {fs::path(empty).parent_path().string(),
-                                                                      "is a directory"}};
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {missing, "file not found"},
+        {empty, "zero-byte file"},
+        {text, "not a JPEG or PNG file"},
+        {truncated, "truncated JPEG data"},
+        {fs::path(empty).parent_path().string(), "is a directory"}};
     for (const auto& [path, reason] : cases) {
         const std::string message = read_error(path);
         EXPECT_EQ(message, "cannot read image '" + path + "': " + reason);
@@ -139,9 +139,12 @@ TEST(ReadImage, ErrorsAreOneLineAndNameTheFile) {
     }
 }
 
-TEST(DecodeImage, CorruptJpegHeaderIsAnError) {
-    const std::vector<uint8_t> bytes = {0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x02, 0x12, 0x34, 0x56};
-    EXPECT_EQ(decode_error(bytes).rfind("cannot read image 'memory.jpg': corrupt JPEG data (", 0), 0u);
+TEST(DecodeImage, BadJpegHeadersAreErrors) {
+    const std::string prefix = "cannot read image 'memory.jpg': ";
+    EXPECT_EQ(decode_error({0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x02, 0xFF, 0xD9}),
+              prefix + "corrupt JPEG data (Bogus marker length)");
+    EXPECT_EQ(decode_error({0xFF, 0xD8, 0xFF, 0xD9}), prefix + "corrupt JPEG data (no image in the data)");
+    EXPECT_EQ(decode_error({0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x02, 0x12}), prefix + "truncated JPEG data");
 }
 
 TEST(DecodeImage, CorruptPngIsAnError) {
@@ -195,6 +198,30 @@ TEST(DecodeImage, JpegWithExtraneousBytesStillDecodes) {
     for (uint8_t b : {0x12, 0x34, 0xFF, 0xD9}) damaged.push_back(b);
     const Image expected = decode_image(original.data(), original.size(), "bus.jpg");
     EXPECT_EQ(decode_image(damaged.data(), damaged.size(), "damaged.jpg").data, expected.data);
+}
+
+TEST(DecodeImage, FatalErrorAfterAWarningIsStillAnError) {
+    // libturbojpeg 2.x calls any failure a warning once a warning has been issued; the decoder must not
+    // return the half-decoded image. Junk before the DQT marker warns, a bad second progressive scan
+    // header is fatal.
+    const Image noise = testing::random_image(64, 64, 4);
+    std::vector<uint8_t> jpeg = encode_jpeg(noise.data, 64, 64, TJPF_RGB, TJSAMP_420, TJFLAG_PROGRESSIVE);
+    std::vector<size_t> scans;
+    for (size_t i = 0; i + 1 < jpeg.size(); ++i) {
+        if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xDA) scans.push_back(i);
+    }
+    ASSERT_GE(scans.size(), 2u);
+    const size_t components = jpeg[scans[1] + 4];
+    jpeg[scans[1] + 5 + 2 * components] = 0x50;  // Ss > 63
+    for (size_t i = 0; i + 1 < jpeg.size(); ++i) {
+        if (jpeg[i] == 0xFF && jpeg[i + 1] == 0xDB) {
+            jpeg.insert(jpeg.begin() + static_cast<std::ptrdiff_t>(i), {0x12, 0x34});
+            break;
+        }
+    }
+    const std::string message = decode_error(jpeg);
+    EXPECT_EQ(message.rfind("cannot read image 'memory.jpg': corrupt JPEG data (Invalid progressive parameters", 0), 0u)
+        << message;
 }
 
 TEST(DecodeImage, GrayJpegBecomesRgb) {
@@ -283,8 +310,8 @@ TEST(WriteJpeg, ReportsUnwritablePathsAndBadArguments) {
 }
 
 TEST(HasImageExtension, MatchesUltralyticsFormats) {
-    for (const char* name : {"a.jpg", "b.JPEG", "dir.v2/c.Png", "d.webp", "e.tif", "f.tiff", "g.bmp", "h.mpo",
-                             "i.dng", "j.pfm"}) {
+    for (const char* name :
+         {"a.jpg", "b.JPEG", "dir.v2/c.Png", "d.webp", "e.tif", "f.tiff", "g.bmp", "h.mpo", "i.dng", "j.pfm"}) {
         EXPECT_TRUE(has_image_extension(name)) << name;
     }
     for (const char* name : {"a.txt", "jpg", "dir.jpg/file", "b.", "c.jpg.bak", ".png_x", ""}) {

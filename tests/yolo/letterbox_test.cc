@@ -15,9 +15,9 @@
 namespace kestrel::yolo {
 namespace {
 
-using testing::GoldenCase;
 using testing::golden_cases_for;
 using testing::golden_source;
+using testing::GoldenCase;
 using testing::matches_golden;
 using testing::parse_pair;
 

@@ -12,13 +12,11 @@ namespace kestrel::yolo {
 namespace {
 
 // ultralytics.utils.plotting.Colors: FF3838 FF9D97 FF701F ... as RGB.
-constexpr std::array<Rgb, 20> kPalette = {{{0xFF, 0x38, 0x38}, {0xFF, 0x9D, 0x97}, {0xFF, 0x70, 0x1F},
-                                           {0xFF, 0xB2, 0x1D}, {0xCF, 0xD2, 0x31}, {0x48, 0xF9, 0x0A},
-                                           {0x92, 0xCC, 0x17}, {0x3D, 0xDB, 0x86}, {0x1A, 0x93, 0x34},
-                                           {0x00, 0xD4, 0xBB}, {0x2C, 0x99, 0xA8}, {0x00, 0xC2, 0xFF},
-                                           {0x34, 0x45, 0x93}, {0x64, 0x73, 0xFF}, {0x00, 0x18, 0xEC},
-                                           {0x84, 0x38, 0xFF}, {0x52, 0x00, 0x85}, {0xCB, 0x38, 0xFF},
-                                           {0xFF, 0x95, 0xC8}, {0xFF, 0x37, 0xC7}}};
+constexpr std::array<Rgb, 20> kPalette = {
+    {{0xFF, 0x38, 0x38}, {0xFF, 0x9D, 0x97}, {0xFF, 0x70, 0x1F}, {0xFF, 0xB2, 0x1D}, {0xCF, 0xD2, 0x31},
+     {0x48, 0xF9, 0x0A}, {0x92, 0xCC, 0x17}, {0x3D, 0xDB, 0x86}, {0x1A, 0x93, 0x34}, {0x00, 0xD4, 0xBB},
+     {0x2C, 0x99, 0xA8}, {0x00, 0xC2, 0xFF}, {0x34, 0x45, 0x93}, {0x64, 0x73, 0xFF}, {0x00, 0x18, 0xEC},
+     {0x84, 0x38, 0xFF}, {0x52, 0x00, 0x85}, {0xCB, 0x38, 0xFF}, {0xFF, 0x95, 0xC8}, {0xFF, 0x37, 0xC7}}};
 
 // Colors.pose_palette, and the indices into it that Annotator uses for COCO keypoints and limbs.
 constexpr std::array<Rgb, 20> kPosePalette = {{{255, 128, 0},   {255, 153, 51},  {255, 178, 102}, {230, 230, 0},
@@ -51,6 +49,9 @@ constexpr std::array<std::pair<int, int>, 19> kSkeleton = {{{16, 14},
                                                             {5, 7}}};
 
 constexpr Rgb kTextColor = {255, 255, 255};
+constexpr Rgb kTextColorOnLight = {0, 0, 0};
+// Above this luma (BT.601) white text would be unreadable; every palette colour is below it (max 191).
+constexpr int kLightLuma = 200;
 
 // 5x7 glyphs for ASCII 32..126, one byte per column, bit r set = row r lit (bit 0 at the top). Each
 // glyph cell is 6 columns wide (one blank) and is scaled by an integer factor.
@@ -200,8 +201,7 @@ void fill_circle(Image& image, int64_t cx, int64_t cy, int radius, Rgb color) {
 }
 
 // Liang-Barsky: clips the segment to [lo, hi] on both axes; false when nothing is left.
-bool clip_segment(double& x0, double& y0, double& x1, double& y1, double lo_x, double lo_y, double hi_x,
-                  double hi_y) {
+bool clip_segment(double& x0, double& y0, double& x1, double& y1, double lo_x, double lo_y, double hi_x, double hi_y) {
     const double dx = x1 - x0, dy = y1 - y0;
     double t0 = 0.0, t1 = 1.0;
     const std::array<std::pair<double, double>, 4> edges = {
@@ -272,6 +272,11 @@ void draw_text(Image& image, int64_t x, int64_t y, const std::string& text, int 
 
 // Ultralytics hides keypoints below its confidence threshold and those with a zero coordinate, which
 // is how missing keypoints are written.
+Rgb text_color_on(Rgb background) {
+    const int luma = (299 * background.r + 587 * background.g + 114 * background.b) / 1000;
+    return luma > kLightLuma ? kTextColorOnLight : kTextColor;
+}
+
 bool is_shown(const Keypoint& k) { return k.visibility >= 0.5f && k.x != 0.0f && k.y != 0.0f; }
 
 }  // namespace
@@ -314,7 +319,7 @@ void draw_label(Image& image, float x1, float y1, const std::string& text, Rgb c
     const int64_t label_top = y >= label_height ? y - label_height : y;
     const int64_t label_left = std::max<int64_t>(std::min<int64_t>(x, image.width - label_width), 0);
     fill_rect(image, label_left, label_top, label_left + label_width, label_top + label_height, color);
-    draw_text(image, label_left + margin, label_top + margin, text, scale, kTextColor);
+    draw_text(image, label_left + margin, label_top + margin, text, scale, text_color_on(color));
 }
 
 void draw_keypoints(Image& image, const std::vector<Keypoint>& keypoints, int line_width) {
@@ -329,8 +334,8 @@ void draw_keypoints(Image& image, const std::vector<Keypoint>& keypoints, int li
         const Keypoint& k = keypoints[i];
         int64_t x = 0, y = 0;
         if (!is_shown(k) || !to_pixel(k.x, &x) || !to_pixel(k.y, &y)) continue;
-        const Rgb color = coco_pose ? kPosePalette[static_cast<size_t>(kKeypointColor[i])]
-                                    : palette_color(static_cast<int>(i));
+        const Rgb color =
+            coco_pose ? kPosePalette[static_cast<size_t>(kKeypointColor[i])] : palette_color(static_cast<int>(i));
         fill_circle(image, x, y, radius, color);
     }
     if (!coco_pose) return;

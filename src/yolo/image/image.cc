@@ -60,6 +60,9 @@ struct TjDestroy {
 };
 using TjHandle = std::unique_ptr<void, TjDestroy>;
 
+// libjpeg's JWRN_JPEG_EOF: the data ended before the image did.
+constexpr std::string_view kPrematureEnd = "Premature end of JPEG file";
+
 struct TjFree {
     void operator()(unsigned char* buffer) const { tjFree(buffer); }
 };
@@ -82,10 +85,15 @@ Image decode_jpeg(const uint8_t* bytes, size_t size, const std::string& what) {
     if (!tj) fail_read(what, "cannot initialise libturbojpeg");
 
     int width = 0, height = 0, subsampling = 0, colorspace = 0;
-    // A header that fails to parse leaves the size unset; a warning alone does not.
-    if (tjDecompressHeader3(tj.get(), bytes, size, &width, &height, &subsampling, &colorspace) != 0 &&
-        (width <= 0 || height <= 0)) {
-        KS_FAIL("cannot read image '", what, "': corrupt JPEG data (", tjGetErrorStr2(tj.get()), ")");
+    const int header_status = tjDecompressHeader3(tj.get(), bytes, size, &width, &height, &subsampling, &colorspace);
+    if (width <= 0 || height <= 0) {
+        // libturbojpeg 2.1 reports success with a zero size for a stream without a frame (tables only),
+        // and also when the data ends before the frame header, leaving only a warning behind. Its error
+        // string is only current when this call failed or warned.
+        const bool warned = tjGetErrorCode(tj.get()) == TJERR_WARNING;
+        const std::string message = header_status != 0 || warned ? tjGetErrorStr2(tj.get()) : "no image in the data";
+        if (message.starts_with(kPrematureEnd)) fail_read(what, "truncated JPEG data");
+        KS_FAIL("cannot read image '", what, "': corrupt JPEG data (", message, ")");
     }
     Image image = allocate_rgb(width, height, what);
 
@@ -96,10 +104,10 @@ Image decode_jpeg(const uint8_t* bytes, size_t size, const std::string& what) {
     // pixels match OpenCV's. LIMITSCANS rejects progressive files built to take minutes to decode.
     auto decompress = [&](int extra_flags) {
         const int flags = TJFLAG_ACCURATEDCT | TJFLAG_LIMITSCANS | extra_flags;
-        return cmyk ? tjDecompress2(tj.get(), bytes, size, cmyk_pixels.data(), width, width * 4, height, TJPF_CMYK,
-                                    flags)
-                    : tjDecompress2(tj.get(), bytes, size, image.data.data(), width, width * 3, height, TJPF_RGB,
-                                    flags);
+        return cmyk
+                   ? tjDecompress2(tj.get(), bytes, size, cmyk_pixels.data(), width, width * 4, height, TJPF_CMYK,
+                                   flags)
+                   : tjDecompress2(tj.get(), bytes, size, image.data.data(), width, width * 3, height, TJPF_RGB, flags);
     };
     // libturbojpeg 2.x reports TJERR_WARNING whenever a warning came first, even when a fatal error
     // followed, so a first pass stopping at the first warning tells a fatal error from a warning.
@@ -110,7 +118,7 @@ Image decode_jpeg(const uint8_t* bytes, size_t size, const std::string& what) {
         }
         // Running out of data makes libjpeg fill the missing rows with grey: a truncated file is an
         // error, not an image. Other warnings (e.g. "extraneous bytes before marker") leave all pixels.
-        if (warning.starts_with("Premature end of JPEG file")) fail_read(what, "truncated JPEG data");
+        if (warning.starts_with(kPrematureEnd)) fail_read(what, "truncated JPEG data");
         // libjpeg reports only its first warning, so any other message after decoding through the
         // warnings is the fatal error that ended the decode.
         if (decompress(0) != 0 && warning != tjGetErrorStr2(tj.get())) {
@@ -242,7 +250,8 @@ void write_jpeg(const std::string& path, const Image& image, int quality) {
         image.data.size() != static_cast<size_t>(image.width) * image.height * 3) {
         fail_write(path, "image is empty or its size does not match its pixel data");
     }
-    if (quality < 1 || quality > 100) KS_FAIL("cannot write image '", path, "': JPEG quality ", quality, " not in 1..100");
+    if (quality < 1 || quality > 100)
+        KS_FAIL("cannot write image '", path, "': JPEG quality ", quality, " not in 1..100");
 
     TjHandle tj(tjInitCompress());
     if (!tj) fail_write(path, "cannot initialise libturbojpeg");
@@ -277,7 +286,7 @@ bool has_image_extension(const std::string& path) {
     if (extension.size() < 2) return false;
     std::string lower;
     for (char c : extension.substr(1)) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    static constexpr std::array<std::string_view, 10> kExtensions = {"bmp", "dng", "jpeg", "jpg", "mpo",
+    static constexpr std::array<std::string_view, 10> kExtensions = {"bmp", "dng", "jpeg", "jpg",  "mpo",
                                                                      "png", "tif", "tiff", "webp", "pfm"};
     return std::find(kExtensions.begin(), kExtensions.end(), lower) != kExtensions.end();
 }

@@ -20,8 +20,12 @@ struct Image {
     const uint8_t* pixel(int x, int y) const { return data.data() + (static_cast<size_t>(y) * width + x) * 3; }
 };
 
-// Decodes a JPEG or PNG file (detected by content, not extension). EXIF orientation is ignored,
-// as OpenCV's imread in Ultralytics ignores it for PNG and applies it for JPEG: see image.cc.
+// Decodes a JPEG or PNG file (detected by content, not extension) to the pixels cv2.imread gives
+// (libjpeg's default islow IDCT and fancy upsampling; PNG alpha dropped, 16-bit cut to the high byte).
+// EXIF orientation is ignored: pixels come as stored. cv2.imread, which Ultralytics uses, applies the
+// EXIF orientation of JPEG and PNG files (OpenCV 4.10 and 5.0), so rotated-tag files differ from it.
+// A JPEG whose data ends early is an error (libjpeg would pad it with grey); other libjpeg warnings,
+// such as extraneous bytes before a marker, are logged and the image is returned.
 Image read_image(const std::string& path);
 // Decodes from memory; `what` names the source in error messages.
 Image decode_image(const uint8_t* bytes, size_t size, const std::string& what);

@@ -182,8 +182,8 @@ Image resize_integer_factors(const Image& src, int out_w, int out_h, int factor_
                     const uint8_t* row = src.pixel(x * factor_x, y * factor_y + dy);
                     for (int dx = 0; dx < factor_x; ++dx) sum += row[dx * 3 + c];
                 }
-                dst.pixel(x, y)[c] = two_by_two ? static_cast<uint8_t>((sum + 2) >> 2)
-                                                : saturate_u8(static_cast<float>(sum) * inv_area);
+                dst.pixel(x, y)[c] =
+                    two_by_two ? static_cast<uint8_t>((sum + 2) >> 2) : saturate_u8(static_cast<float>(sum) * inv_area);
             }
         }
     }
@@ -215,7 +215,8 @@ std::vector<AreaWeight> area_weights(int src_size, int dst_size, double scale) {
         }
         for (int s = first; s < last; ++s) weights.push_back({d, s, static_cast<float>(1.0 / cell_width)});
         if (end - last > 1e-3) {
-            weights.push_back({d, last, static_cast<float>(std::min(std::min(end - last, 1.0), cell_width) / cell_width)});
+            weights.push_back(
+                {d, last, static_cast<float>(std::min(std::min(end - last, 1.0), cell_width) / cell_width)});
         }
     }
     return weights;
@@ -261,7 +262,8 @@ Image resize_linear(const Image& src, int out_w, int out_h) {
     if (out_w == src.width && out_h == src.height) return src;
     const ScaleFactors s = scale_factors(src, out_w, out_h);
     // hal::resize: an exact 2x2 downscale is the same as INTER_AREA and takes its integer path.
-    if (s.integer_factors && s.integer_x == 2 && s.integer_y == 2) return resize_integer_factors(src, out_w, out_h, 2, 2);
+    if (s.integer_factors && s.integer_x == 2 && s.integer_y == 2)
+        return resize_integer_factors(src, out_w, out_h, 2, 2);
     return resize_two_tap(src, out_w, out_h, s, /*area_mode=*/false);
 }
 
