@@ -112,8 +112,9 @@ int run_predict(const Options& opts) {
         }
         auto p = predictor->predict(image.value(), po);
         KS_CHECK(p.ok(), p.status().message());
-        std::cout << "image " << i + 1 << "/" << files.size() << " " << fs::absolute(f).string() << ": " << info.imgsz[0]
-                  << "x" << info.imgsz[1] << " " << summary(p.value(), info) << p->speed.inference_ms << "ms\n";
+        printf("image %zu/%zu %s: %dx%d %s%.1fms\n", i + 1, files.size(), fs::absolute(f).string().c_str(), info.imgsz[0],
+               info.imgsz[1], summary(p.value(), info).c_str(), p->speed.inference_ms);
+        std::fflush(stdout);
         total.preprocess_ms += p->speed.preprocess_ms;
         total.inference_ms += p->speed.inference_ms;
         total.postprocess_ms += p->speed.postprocess_ms;

@@ -28,25 +28,11 @@ constexpr int kCocoKeypoints = 17;
 constexpr std::array<int, kCocoKeypoints> kKeypointColor = {16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 9, 9, 9, 9, 9, 9};
 constexpr std::array<int, 19> kLimbColor = {9, 9, 9, 9, 7, 7, 7, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16};
 // Annotator.skeleton, 1-based keypoint numbers as Ultralytics writes them.
-constexpr std::array<std::pair<int, int>, 19> kSkeleton = {{{16, 14},
-                                                            {14, 12},
-                                                            {17, 15},
-                                                            {15, 13},
-                                                            {12, 13},
-                                                            {6, 12},
-                                                            {7, 13},
-                                                            {6, 7},
-                                                            {6, 8},
-                                                            {7, 9},
-                                                            {8, 10},
-                                                            {9, 11},
-                                                            {2, 3},
-                                                            {1, 2},
-                                                            {1, 3},
-                                                            {2, 4},
-                                                            {3, 5},
-                                                            {4, 6},
-                                                            {5, 7}}};
+// clang-format off
+constexpr std::array<std::pair<int, int>, 19> kSkeleton = {{
+    {16, 14}, {14, 12}, {17, 15}, {15, 13}, {12, 13}, {6, 12}, {7, 13}, {6, 7}, {6, 8}, {7, 9},
+    {8, 10}, {9, 11}, {2, 3}, {1, 2}, {1, 3}, {2, 4}, {3, 5}, {4, 6}, {5, 7}}};
+// clang-format on
 
 constexpr Rgb kTextColor = {255, 255, 255};
 constexpr Rgb kTextColorOnLight = {0, 0, 0};

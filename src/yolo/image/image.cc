@@ -110,21 +110,22 @@ Image decode_jpeg(const uint8_t* bytes, size_t size, const std::string& what) {
                    : tjDecompress2(tj.get(), bytes, size, image.data.data(), width, width * 3, height, TJPF_RGB, flags);
     };
     // libturbojpeg 2.x reports TJERR_WARNING whenever a warning came first, even when a fatal error
-    // followed, so a first pass stopping at the first warning tells a fatal error from a warning.
+    // followed, so a first pass stopping at the first problem tells a fatal error from a warning.
     if (decompress(TJFLAG_STOPONWARNING) != 0) {
-        const std::string warning = tjGetErrorStr2(tj.get());
+        const std::string first_problem = tjGetErrorStr2(tj.get());
         if (tjGetErrorCode(tj.get()) == TJERR_FATAL) {
-            KS_FAIL("cannot read image '", what, "': corrupt JPEG data (", warning, ")");
+            KS_FAIL("cannot read image '", what, "': corrupt JPEG data (", first_problem, ")");
         }
         // Running out of data makes libjpeg fill the missing rows with grey: a truncated file is an
-        // error, not an image. Other warnings (e.g. "extraneous bytes before marker") leave all pixels.
-        if (warning.starts_with(kPrematureEnd)) fail_read(what, "truncated JPEG data");
+        // error, not an image. After other warnings (extraneous bytes before a marker, a damaged
+        // entropy-coded segment) libjpeg still delivers every row, as cv2.imread would.
+        if (first_problem.starts_with(kPrematureEnd)) fail_read(what, "truncated JPEG data");
         // libjpeg reports only its first warning, so any other message after decoding through the
         // warnings is the fatal error that ended the decode.
-        if (decompress(0) != 0 && warning != tjGetErrorStr2(tj.get())) {
+        if (decompress(0) != 0 && first_problem != tjGetErrorStr2(tj.get())) {
             KS_FAIL("cannot read image '", what, "': corrupt JPEG data (", tjGetErrorStr2(tj.get()), ")");
         }
-        log_warning("image '" + what + "': " + warning + " (decoded anyway)");
+        log_warning("image '" + what + "': " + first_problem + " (decoded anyway)");
     }
     if (cmyk) cmyk_to_rgb(cmyk_pixels, image);
     return image;

@@ -74,48 +74,40 @@ struct Tap {
     int16_t w0, w1;
 };
 
-// OpenCV's coefficient loop in hal::resize. Linear: src = (d + 0.5) * scale - 0.5. INTER_AREA when
-// upscaling ("area mode"): the fraction of the source pixel that the destination cell boundary leaves.
-// Taps falling off the image edge are clamped to the edge pixel with weights (1, 0).
-Tap make_tap(int d, double scale, double inv_scale, int src_size, bool area_mode) {
-    int s = 0;
-    float f = 0.0f;
+// Where destination coordinate d samples the source: the pixel index and the fraction towards the next
+// one, as OpenCV's coefficient loop in hal::resize computes them. Linear: src = (d + 0.5) * scale - 0.5.
+// INTER_AREA when upscaling ("area mode"): the fraction of the source pixel that the destination cell
+// boundary leaves.
+struct SourcePosition {
+    int index;
+    float fraction;
+};
+
+SourcePosition source_position(int d, double scale, double inv_scale, bool area_mode) {
     if (!area_mode) {
-        f = static_cast<float>((d + 0.5) * scale - 0.5);
-        s = static_cast<int>(std::floor(f));
-        f -= static_cast<float>(s);
-    } else {
-        s = static_cast<int>(std::floor(d * scale));
-        f = static_cast<float>((d + 1) - (s + 1) * inv_scale);
-        f = f <= 0 ? 0.0f : f - std::floor(f);
+        const auto f = static_cast<float>((d + 0.5) * scale - 0.5);
+        const auto index = static_cast<int>(std::floor(f));
+        return {index, f - static_cast<float>(index)};
     }
-    if (s < 0) {
-        f = 0.0f;
-        s = 0;
-    }
-    if (s >= src_size - 1) {
-        f = 0.0f;
-        s = src_size - 1;
-    }
-    return Tap{s, std::min(s + 1, src_size - 1), fixed_weight(1.0f - f), fixed_weight(f)};
+    const auto index = static_cast<int>(std::floor(d * scale));
+    const auto f = static_cast<float>((d + 1) - (index + 1) * inv_scale);
+    return {index, f <= 0 ? 0.0f : f - std::floor(f)};
 }
 
-// The row taps keep their weights when clamped: OpenCV clamps only the row index (clip() in
+// Column taps that fall off an image edge sample the edge pixel with weights (1, 0).
+Tap column_tap(int d, double scale, double inv_scale, int src_size, bool area_mode) {
+    SourcePosition p = source_position(d, scale, inv_scale, area_mode);
+    if (p.index < 0) p = {0, 0.0f};
+    if (p.index >= src_size - 1) p = {src_size - 1, 0.0f};
+    return Tap{p.index, std::min(p.index + 1, src_size - 1), fixed_weight(1.0f - p.fraction), fixed_weight(p.fraction)};
+}
+
+// Row taps keep their weights when clamped: OpenCV clamps only the row index (clip() in
 // resizeGeneric_Invoker), so a top row blends the first source row with itself, weights unchanged.
-Tap make_row_tap(int d, double scale, double inv_scale, int src_size, bool area_mode) {
-    int s = 0;
-    float f = 0.0f;
-    if (!area_mode) {
-        f = static_cast<float>((d + 0.5) * scale - 0.5);
-        s = static_cast<int>(std::floor(f));
-        f -= static_cast<float>(s);
-    } else {
-        s = static_cast<int>(std::floor(d * scale));
-        f = static_cast<float>((d + 1) - (s + 1) * inv_scale);
-        f = f <= 0 ? 0.0f : f - std::floor(f);
-    }
-    return Tap{std::clamp(s, 0, src_size - 1), std::clamp(s + 1, 0, src_size - 1), fixed_weight(1.0f - f),
-               fixed_weight(f)};
+Tap row_tap(int d, double scale, double inv_scale, int src_size, bool area_mode) {
+    const SourcePosition p = source_position(d, scale, inv_scale, area_mode);
+    return Tap{std::clamp(p.index, 0, src_size - 1), std::clamp(p.index + 1, 0, src_size - 1),
+               fixed_weight(1.0f - p.fraction), fixed_weight(p.fraction)};
 }
 
 // HResizeLinear: exact integer sums (up to 255 * 2048) for one source row.
@@ -138,7 +130,7 @@ uint8_t vertical_blend(int upper, int lower, int w0, int w1) {
 
 Image resize_two_tap(const Image& src, int out_w, int out_h, const ScaleFactors& s, bool area_mode) {
     std::vector<Tap> columns(static_cast<size_t>(out_w));
-    for (int x = 0; x < out_w; ++x) columns[static_cast<size_t>(x)] = make_tap(x, s.x, s.inv_x, src.width, area_mode);
+    for (int x = 0; x < out_w; ++x) columns[static_cast<size_t>(x)] = column_tap(x, s.x, s.inv_x, src.width, area_mode);
 
     Image dst = make_image(out_w, out_h);
     // Horizontal sums of the two source rows in use, kept while consecutive output rows share them.
@@ -156,7 +148,7 @@ Image resize_two_tap(const Image& src, int out_w, int out_h, const ScaleFactors&
     };
 
     for (int y = 0; y < out_h; ++y) {
-        const Tap t = make_row_tap(y, s.y, s.inv_y, src.height, area_mode);
+        const Tap t = row_tap(y, s.y, s.inv_y, src.height, area_mode);
         const std::vector<int>& upper = row_sums(t.first, t.second);
         const std::vector<int>& lower = row_sums(t.second, t.first);
         uint8_t* out = dst.pixel(0, y);

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test suite: installs dependencies and the test venv, builds (Release), runs ctest;
+# then builds again with AddressSanitizer + UndefinedBehaviorSanitizer and runs the C++ suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install_deps.sh
+bash scripts/setup_test_venv.sh
+bash scripts/build.sh
+(cd build && ctest --output-on-failure -j1)
+SANITIZE=1 bash scripts/build.sh
+# oneDNN's JIT code is not instrumented; leak checks stay on for our code.
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$PWD/../tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
+   ctest --output-on-failure -j1 -E '^py_ort')
