@@ -1,0 +1,300 @@
+// The planner on small graphs: layouts, views (concat elision, split/slice/reshape aliases), and the
+// arena: smaller than the naive sum, and no two buffers that are live at the same time overlap. The
+// overlap check recomputes lifetimes from the plan's node order independently of the planner.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <climits>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/graph_builder.h"
+
+namespace kestrel::test {
+namespace {
+
+using ir::Op;
+using plan::Layout;
+using plan::Storage;
+
+plan::ExecutionPlan build_plan(GraphBuilder& b) { return plan::build(prepare(b.graph())); }
+
+const plan::ValuePlan& vp(const plan::ExecutionPlan& p, int v) { return p.values.at(static_cast<size_t>(v)); }
+
+int64_t plane_bytes(const plan::ExecutionPlan& p, int v) {
+    const Shape& s = p.graph.value(v).shape;
+    return s[2] * s[3] * 4;
+}
+
+// Every arena root's [first write, last read] over all values placed in it, from the node order.
+struct Lifetime {
+    int first = INT_MAX, last = -1;
+};
+
+std::vector<Lifetime> root_lifetimes(const plan::ExecutionPlan& p) {
+    std::vector<Lifetime> life(p.values.size());
+    auto root = [&](int v) { return vp(p, v).storage == Storage::kView ? vp(p, v).root : v; };
+    for (size_t i = 0; i < p.graph.nodes.size(); ++i) {
+        const ir::Node& n = p.graph.nodes[i];
+        int at = static_cast<int>(i);
+        for (int o : n.outputs) {
+            Lifetime& l = life[static_cast<size_t>(root(o))];
+            l.first = std::min(l.first, at);
+            l.last = std::max(l.last, at);
+        }
+        for (int in : n.inputs)
+            if (in >= 0) {
+                Lifetime& l = life[static_cast<size_t>(root(in))];
+                l.last = std::max(l.last, at);
+                l.first = std::min(l.first, at);  // read before written would be a bug caught below
+            }
+    }
+    return life;
+}
+
+// The plan's memory invariants, checked exhaustively over all pairs.
+void expect_valid_memory(const plan::ExecutionPlan& p) {
+    const ir::Graph& g = p.graph;
+    ASSERT_EQ(p.values.size(), g.values.size());
+    auto life = root_lifetimes(p);
+    std::vector<int> arena_roots;
+    for (size_t v = 0; v < p.values.size(); ++v) {
+        const plan::ValuePlan& x = p.values[v];
+        SCOPED_TRACE("value '" + g.values[v].name + "'");
+        EXPECT_EQ(x.bytes, plan::storage_bytes(g.values[v], x.layout));
+        if (x.storage == Storage::kView) {
+            // A view lies inside its root, and the root is a real buffer (views are resolved).
+            ASSERT_GE(x.root, 0);
+            const plan::ValuePlan& r = vp(p, x.root);
+            EXPECT_NE(r.storage, Storage::kView);
+            EXPECT_NE(r.storage, Storage::kConstant);
+            EXPECT_GE(x.offset, 0);
+            EXPECT_LE(x.offset + x.bytes, r.bytes) << "view overruns root '" << g.value(x.root).name << "'";
+        }
+        if (x.storage == Storage::kArena && life[v].last >= 0) {
+            EXPECT_GE(x.offset, 0);
+            EXPECT_EQ(x.offset % 64, 0) << "arena buffers are 64-byte aligned for oneDNN";
+            EXPECT_LE(x.offset + x.bytes, p.arena_bytes);
+            arena_roots.push_back(static_cast<int>(v));
+        }
+    }
+    for (size_t i = 0; i < arena_roots.size(); ++i)
+        for (size_t j = i + 1; j < arena_roots.size(); ++j) {
+            int a = arena_roots[i], b = arena_roots[j];
+            const Lifetime &la = life[static_cast<size_t>(a)], &lb = life[static_cast<size_t>(b)];
+            bool live_together = la.first <= lb.last && lb.first <= la.last;
+            const plan::ValuePlan &pa = vp(p, a), &pb = vp(p, b);
+            bool overlap = pa.offset < pb.offset + pb.bytes && pb.offset < pa.offset + pa.bytes;
+            EXPECT_FALSE(live_together && overlap)
+                << "'" << g.value(a).name << "' [" << pa.offset << ", " << pa.offset + pa.bytes << ") nodes " << la.first
+                << ".." << la.last << " overlaps '" << g.value(b).name << "' [" << pb.offset << ", "
+                << pb.offset + pb.bytes << ") nodes " << lb.first << ".." << lb.last;
+        }
+    // Every value a node reads has been written (or is an input/constant) by then.
+    std::vector<bool> ready(g.values.size(), false);
+    for (size_t v = 0; v < g.values.size(); ++v) ready[v] = g.values[v].constant != nullptr;
+    for (int in : g.inputs) ready[static_cast<size_t>(in)] = true;
+    for (const ir::Node& n : g.nodes) {
+        for (int in : n.inputs) EXPECT_TRUE(in < 0 || ready[static_cast<size_t>(in)]) << "node '" << n.name << "'";
+        for (int o : n.outputs) ready[static_cast<size_t>(o)] = true;
+    }
+}
+
+class PlanTest : public ::testing::Test {
+   protected:
+    void SetUp() override { trace_ = std::make_unique<::testing::ScopedTrace>(__FILE__, __LINE__, rng_.trace()); }
+    // The plan must also run: the CPU result matches the reference.
+    void expect_runs_correctly() {
+        auto in = random_inputs(b_.graph(), rng_);
+        EXPECT_TRUE(all_close(run_cpu(b_.graph(), in), run_reference(b_.graph(), in), 1e-5));
+    }
+    Rng rng_;
+    GraphBuilder b_{rng_};
+    std::unique_ptr<::testing::ScopedTrace> trace_;
+};
+
+TEST_F(PlanTest, LayoutsBlockedForConvsAndPlainAtGraphOutputs) {
+    int x = b_.input({1, 16, 6, 6});
+    int c32 = b_.conv(x, 16, 32, {.k = 1});
+    int c51 = b_.conv(x, 16, 51, {.k = 1});  // from a plain input, 51 channels stay plain
+    int c51b = b_.conv(c32, 32, 51, {.k = 1});  // from a blocked input, padded to 56 channels
+    b_.output(c32);
+    b_.output(c51);
+    b_.output(c51b);
+    auto p = build_plan(b_);
+    // Graph outputs are plain; the convs write blocked temporaries converted by an Identity.
+    for (int o : {c32, c51, c51b}) {
+        EXPECT_EQ(vp(p, o).layout, Layout::kPlain) << p.graph.value(o).name;
+        EXPECT_EQ(vp(p, o).storage, Storage::kOutput);
+    }
+    int identities = 0;
+    for (const ir::Node& n : p.graph.nodes) {
+        if (n.op != Op::kIdentity) continue;
+        ++identities;
+        EXPECT_EQ(vp(p, n.inputs[0]).layout, Layout::kBlocked8);
+        EXPECT_EQ(vp(p, n.outputs[0]).layout, Layout::kPlain);
+    }
+    EXPECT_EQ(identities, 2) << "c32 and c51b are produced blocked, c51 plain";
+    const ir::Node& conv51 = p.graph.nodes[1];
+    ASSERT_EQ(conv51.op, Op::kConv);
+    EXPECT_EQ(conv51.outputs[0], c51) << "a plain conv output needs no conversion";
+    // The padded blocked temporary of c51b holds 56 channels.
+    for (const ir::Node& n : p.graph.nodes)
+        if (n.op == Op::kIdentity && n.outputs[0] == c51b) EXPECT_EQ(vp(p, n.inputs[0]).bytes, 56 * 36 * 4);
+    expect_valid_memory(p);
+    expect_runs_correctly();
+}
+
+TEST_F(PlanTest, ConcatElisionPlacesProducersInsideTheConcatOutput) {
+    // Conv(16->32) -> Split(16, 16) -> Conv on the second half -> Concat(a, b, conv) -> Conv: YOLOv8's C2f.
+    int x = b_.input({1, 16, 8, 8});
+    int c1 = b_.conv(x, 16, 32, {.k = 1, .activation = "silu"});
+    auto s = b_.node_n(Op::kSplit, {c1, b_.ints({16, 16})}, 2, {{"axis", int64_t{1}}});
+    int m = b_.conv(s[1], 16, 16, {.k = 3, .pad = 1, .activation = "silu"});
+    int cat = b_.node(Op::kConcat, {s[0], s[1], m}, {{"axis", int64_t{1}}});
+    b_.output(b_.conv(cat, 48, 16, {.k = 1}));
+    auto p = build_plan(b_);
+
+    EXPECT_EQ(vp(p, cat).layout, Layout::kBlocked8);
+    EXPECT_EQ(vp(p, cat).storage, Storage::kArena);
+    int64_t ch16 = 16 * plane_bytes(p, cat);  // 16 channels = two nChw8c blocks
+    struct Expect {
+        int value;
+        int64_t offset;
+        const char* what;
+    };
+    for (auto [v, off, what] : {Expect{c1, 0, "conv1 output (split input)"}, Expect{s[0], 0, "split[0]"},
+                                Expect{s[1], ch16, "split[1]"}, Expect{m, 2 * ch16, "bottleneck conv output"}}) {
+        SCOPED_TRACE(what);
+        EXPECT_EQ(vp(p, v).storage, Storage::kView);
+        EXPECT_EQ(vp(p, v).root, cat);
+        EXPECT_EQ(vp(p, v).offset, off);
+    }
+    expect_valid_memory(p);
+    expect_runs_correctly();
+}
+
+TEST_F(PlanTest, PlainConcatOfNonBlockMultiplesIsElidedToo) {
+    // 12 + 20 channels: plain layout, still contiguous channel ranges of a batch-1 tensor.
+    int x = b_.input({1, 16, 5, 5});
+    int a = b_.conv(x, 16, 12, {.k = 1});
+    int c = b_.conv(x, 16, 20, {.k = 1});
+    int cat = b_.node(Op::kConcat, {a, c}, {{"axis", int64_t{1}}});
+    b_.output(b_.node(Op::kSigmoid, {cat}));
+    auto p = build_plan(b_);
+    EXPECT_EQ(vp(p, cat).layout, Layout::kPlain);
+    EXPECT_EQ(vp(p, a).storage, Storage::kView);
+    EXPECT_EQ(vp(p, a).root, cat);
+    EXPECT_EQ(vp(p, a).offset, 0);
+    EXPECT_EQ(vp(p, c).storage, Storage::kView);
+    EXPECT_EQ(vp(p, c).root, cat);
+    EXPECT_EQ(vp(p, c).offset, 12 * 25 * 4);
+    expect_valid_memory(p);
+    expect_runs_correctly();
+}
+
+TEST_F(PlanTest, ConcatOfMixedLayoutsOrNonContiguousAxisIsNotElided) {
+    int x = b_.input({1, 16, 6, 6});
+    int blk = b_.conv(x, 16, 16, {.k = 1});  // nChw8c
+    int pln = b_.conv(x, 16, 12, {.k = 1});  // nchw
+    int cat1 = b_.node(Op::kConcat, {blk, pln}, {{"axis", int64_t{1}}});
+    // Axis 2 of [1, C, H, W]: each input is C strided pieces of the output, not one range.
+    int cat2 = b_.node(Op::kConcat, {b_.node(Op::kSigmoid, {x}), b_.node(Op::kRelu, {x})}, {{"axis", int64_t{2}}});
+    b_.output(b_.node(Op::kSigmoid, {cat1}));
+    b_.output(b_.node(Op::kSigmoid, {cat2}));
+    auto p = build_plan(b_);
+    EXPECT_EQ(vp(p, cat1).layout, Layout::kPlain);
+    // The blocked conv output is converted to plain first; the converted copy may sit in the concat.
+    EXPECT_NE(vp(p, blk).root, cat1);
+    for (const ir::Node& n : p.graph.nodes)
+        if (n.outputs[0] == cat2)
+            for (int in : n.inputs) EXPECT_NE(vp(p, in).storage, Storage::kView) << p.graph.value(in).name;
+    expect_valid_memory(p);
+    expect_runs_correctly();
+}
+
+TEST_F(PlanTest, SplitSliceAndReshapeOutputsAreViews) {
+    int x = b_.input({1, 16, 6, 6});
+    int c = b_.conv(x, 16, 32, {.k = 1});  // blocked, 32 channels
+    auto s = b_.node_n(Op::kSplit, {c, b_.ints({8, 24})}, 2, {{"axis", int64_t{1}}});
+    int plain = b_.node(Op::kSigmoid, {x});
+    int sl = b_.node(Op::kSlice, {plain, b_.ints({4}), b_.ints({12}), b_.ints({1})});
+    int rs = b_.node(Op::kReshape, {plain, b_.ints({1, 16, 36})});
+    auto s2 = b_.node_n(Op::kSplit, {plain, b_.ints({2, 4})}, 2, {{"axis", int64_t{2}}});  // strided: copies
+    for (int v : {s[0], s[1], sl, rs, s2[0], s2[1]}) b_.output(b_.node(Op::kSigmoid, {v}));
+    auto p = build_plan(b_);
+
+    EXPECT_EQ(vp(p, s[0]).layout, Layout::kBlocked8);
+    EXPECT_EQ(vp(p, s[0]).storage, Storage::kView);
+    EXPECT_EQ(vp(p, s[0]).root, c);
+    EXPECT_EQ(vp(p, s[0]).offset, 0);
+    EXPECT_EQ(vp(p, s[1]).storage, Storage::kView);
+    EXPECT_EQ(vp(p, s[1]).root, c);
+    EXPECT_EQ(vp(p, s[1]).offset, 8 * 36 * 4);
+    EXPECT_EQ(vp(p, sl).storage, Storage::kView);
+    EXPECT_EQ(vp(p, sl).root, plain);
+    EXPECT_EQ(vp(p, sl).offset, 4 * 36 * 4);
+    EXPECT_EQ(vp(p, rs).storage, Storage::kView);
+    EXPECT_EQ(vp(p, rs).root, plain);
+    EXPECT_EQ(vp(p, rs).offset, 0);
+    EXPECT_NE(vp(p, s2[0]).storage, Storage::kView);
+    EXPECT_NE(vp(p, s2[1]).storage, Storage::kView);
+    expect_valid_memory(p);
+    expect_runs_correctly();
+}
+
+TEST_F(PlanTest, ArenaReusesMemoryAlongAChain) {
+    // Six convs in a row: at any time only an input and an output are live.
+    int v = b_.input({1, 16, 10, 10});
+    for (int i = 0; i < 6; ++i) v = b_.conv(v, 16, 16, {.k = 3, .pad = 1, .activation = "silu"});
+    b_.output(b_.node(Op::kSigmoid, {v}));
+    auto p = build_plan(b_);
+    int64_t one = 16 * 100 * 4;
+    EXPECT_LT(p.arena_bytes, p.naive_bytes);
+    EXPECT_EQ(p.naive_bytes, 6 * one);
+    EXPECT_LE(p.arena_bytes, 2 * one);
+    EXPECT_GE(p.arena_bytes, 2 * one) << "two buffers are live at every conv";
+    expect_valid_memory(p);
+    expect_runs_correctly();
+}
+
+// Overlap checks on the kinds of subgraphs YOLOv8 is made of, where views and lifetimes interact.
+TEST_F(PlanTest, NoLiveBuffersOverlapInYoloLikeGraphs) {
+    int x = b_.input({1, 16, 12, 12});
+    // Stem + C2f with a residual bottleneck.
+    int c1 = b_.conv(x, 16, 32, {.k = 3, .stride = 2, .pad = 1, .activation = "silu"});
+    int c2 = b_.conv(c1, 32, 32, {.k = 1, .activation = "silu"});
+    auto s = b_.node_n(Op::kSplit, {c2, b_.ints({16, 16})}, 2, {{"axis", int64_t{1}}});
+    int bt = b_.conv(b_.conv(s[1], 16, 16, {.k = 3, .pad = 1, .activation = "silu"}), 16, 16,
+                     {.k = 3, .pad = 1, .activation = "silu", .residual = s[1]});
+    int c2f = b_.conv(b_.node(Op::kConcat, {s[0], s[1], bt}, {{"axis", int64_t{1}}}), 48, 32, {.k = 1});
+    // SPPF.
+    int sp = b_.conv(c2f, 32, 16, {.k = 1});
+    AttrList mp = {{"kernel_shape", Ints{5, 5}}, {"pads", Ints{2, 2, 2, 2}}};
+    int y1 = b_.node(Op::kMaxPool, {sp}, mp), y2 = b_.node(Op::kMaxPool, {y1}, mp), y3 = b_.node(Op::kMaxPool, {y2}, mp);
+    int sppf = b_.conv(b_.node(Op::kConcat, {sp, y1, y2, y3}, {{"axis", int64_t{1}}}), 64, 32, {.k = 1});
+    // FPN: upsample and concat with the earlier stride.
+    int up = b_.node(Op::kResize, {sppf, -1, b_.floats({4}, {1, 1, 1, 1})},
+                     {{"coordinate_transformation_mode", std::string("asymmetric")}, {"nearest_mode", std::string("floor")}});
+    int fpn = b_.conv(b_.node(Op::kConcat, {up, c2f}, {{"axis", int64_t{1}}}), 64, 16, {.k = 3, .pad = 1});
+    // Detect head on two branches, reshaped and concatenated on axis 2, then split into box/class.
+    int box = b_.node(Op::kReshape, {b_.conv(fpn, 16, 64, {.k = 1}), b_.ints({1, 64, -1})});
+    int cls = b_.node(Op::kReshape, {b_.conv(fpn, 16, 8, {.k = 1}), b_.ints({1, 8, -1})});
+    int head = b_.node(Op::kConcat, {box, cls}, {{"axis", int64_t{1}}});
+    auto bc = b_.node_n(Op::kSplit, {head, b_.ints({64, 8})}, 2, {{"axis", int64_t{1}}});
+    int dfl = b_.node(Op::kSoftmax, {b_.node(Op::kReshape, {bc[0], b_.ints({1, 4, 16, -1})})}, {{"axis", int64_t{2}}});
+    b_.output(b_.node(Op::kReshape, {dfl, b_.ints({1, 64, -1})}));
+    b_.output(b_.node(Op::kSigmoid, {bc[1]}));
+    auto p = build_plan(b_);
+    EXPECT_LT(p.arena_bytes, p.naive_bytes);
+    int views = 0;
+    for (const auto& v : p.values) views += v.storage == Storage::kView;
+    EXPECT_GE(views, 8) << "split, concat inputs and reshapes should be views";
+    expect_valid_memory(p);
+    expect_runs_correctly();
+}
+
+}  // namespace
+}  // namespace kestrel::test
