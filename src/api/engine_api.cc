@@ -43,7 +43,8 @@ std::string layer_table_of(const ir::Graph& g, const plan::ExecutionPlan* p) {
         if (n.op == ir::Op::kConv && n.input(3) >= 0) op += "+Add";
         std::string name = n.name.size() > 32 ? "..." + n.name.substr(n.name.size() - 29) : n.name;
         os << std::setw(5) << i++ << std::setw(34) << name << std::setw(20) << op << std::setw(22)
-           << shape_str(g.value(n.outputs[0]).shape) << (p ? cpu::kernel_name(*p, k) : "") << "\n";
+           << (g.value(n.outputs[0]).shape_known ? shape_str(g.value(n.outputs[0]).shape) : "?")
+           << (p ? cpu::kernel_name(*p, k) : "") << "\n";
     }
     return os.str();
 }
@@ -105,7 +106,7 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
     d.max_batch = o.batch;
     d.min_batch = o.dynamic ? 1 : o.batch;
     d.opt_batch = o.batch;
-    if (o.log) *o.log << "Layers before optimisation: " << d.graph.nodes.size() << "\n";
+    if (o.log) *o.log << "Layers before optimisation (" << d.graph.nodes.size() << "):\n" << layer_table_of(d.graph, nullptr);
     passes::run_pipeline(d.graph, o.log);
     auto impl = std::make_shared<Engine::Impl>();
     impl->plan = std::make_shared<const plan::ExecutionPlan>(plan::build(d.graph));
@@ -117,7 +118,8 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
     KS_CHECK(need <= o.workspace_gib, "workspace=", o.workspace_gib, " GiB is too small: the engine needs ",
              need, " GiB");
     if (o.log) {
-        *o.log << layer_table_of(impl->plan->graph, impl->plan.get());
+        *o.log << "Layers after optimisation (" << impl->plan->graph.nodes.size() << ", with layout conversions):\n"
+               << layer_table_of(impl->plan->graph, impl->plan.get());
         *o.log << "Activation arena: " << impl->plan->arena_bytes / 1024 << " KiB (without reuse: "
                << impl->plan->naive_bytes / 1024 << " KiB), weights " << weights / 1024 << " KiB\n";
     }

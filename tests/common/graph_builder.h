@@ -40,7 +40,7 @@ struct ConvSpec {
     int64_t pad = 0;
     int64_t group = 1;
     bool bias = true;
-    std::string activation;  // "" or "silu": the fused epilogue the passes produce
+    std::string activation = "";  // or "silu": the fused epilogue the passes produce
     int residual = -1;       // value added after the activation (4th input), or -1
 };
 
@@ -105,6 +105,15 @@ class GraphBuilder {
                       {"group", s.group}};
         if (!s.activation.empty()) a.emplace_back("activation", s.activation);
         return node(ir::Op::kConv, std::move(in), a, std::move(name));
+    }
+
+    // A graph input followed by a 1x1 conv from 3 channels: a value of shape `s` (s[1] % 8 == 0)
+    // that the planner lays out nChw8c, for testing ops on blocked tensors. It starts from 3
+    // channels because a conv from a plain tensor of >= 8 channels to a blocked output has no
+    // optimised oneDNN implementation on AVX2 (the planner still picks it; see ops_test's plain rows).
+    int blocked_input(const Shape& s) {
+        KS_CHECK(s.size() == 4 && s[0] == 1 && s[1] % 8 == 0, "blocked_input: want [1, 8k, H, W]");
+        return conv(input({1, 3, s[2], s[3]}), 3, s[1], {.k = 1});
     }
 
     void output(int v) { g_.outputs.push_back(v); }

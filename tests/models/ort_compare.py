@@ -39,6 +39,17 @@ for name in ("yolov8n.onnx", "yolov8n-pose.onnx"):
             err = rel_l2(got[k], r.ravel())
             c.check(err <= 1e-4, f"{name} {os.path.basename(img)} output{k}: relative L2 {err:.2e} <= 1e-4")
 
+# Segment (both exports, ConvTranspose prototypes) and classify: every raw output on a real image.
+for name, size in (("yolov8n-seg.onnx", 640), ("yolov8n-seg-320.onnx", 320), ("yolov8n-cls.onnx", 224)):
+    model = os.path.join(args.shared, "models", name)
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    x = letterbox(images[0], size)
+    ref = sess.run(None, {"images": x})
+    got = kestrel_outputs(model, x, 1, len(ref))
+    for k, r in enumerate(ref):
+        err = rel_l2(got[k], r.ravel())
+        c.check(err <= 1e-4, f"{name} bus.jpg output{k}: relative L2 {err:.2e} <= 1e-4")
+
 
 def make_dynamic(src, dst):
     """Batch axis symbolic; every Reshape whose shape starts with the batch 1 takes it from Shape(images)."""

@@ -39,10 +39,6 @@ std::string shape_tag(const Shape& s) {
     return r;
 }
 
-// A 1x1 conv in front of an op makes the op read an nChw8c tensor (the planner blocks a conv output
-// whose channel count is a multiple of 8), which exercises the op's blocked path.
-int blocked(GraphBuilder& b, int x, int64_t c) { return b.conv(x, c, c, {.k = 1}); }
-
 // ---------------------------------------------------------------------------------------------
 // Conv: groups/depthwise, strides, padding, kernel 1/3/5, fused SiLU, residual 4th input, channel
 // counts that are and are not multiples of 8 (blocked vs plain outputs and padded blocks).
@@ -68,8 +64,7 @@ struct ConvCase {
           << " residual=" << static_cast<int>(residual) << " blocked_input=" << blocked_input;
         ConvCase c = *this;
         return {n.str(), p.str(), [c](GraphBuilder& b) {
-                    int x = b.input({1, c.ic, c.h, c.w});
-                    if (c.blocked_input) x = blocked(b, x, c.ic);
+                    int x = c.blocked_input ? b.blocked_input({1, c.ic, c.h, c.w}) : b.input({1, c.ic, c.h, c.w});
                     int r = -1;
                     if (c.residual == Residual::kInput) r = x;
                     if (c.residual == Residual::kConv) r = b.conv(x, c.ic, c.oc, {.k = 1, .stride = c.stride});
@@ -85,28 +80,30 @@ struct ConvCase {
     }
 };
 
+// Most rows read an nChw8c input (as every conv inside YOLOv8 does); the plain-input rows are the
+// graph-input case: a 3-channel stem, plain-to-plain outputs (channels not a multiple of 8), and
+// plain inputs of >= 8 channels with blocked outputs.
 const ConvCase kConvCases[] = {
     {.ic = 3, .oc = 16, .h = 16, .w = 16, .k = 3, .stride = 2, .pad = 1},  // YOLOv8 stem: 3 plain channels
     {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 1, .stride = 1, .pad = 0},
-    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 1, .stride = 1, .pad = 0, .blocked_input = true},
-    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1},
-    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .blocked_input = true},
     {.ic = 16, .oc = 32, .h = 13, .w = 13, .k = 3, .stride = 2, .pad = 1},
-    {.ic = 16, .oc = 32, .h = 13, .w = 11, .k = 3, .stride = 2, .pad = 1, .blocked_input = true},
     {.ic = 8, .oc = 16, .h = 12, .w = 12, .k = 5, .stride = 1, .pad = 2},
-    {.ic = 8, .oc = 16, .h = 12, .w = 12, .k = 5, .stride = 1, .pad = 2, .blocked_input = true},
-    {.ic = 16, .oc = 24, .h = 9, .w = 9, .k = 3, .stride = 1, .pad = 0},
-    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .bias = false},
-    // Grouped and depthwise.
-    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .group = 4},
-    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .group = 2, .blocked_input = true},
     {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .group = 16},
+    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 1, .stride = 1, .pad = 0, .blocked_input = true},
+    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .blocked_input = true},
+    {.ic = 16, .oc = 32, .h = 13, .w = 11, .k = 3, .stride = 2, .pad = 1, .blocked_input = true},
+    {.ic = 8, .oc = 16, .h = 12, .w = 12, .k = 5, .stride = 1, .pad = 2, .blocked_input = true},
+    {.ic = 16, .oc = 24, .h = 9, .w = 9, .k = 3, .stride = 1, .pad = 0, .blocked_input = true},
+    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .bias = false, .blocked_input = true},
+    // Grouped and depthwise.
+    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .group = 2, .blocked_input = true},
+    {.ic = 32, .oc = 32, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .group = 4, .blocked_input = true},
     {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .group = 16, .blocked_input = true},
     {.ic = 32, .oc = 32, .h = 9, .w = 9, .k = 3, .stride = 2, .pad = 1, .group = 32, .blocked_input = true},
+    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 5, .stride = 1, .pad = 2, .group = 16, .silu = true, .blocked_input = true},
     // Fused epilogue: SiLU, residual after it (YOLOv8 Bottleneck: x + SiLU(conv(x))).
-    {.ic = 16, .oc = 32, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .silu = true},
+    {.ic = 16, .oc = 32, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .silu = true, .blocked_input = true},
     {.ic = 16, .oc = 32, .h = 10, .w = 10, .k = 3, .stride = 2, .pad = 1, .silu = true, .blocked_input = true},
-    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .silu = true, .residual = Residual::kInput},
     {.ic = 16,
      .oc = 16,
      .h = 10,
@@ -117,8 +114,27 @@ const ConvCase kConvCases[] = {
      .silu = true,
      .residual = Residual::kInput,
      .blocked_input = true},
-    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .residual = Residual::kConv},
-    {.ic = 16, .oc = 32, .h = 12, .w = 12, .k = 3, .stride = 2, .pad = 1, .silu = true, .residual = Residual::kConv},
+    {.ic = 16,
+     .oc = 16,
+     .h = 10,
+     .w = 10,
+     .k = 3,
+     .stride = 1,
+     .pad = 1,
+     .residual = Residual::kConv,
+     .blocked_input = true},
+    {.ic = 16,
+     .oc = 32,
+     .h = 12,
+     .w = 12,
+     .k = 3,
+     .stride = 2,
+     .pad = 1,
+     .silu = true,
+     .residual = Residual::kConv,
+     .blocked_input = true},
+    // A plain residual (the graph input) added to a blocked output: the planner converts it.
+    {.ic = 3, .oc = 3, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .silu = true, .residual = Residual::kInput},
     // Output channels that are not a multiple of 8: plain output from a plain input, padded
     // nChw8c output from a blocked input (converted to plain at the graph output).
     {.ic = 8, .oc = 1, .h = 8, .w = 8, .k = 1, .stride = 1, .pad = 0},
@@ -126,6 +142,7 @@ const ConvCase kConvCases[] = {
     {.ic = 16, .oc = 51, .h = 8, .w = 8, .k = 1, .stride = 1, .pad = 0},
     {.ic = 16, .oc = 51, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .silu = true, .blocked_input = true},
     {.ic = 12, .oc = 20, .h = 9, .w = 9, .k = 3, .stride = 1, .pad = 1},
+    {.ic = 16, .oc = 12, .h = 9, .w = 9, .k = 3, .stride = 1, .pad = 1, .residual = Residual::kConv, .blocked_input = true},
 };
 
 // ConvTranspose 2x2 stride 2 (YOLOv8-seg's proto upsampling). Weights are [IC, OC, KH, KW].
@@ -142,8 +159,7 @@ struct ConvTransposeCase {
           << " stride=" << stride << " bias=" << bias << " blocked_input=" << blocked_input;
         ConvTransposeCase c = *this;
         return {n.str(), p.str(), [c](GraphBuilder& b) {
-                    int x = b.input({1, c.ic, c.h, c.w});
-                    if (c.blocked_input) x = blocked(b, x, c.ic);
+                    int x = c.blocked_input ? b.blocked_input({1, c.ic, c.h, c.w}) : b.input({1, c.ic, c.h, c.w});
                     std::vector<int> in = {x, b.random_constant({c.ic, c.oc, c.k, c.k})};
                     if (c.bias) in.push_back(b.random_constant({c.oc}));
                     b.output(b.node(Op::kConvTranspose, in,
@@ -175,8 +191,7 @@ struct MaxPoolCase {
           << " ceil_mode=" << ceil_mode << " blocked_input=" << blocked_input;
         MaxPoolCase m = *this;
         return {n.str(), p.str(), [m](GraphBuilder& b) {
-                    int x = b.input({1, m.c, m.h, m.w});
-                    if (m.blocked_input) x = blocked(b, x, m.c);
+                    int x = m.blocked_input ? b.blocked_input({1, m.c, m.h, m.w}) : b.input({1, m.c, m.h, m.w});
                     b.output(b.node(Op::kMaxPool, {x},
                                     {{"kernel_shape", Ints{m.k, m.k}},
                                      {"strides", Ints{m.stride, m.stride}},
@@ -222,8 +237,7 @@ struct ResizeCase {
           << "' blocked_input=" << blocked_input;
         ResizeCase r = *this;
         return {n.str(), p.str(), [r](GraphBuilder& b) {
-                    int x = b.input({1, r.c, r.h, r.w});
-                    if (r.blocked_input) x = blocked(b, x, r.c);
+                    int x = r.blocked_input ? b.blocked_input({1, r.c, r.h, r.w}) : b.input({1, r.c, r.h, r.w});
                     AttrList a = {{"mode", std::string("nearest")}};
                     if (!r.coord.empty()) a.emplace_back("coordinate_transformation_mode", r.coord);
                     if (!r.nearest.empty()) a.emplace_back("nearest_mode", r.nearest);
@@ -346,8 +360,7 @@ struct SplitCase {
           << " parts=" << parts << " blocked_input=" << blocked_input << " through_sigmoid=" << through_sigmoid;
         SplitCase c = *this;
         return {n.str(), p.str(), [c](GraphBuilder& b) {
-                    int x = b.input(c.shape);
-                    if (c.blocked_input) x = blocked(b, x, c.shape[1]);
+                    int x = c.blocked_input ? b.blocked_input(c.shape) : b.input(c.shape);
                     std::vector<int> in = {x};
                     if (!c.sizes.empty()) in.push_back(b.ints(c.sizes));
                     for (int o : b.node_n(Op::kSplit, in, c.parts, {{"axis", c.axis}}))
@@ -387,19 +400,19 @@ std::vector<GraphCase> graph_cases() {
 
     // Concat on axis 1 and 2, of computed values, constants and views.
     add("Concat_axis1_conv16_conv16", "Concat axis=1 of two conv outputs (16+16 ch, nChw8c, elided)", [](GraphBuilder& b) {
-        int x = b.input({1, 16, 8, 8});
+        int x = b.blocked_input({1, 16, 8, 8});
         b.output(b.node(Op::kConcat, {b.conv(x, 16, 16, {.k = 3, .pad = 1}), b.conv(x, 16, 16, {.k = 1})},
                         {{"axis", int64_t{1}}}));
     });
     add("Concat_axis1_conv16_conv12", "Concat axis=1 of conv outputs with 16+12 ch (plain: 12 is no block multiple)",
         [](GraphBuilder& b) {
-            int x = b.input({1, 16, 8, 8});
+            int x = b.blocked_input({1, 16, 8, 8});
             b.output(b.node(Op::kConcat, {b.conv(x, 16, 16, {.k = 1}), b.conv(x, 16, 12, {.k = 1})},
                             {{"axis", int64_t{1}}}));
         });
     add("Concat_axis1_blk12_blk20", "Concat axis=1 of blocked conv outputs with 12+20 ch (padded blocks)",
         [](GraphBuilder& b) {
-            int x = blocked(b, b.input({1, 16, 7, 7}), 16);
+            int x = b.blocked_input({1, 16, 7, 7});
             b.output(b.node(Op::kConcat, {b.conv(x, 16, 12, {.k = 1}), b.conv(x, 16, 20, {.k = 1})},
                             {{"axis", int64_t{1}}}));
         });
@@ -420,7 +433,7 @@ std::vector<GraphCase> graph_cases() {
     });
     add("Concat_axis2_detect_scales", "YOLO head: convs at two scales, Reshape to [1,C,HW], Concat axis=2",
         [](GraphBuilder& b) {
-            int x = b.input({1, 16, 8, 8});
+            int x = b.blocked_input({1, 16, 8, 8});
             int p3 = b.conv(x, 16, 24, {.k = 1});
             int p4 = b.conv(x, 16, 24, {.k = 3, .stride = 2, .pad = 1});
             int r3 = b.node(Op::kReshape, {p3, b.ints({1, 24, -1})});
@@ -434,8 +447,7 @@ std::vector<GraphCase> graph_cases() {
         p << "Slice shape=" << shape_str(s) << " starts=" << shape_str(starts) << " ends=" << shape_str(ends)
           << " axes=" << shape_str(axes) << " steps=" << shape_str(steps) << " blocked_input=" << blk;
         add(name, p.str(), [=](GraphBuilder& b) {
-            int x = b.input(s);
-            if (blk) x = blocked(b, x, s[1]);
+            int x = blk ? b.blocked_input(s) : b.input(s);
             std::vector<int> in = {x, b.ints(starts), b.ints(ends), b.ints(axes)};
             if (!steps.empty()) in.push_back(b.ints(steps));
             b.output(b.node(Op::kSlice, in));
@@ -460,7 +472,7 @@ std::vector<GraphCase> graph_cases() {
             b.output(b.node(Op::kReshape, {x, b.ints({0, 4, 16, -1})}));
         });
     add("Reshape_of_blocked_conv", "Conv 16->32 (nChw8c) then Reshape to [1,32,-1]", [](GraphBuilder& b) {
-        int x = b.input({1, 16, 6, 6});
+        int x = b.blocked_input({1, 16, 6, 6});
         b.output(b.node(Op::kReshape, {b.conv(x, 16, 32, {.k = 1}), b.ints({1, 32, -1})}));
     });
     add("Flatten_axis1", "Flatten axis=1 of [1,8,3,3]", [](GraphBuilder& b) {
@@ -502,14 +514,14 @@ std::vector<GraphCase> graph_cases() {
     // Unary.
     add("Sigmoid_4d", "Sigmoid [1,16,8,8]", [](GraphBuilder& b) { b.output(b.node(Op::kSigmoid, {b.input({1, 16, 8, 8})})); });
     add("Sigmoid_blk_c12", "Sigmoid of a blocked conv output with 12 ch (padded)", [](GraphBuilder& b) {
-        int x = blocked(b, b.input({1, 16, 6, 6}), 16);
+        int x = b.blocked_input({1, 16, 6, 6});
         b.output(b.node(Op::kSigmoid, {b.conv(x, 16, 12, {.k = 1})}));
     });
     add("Sigmoid_3d", "Sigmoid [1,80,100] (YOLO class scores)", [](GraphBuilder& b) {
         b.output(b.node(Op::kSigmoid, {b.input({1, 80, 100})}));
     });
     add("Relu_blk", "Relu of a blocked conv output", [](GraphBuilder& b) {
-        b.output(b.node(Op::kRelu, {b.conv(b.input({1, 16, 6, 6}), 16, 16, {.k = 1})}));
+        b.output(b.node(Op::kRelu, {b.conv(b.blocked_input({1, 16, 6, 6}), 16, 16, {.k = 1})}));
     });
     add("Identity_input_to_output", "Identity from the graph input to the graph output (a copy)", [](GraphBuilder& b) {
         b.output(b.node(Op::kIdentity, {b.input({1, 8, 4, 4})}));
@@ -520,10 +532,10 @@ std::vector<GraphCase> graph_cases() {
         b.output(b.node(Op::kGlobalAveragePool, {b.input({1, 12, 7, 7})}));
     });
     add("GlobalAveragePool_blk", "GlobalAveragePool of a blocked conv output [1,16,9,9]", [](GraphBuilder& b) {
-        b.output(b.node(Op::kGlobalAveragePool, {blocked(b, b.input({1, 16, 9, 9}), 16)}));
+        b.output(b.node(Op::kGlobalAveragePool, {b.blocked_input({1, 16, 9, 9})}));
     });
     add("Gemm_classifier_transB", "GAP [1,16,5,5] -> Flatten -> Gemm transB=1 B[10,16] C[10]", [](GraphBuilder& b) {
-        int g = b.node(Op::kGlobalAveragePool, {blocked(b, b.input({1, 16, 5, 5}), 16)});
+        int g = b.node(Op::kGlobalAveragePool, {b.blocked_input({1, 16, 5, 5})});
         int f = b.node(Op::kFlatten, {g}, {{"axis", int64_t{1}}});
         b.output(b.node(Op::kGemm, {f, b.random_constant({10, 16}), b.random_constant({10})}, {{"transB", int64_t{1}}}));
     });
@@ -539,8 +551,7 @@ std::vector<GraphCase> graph_cases() {
         std::ostringstream p;
         p << "BatchNormalization shape=" << shape_str(s) << " blocked_input=" << blk << " epsilon=" << eps;
         add(name, p.str(), [=](GraphBuilder& b) {
-            int x = b.input(s);
-            if (blk) x = blocked(b, x, s[1]);
+            int x = blk ? b.blocked_input(s) : b.input(s);
             int64_t c = s[1];
             b.output(b.node(Op::kBatchNormalization,
                             {x, b.random_constant({c}, 0.5f, 1.5f), b.random_constant({c}),
@@ -553,12 +564,12 @@ std::vector<GraphCase> graph_cases() {
 
     // Op chains where the planner's layouts, views and memory reuse matter.
     add("Chain_conv_blk_to_blk", "Conv 16->32 -> Conv 32->16 k3 (nChw8c in and out)", [](GraphBuilder& b) {
-        int x = b.input({1, 16, 10, 10});
+        int x = b.blocked_input({1, 16, 10, 10});
         b.output(b.conv(b.conv(x, 16, 32, {.k = 1, .activation = "silu"}), 32, 16, {.k = 3, .pad = 1}));
     });
     add("Chain_c2f_split_concat", "C2f: Conv 16->32 -> Split 16,16 -> Conv on the 2nd half -> Concat(a, b, conv) -> Conv",
         [](GraphBuilder& b) {
-            int x = b.input({1, 16, 10, 10});
+            int x = b.blocked_input({1, 16, 10, 10});
             int c1 = b.conv(x, 16, 32, {.k = 1, .activation = "silu"});
             auto s = b.node_n(Op::kSplit, {c1, b.ints({16, 16})}, 2, {{"axis", int64_t{1}}});
             int m = b.conv(b.conv(s[1], 16, 16, {.k = 3, .pad = 1, .activation = "silu"}), 16, 16,
@@ -568,18 +579,18 @@ std::vector<GraphCase> graph_cases() {
         });
     add("Chain_split_conv_concat_output", "Conv 16->32 -> Split 16,16 -> Conv -> Concat as the graph output",
         [](GraphBuilder& b) {
-            int x = b.input({1, 16, 8, 8});
+            int x = b.blocked_input({1, 16, 8, 8});
             auto s = b.node_n(Op::kSplit, {b.conv(x, 16, 32, {.k = 1}), b.ints({16, 16})}, 2, {{"axis", int64_t{1}}});
             b.output(b.node(Op::kConcat, {s[0], b.conv(s[1], 16, 16, {.k = 3, .pad = 1})}, {{"axis", int64_t{1}}}));
         });
     add("Chain_conv_output_and_consumer", "Conv output is a graph output and also read by a MaxPool (2 outputs)",
         [](GraphBuilder& b) {
-            int c = b.conv(b.input({1, 16, 8, 8}), 16, 16, {.k = 3, .pad = 1});
+            int c = b.conv(b.blocked_input({1, 16, 8, 8}), 16, 16, {.k = 3, .pad = 1});
             b.output(c);
             b.output(b.node(Op::kMaxPool, {c}, {{"kernel_shape", Ints{2, 2}}, {"strides", Ints{2, 2}}}));
         });
     add("Chain_sppf", "SPPF: Conv -> MaxPool k5 s1 p2 x3 -> Concat of 4 -> Conv", [](GraphBuilder& b) {
-        int x = b.conv(b.input({1, 16, 10, 10}), 16, 8, {.k = 1, .activation = "silu"});
+        int x = b.conv(b.blocked_input({1, 16, 10, 10}), 16, 8, {.k = 1, .activation = "silu"});
         AttrList mp = {{"kernel_shape", Ints{5, 5}}, {"pads", Ints{2, 2, 2, 2}}};
         int y1 = b.node(Op::kMaxPool, {x}, mp), y2 = b.node(Op::kMaxPool, {y1}, mp), y3 = b.node(Op::kMaxPool, {y2}, mp);
         int cat = b.node(Op::kConcat, {x, y1, y2, y3}, {{"axis", int64_t{1}}});
@@ -587,7 +598,7 @@ std::vector<GraphCase> graph_cases() {
     });
     add("Chain_upsample_concat", "FPN: Conv stride 2 -> Resize x2 -> Concat with the stride-1 branch -> Conv",
         [](GraphBuilder& b) {
-            int x = b.input({1, 16, 8, 8});
+            int x = b.blocked_input({1, 16, 8, 8});
             int lo = b.conv(x, 16, 16, {.k = 3, .stride = 2, .pad = 1});
             int up = b.node(Op::kResize, {lo, -1, b.floats({4}, {1.f, 1.f, 2.f, 2.f})},
                             {{"mode", std::string("nearest")},
@@ -598,16 +609,16 @@ std::vector<GraphCase> graph_cases() {
         });
     add("Chain_blk_add_c12", "Two blocked conv outputs with 12 ch (padded) added, to a plain output",
         [](GraphBuilder& b) {
-            int x = blocked(b, b.input({1, 16, 6, 6}), 16);
+            int x = b.blocked_input({1, 16, 6, 6});
             b.output(b.node(Op::kAdd, {b.conv(x, 16, 12, {.k = 1}), b.conv(x, 16, 12, {.k = 3, .pad = 1})}));
         });
     add("Chain_blk_mul_sigmoid", "Exported SiLU on a blocked conv output: Mul(y, Sigmoid(y))", [](GraphBuilder& b) {
-        int y = b.conv(b.input({1, 16, 6, 6}), 16, 16, {.k = 1});
+        int y = b.conv(b.blocked_input({1, 16, 6, 6}), 16, 16, {.k = 1});
         b.output(b.node(Op::kMul, {y, b.node(Op::kSigmoid, {y})}));
     });
     add("Chain_dfl", "DFL: Conv 16->64 -> Reshape [1,4,16,N] -> Transpose 0213 -> Softmax axis 1 -> Conv 16->1 -> Reshape",
         [](GraphBuilder& b) {
-            int x = b.input({1, 16, 6, 6});
+            int x = b.blocked_input({1, 16, 6, 6});
             int c = b.conv(x, 16, 64, {.k = 1});
             int r = b.node(Op::kReshape, {c, b.ints({1, 4, 16, 36})});
             int t = b.node(Op::kTranspose, {r}, {{"perm", Ints{0, 2, 1, 3}}});
@@ -619,14 +630,14 @@ std::vector<GraphCase> graph_cases() {
         });
     add("Chain_se_broadcast_mul", "x * GAP(x) with x a blocked conv output (runtime per-channel broadcast)",
         [](GraphBuilder& b) {
-            int y = b.conv(b.input({1, 16, 6, 6}), 16, 16, {.k = 1});
+            int y = b.conv(b.blocked_input({1, 16, 6, 6}), 16, 16, {.k = 1});
             b.output(b.node(Op::kMul, {y, b.node(Op::kGlobalAveragePool, {y})}));
         });
     // As exported (Conv, BatchNormalization, Sigmoid, Mul, Add) and run through the whole pipeline on
     // the CPU side: the fused kernels must match the unfused reference graph.
     add("Pipeline_bottleneck_as_exported", "Conv+BN+Sigmoid*Mul twice, + x; CPU side runs run_pipeline",
         [](GraphBuilder& b) {
-            int x = b.input({1, 16, 8, 8});
+            int x = b.blocked_input({1, 16, 8, 8});
             auto cbs = [&](int in) {
                 int c = b.conv(in, 16, 16, {.k = 3, .pad = 1, .bias = false});
                 int bn = b.node(Op::kBatchNormalization, {c, b.random_constant({16}, 0.5f, 1.5f), b.random_constant({16}),

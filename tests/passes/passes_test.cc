@@ -44,12 +44,6 @@ void expect_equivalent(const ir::Graph& before, const ir::Graph& after, Rng& rng
     EXPECT_TRUE(all_close(got, want, tol));
 }
 
-const ir::Node& only_node(const ir::Graph& g, Op op) {
-    auto it = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const ir::Node& n) { return !n.removed && n.op == op; });
-    EXPECT_NE(it, g.nodes.end()) << "no live " << ir::op_name(op) << " node";
-    return *it;
-}
-
 class PassTest : public ::testing::Test {
    protected:
     void SetUp() override { trace_ = std::make_unique<::testing::ScopedTrace>(__FILE__, __LINE__, rng_.trace()); }

@@ -485,7 +485,19 @@ std::string kernel_name(const plan::ExecutionPlan& p, size_t index) {
             return lay(n.inputs[0]) == lay(n.outputs[0]) ? "copy" + io : "reorder" + io + "_to_" + lay(n.outputs[0]);
         case Op::kReshape:
             return p.values[sz(n.outputs[0])].storage == plan::Storage::kView ? "view_reshape" : "copy_reshape";
-        case Op::kConcat: return "concat" + io;
+        case Op::kConcat: {
+            // Elided when every input was planned inside the output: nothing runs.
+            int64_t start = 0, inner = 1;
+            const Shape& os = p.graph.value(n.outputs[0]).shape;
+            int axis = static_cast<int>(n.attrs.get_int("axis", 0));
+            for (size_t i = sz(axis) + 1; i < os.size(); ++i) inner *= os[i];
+            bool elided = true;
+            for (int in : n.inputs) {
+                elided = elided && !p.graph.is_constant(in) && in_place(p, in, n.outputs[0], start * inner * 4);
+                start += p.graph.value(in).shape[sz(axis)];
+            }
+            return (elided ? "elided_concat" : "concat") + io;
+        }
         case Op::kSplit:
         case Op::kSlice: {
             bool view = true;
