@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "passes/passes.h"
 
 namespace kestrel::passes {
@@ -9,7 +11,8 @@ bool eliminate_identity(ir::Graph& g) {
         int src = n.inputs[0], dst = n.outputs[0];
         // An Identity between a graph input and output is the only way to express a pass-through;
         // keep it (the backend copies).
-        if (g.is_graph_output(dst) && (g.is_graph_output(src) || g.is_constant(src))) continue;
+        bool src_is_input = std::find(g.inputs.begin(), g.inputs.end(), src) != g.inputs.end();
+        if (g.is_graph_output(dst) && (g.is_graph_output(src) || g.is_constant(src) || src_is_input)) continue;
         if (g.is_graph_output(dst)) {
             // Keep the output's name: the producer of `src` writes `dst` directly.
             for (ir::Node& p : g.nodes)

@@ -17,9 +17,10 @@ bool fuse_conv_residual_add(ir::Graph& g) {
             if (conv.op != ir::Op::kConv || conv.inputs.size() > 3 || consumers[static_cast<size_t>(y)].size() != 1 ||
                 g.is_graph_output(y) || g.value(r).shape != g.value(y).shape || g.value(r).dtype != DType::kFloat32)
                 continue;
-            // The residual must exist when the conv runs.
+            // The residual must be computed before the conv runs; constants stay an Add (the
+            // epilogue reads the residual in the activation layout, which constants do not get).
             int rp = producers[static_cast<size_t>(r)];
-            if (rp >= p || r == y) continue;
+            if (g.is_constant(r) || rp >= p || r == y) continue;
             conv.inputs.resize(3, -1);
             conv.inputs.push_back(r);
             conv.outputs[0] = add.outputs[0];

@@ -59,11 +59,16 @@ Layout output_layout(const Graph& g, const Node& n, const std::vector<Layout>& l
 }
 
 // The layout node `n` needs on input `i`, given the layout of its output; kPlain/kBlocked8, or
-// the input's own layout when the op takes either.
-Layout required_input_layout(const Node& n, size_t i, Layout out, Layout in) {
+// the input's own layout when the op takes either. oneDNN has optimised nchw -> nChw8c
+// convolutions only for few input channels (the image stem); wider nchw inputs are converted.
+Layout required_input_layout(const Graph& g, const Node& n, size_t i, Layout out, Layout in) {
+    auto conv_src = [&] {
+        bool wide = g.value(n.inputs[0]).shape.size() == 4 && g.value(n.inputs[0]).shape[1] >= 8;
+        return out == Layout::kBlocked8 && wide ? Layout::kBlocked8 : in;
+    };
     switch (n.op) {
-        case Op::kConv: return i == 3 ? out : (i == 0 ? in : Layout::kPlain);
-        case Op::kConvTranspose: return i == 0 ? in : Layout::kPlain;
+        case Op::kConv: return i == 3 ? out : (i == 0 ? conv_src() : Layout::kPlain);
+        case Op::kConvTranspose: return i == 0 ? conv_src() : Layout::kPlain;
         case Op::kMaxPool:
         case Op::kResize:
         case Op::kSigmoid:
@@ -107,7 +112,7 @@ void assign_layouts(Graph& g, std::vector<Layout>& lay) {
         for (size_t i = 0; i < n.inputs.size(); ++i) {
             int v = n.inputs[i];
             if (v < 0 || g.is_constant(v)) continue;
-            Layout want = required_input_layout(n, i, out, lay[static_cast<size_t>(v)]);
+            Layout want = required_input_layout(g, n, i, out, lay[static_cast<size_t>(v)]);
             if (want != lay[static_cast<size_t>(v)]) n.inputs[i] = convert(v, want);
         }
         for (int o : n.outputs) lay[static_cast<size_t>(o)] = out;
@@ -257,6 +262,18 @@ ExecutionPlan build(const ir::Graph& input_graph) {
                                 at + size <= plan.values[static_cast<size_t>(n.outputs[0])].bytes &&
                                 plan.values[static_cast<size_t>(r)].layout == lay[static_cast<size_t>(n.outputs[0])];
                     for (auto [b, e] : taken) fits = fits && (at + size <= b || at >= e);
+                    // The root may hold more than this input's slot (a whole Split source): every
+                    // other input whose slot it covers must already lie inside it at that slot, or
+                    // copying that input would overwrite bytes that are still read.
+                    int64_t other = 0;
+                    for (int o : n.inputs) {
+                        int64_t o_begin = other * unit;
+                        other += g.value(o).shape[static_cast<size_t>(axis)];
+                        int64_t o_end = other * unit;
+                        if (o == in || o_end <= at || o_begin >= at + size) continue;
+                        auto [orr, ooff] = pl.root(o);
+                        fits = fits && orr == r && ooff + at == o_begin;
+                    }
                     if (!fits) continue;
                     pl.parent[static_cast<size_t>(r)] = n.outputs[0];
                     pl.offset[static_cast<size_t>(r)] = at;

@@ -19,7 +19,8 @@ inline constexpr uint32_t kDefaultSeed = 20240607;
 
 // The seed tests start from: $KESTREL_TEST_SEED when set (to rerun with other data), else the default.
 inline uint32_t default_seed() {
-    if (const char* s = std::getenv("KESTREL_TEST_SEED"); s && *s) return static_cast<uint32_t>(std::strtoul(s, nullptr, 0));
+    if (const char* s = std::getenv("KESTREL_TEST_SEED"); s && *s)
+        return static_cast<uint32_t>(std::strtoul(s, nullptr, 0));
     return kDefaultSeed;
 }
 
@@ -29,8 +30,9 @@ class Rng {
 
     uint32_t seed() const { return seed_; }
     // For SCOPED_TRACE: gtest prints it with every failure inside the scope.
-    std::string trace() const { return "rng seed " + std::to_string(seed_) + " (rerun with KESTREL_TEST_SEED=" +
-                                       std::to_string(seed_) + ")"; }
+    std::string trace() const {
+        return "rng seed " + std::to_string(seed_) + " (rerun with KESTREL_TEST_SEED=" + std::to_string(seed_) + ")";
+    }
 
     float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(engine_); }
     int64_t uniform_int(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(engine_); }

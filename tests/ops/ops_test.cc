@@ -24,8 +24,8 @@ using ir::Op;
 constexpr double kTol = 1e-5;
 
 struct OpCase {
-    std::string name;    // the gtest name: op and parameters, [A-Za-z0-9_] only
-    std::string params;  // every parameter in words, printed on failure
+    std::string name;                          // the gtest name: op and parameters, [A-Za-z0-9_] only
+    std::string params;                        // every parameter in words, printed on failure
     std::function<void(GraphBuilder&)> build;  // adds one graph input, the nodes, the outputs
     double tol = kTol;
     bool optimize = false;  // also run the pass pipeline on the CPU side (the reference runs the raw graph)
@@ -46,33 +46,39 @@ std::string shape_tag(const Shape& s) {
 enum class Residual { kNone, kInput, kConv };
 
 struct ConvCase {
-    int64_t ic, oc, h, w, k, stride, pad;
-    int64_t group = 1;
+    int64_t ic, oc, h, w, k;
+    int64_t s = 1, p = 0, g = 1;  // stride, symmetric padding, groups
     bool bias = true;
     bool silu = false;
-    Residual residual = Residual::kNone;  // kInput: the conv's own input; kConv: a 1x1 conv of it
-    bool blocked_input = false;           // read an nChw8c input (needs ic % 8 == 0)
+    Residual res = Residual::kNone;  // kInput: the conv's own input; kConv: a 1x1 conv of it
+    bool blk = false;                // read an nChw8c input (needs ic % 8 == 0)
 
     OpCase to_case() const {
-        std::ostringstream n, p;
-        n << "Conv_ic" << ic << "_oc" << oc << "_" << h << "x" << w << "_k" << k << "s" << stride << "p" << pad << "_g"
-          << group << (bias ? "" : "_nobias") << (silu ? "_silu" : "")
-          << (residual == Residual::kInput ? "_resin" : residual == Residual::kConv ? "_resconv" : "")
-          << (blocked_input ? "_blk" : "");
-        p << "Conv ic=" << ic << " oc=" << oc << " h=" << h << " w=" << w << " k=" << k << " stride=" << stride
-          << " pad=" << pad << " group=" << group << " bias=" << bias << " silu=" << silu
-          << " residual=" << static_cast<int>(residual) << " blocked_input=" << blocked_input;
+        std::ostringstream n, d;
+        n << "Conv_ic" << ic << "_oc" << oc << "_" << h << "x" << w << "_k" << k << "s" << s << "p" << p << "_g" << g
+          << (bias ? "" : "_nobias") << (silu ? "_silu" : "")
+          << (res == Residual::kInput  ? "_resin"
+              : res == Residual::kConv ? "_resconv"
+                                       : "")
+          << (blk ? "_blk" : "");
+        d << "Conv ic=" << ic << " oc=" << oc << " h=" << h << " w=" << w << " k=" << k << " stride=" << s
+          << " pad=" << p << " group=" << g << " bias=" << bias << " silu=" << silu << " residual="
+          << (res == Residual::kInput  ? "input"
+              : res == Residual::kConv ? "conv"
+                                       : "none")
+          << " blocked_input=" << blk;
         ConvCase c = *this;
-        return {n.str(), p.str(), [c](GraphBuilder& b) {
-                    int x = c.blocked_input ? b.blocked_input({1, c.ic, c.h, c.w}) : b.input({1, c.ic, c.h, c.w});
+        return {n.str(), d.str(), [c](GraphBuilder& b) {
+                    Shape in = {1, c.ic, c.h, c.w};
+                    int x = c.blk ? b.blocked_input(in) : b.input(in);
                     int r = -1;
-                    if (c.residual == Residual::kInput) r = x;
-                    if (c.residual == Residual::kConv) r = b.conv(x, c.ic, c.oc, {.k = 1, .stride = c.stride});
+                    if (c.res == Residual::kInput) r = x;
+                    if (c.res == Residual::kConv) r = b.conv(x, c.ic, c.oc, {.k = 1, .stride = c.s});
                     b.output(b.conv(x, c.ic, c.oc,
                                     {.k = c.k,
-                                     .stride = c.stride,
-                                     .pad = c.pad,
-                                     .group = c.group,
+                                     .stride = c.s,
+                                     .pad = c.p,
+                                     .group = c.g,
                                      .bias = c.bias,
                                      .activation = c.silu ? "silu" : "",
                                      .residual = r}));
@@ -83,83 +89,59 @@ struct ConvCase {
 // Most rows read an nChw8c input (as every conv inside YOLOv8 does); the plain-input rows are the
 // graph-input case: a 3-channel stem, plain-to-plain outputs (channels not a multiple of 8), and
 // plain inputs of >= 8 channels with blocked outputs.
+// clang-format off
 const ConvCase kConvCases[] = {
-    {.ic = 3, .oc = 16, .h = 16, .w = 16, .k = 3, .stride = 2, .pad = 1},  // YOLOv8 stem: 3 plain channels
-    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 1, .stride = 1, .pad = 0},
-    {.ic = 16, .oc = 32, .h = 13, .w = 13, .k = 3, .stride = 2, .pad = 1},
-    {.ic = 8, .oc = 16, .h = 12, .w = 12, .k = 5, .stride = 1, .pad = 2},
-    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .group = 16},
-    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 1, .stride = 1, .pad = 0, .blocked_input = true},
-    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .blocked_input = true},
-    {.ic = 16, .oc = 32, .h = 13, .w = 11, .k = 3, .stride = 2, .pad = 1, .blocked_input = true},
-    {.ic = 8, .oc = 16, .h = 12, .w = 12, .k = 5, .stride = 1, .pad = 2, .blocked_input = true},
-    {.ic = 16, .oc = 24, .h = 9, .w = 9, .k = 3, .stride = 1, .pad = 0, .blocked_input = true},
-    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .bias = false, .blocked_input = true},
+    {.ic = 3, .oc = 16, .h = 16, .w = 16, .k = 3, .s = 2, .p = 1},  // YOLOv8 stem: 3 plain channels
+    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 1},
+    {.ic = 16, .oc = 32, .h = 13, .w = 13, .k = 3, .s = 2, .p = 1},
+    {.ic = 8, .oc = 16, .h = 12, .w = 12, .k = 5, .p = 2},
+    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .p = 1, .g = 16},
+    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 1, .blk = true},
+    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .p = 1, .blk = true},
+    {.ic = 16, .oc = 32, .h = 13, .w = 11, .k = 3, .s = 2, .p = 1, .blk = true},
+    {.ic = 8, .oc = 16, .h = 12, .w = 12, .k = 5, .p = 2, .blk = true},
+    {.ic = 16, .oc = 24, .h = 9, .w = 9, .k = 3, .blk = true},
+    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 3, .p = 1, .bias = false, .blk = true},
     // Grouped and depthwise.
-    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .group = 2, .blocked_input = true},
-    {.ic = 32, .oc = 32, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .group = 4, .blocked_input = true},
-    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .group = 16, .blocked_input = true},
-    {.ic = 32, .oc = 32, .h = 9, .w = 9, .k = 3, .stride = 2, .pad = 1, .group = 32, .blocked_input = true},
-    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 5, .stride = 1, .pad = 2, .group = 16, .silu = true, .blocked_input = true},
+    {.ic = 16, .oc = 32, .h = 8, .w = 8, .k = 3, .p = 1, .g = 2, .blk = true},
+    {.ic = 32, .oc = 32, .h = 8, .w = 8, .k = 3, .p = 1, .g = 4, .blk = true},
+    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .p = 1, .g = 16, .blk = true},
+    {.ic = 32, .oc = 32, .h = 9, .w = 9, .k = 3, .s = 2, .p = 1, .g = 32, .blk = true},
+    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 5, .p = 2, .g = 16, .silu = true, .blk = true},
     // Fused epilogue: SiLU, residual after it (YOLOv8 Bottleneck: x + SiLU(conv(x))).
-    {.ic = 16, .oc = 32, .h = 10, .w = 10, .k = 3, .stride = 1, .pad = 1, .silu = true, .blocked_input = true},
-    {.ic = 16, .oc = 32, .h = 10, .w = 10, .k = 3, .stride = 2, .pad = 1, .silu = true, .blocked_input = true},
-    {.ic = 16,
-     .oc = 16,
-     .h = 10,
-     .w = 10,
-     .k = 3,
-     .stride = 1,
-     .pad = 1,
-     .silu = true,
-     .residual = Residual::kInput,
-     .blocked_input = true},
-    {.ic = 16,
-     .oc = 16,
-     .h = 10,
-     .w = 10,
-     .k = 3,
-     .stride = 1,
-     .pad = 1,
-     .residual = Residual::kConv,
-     .blocked_input = true},
-    {.ic = 16,
-     .oc = 32,
-     .h = 12,
-     .w = 12,
-     .k = 3,
-     .stride = 2,
-     .pad = 1,
-     .silu = true,
-     .residual = Residual::kConv,
-     .blocked_input = true},
-    // A plain residual (the graph input) added to a blocked output: the planner converts it.
-    {.ic = 3, .oc = 3, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .silu = true, .residual = Residual::kInput},
+    {.ic = 16, .oc = 32, .h = 10, .w = 10, .k = 3, .p = 1, .silu = true, .blk = true},
+    {.ic = 16, .oc = 32, .h = 10, .w = 10, .k = 3, .s = 2, .p = 1, .silu = true, .blk = true},
+    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .p = 1, .silu = true, .res = Residual::kInput, .blk = true},
+    {.ic = 16, .oc = 16, .h = 10, .w = 10, .k = 3, .p = 1, .res = Residual::kConv, .blk = true},
+    {.ic = 16, .oc = 32, .h = 12, .w = 12, .k = 3, .s = 2, .p = 1, .silu = true, .res = Residual::kConv, .blk = true},
+    // A plain residual (the graph input) added in the epilogue of a plain-to-plain conv.
+    {.ic = 3, .oc = 3, .h = 8, .w = 8, .k = 3, .p = 1, .silu = true, .res = Residual::kInput},
     // Output channels that are not a multiple of 8: plain output from a plain input, padded
     // nChw8c output from a blocked input (converted to plain at the graph output).
-    {.ic = 8, .oc = 1, .h = 8, .w = 8, .k = 1, .stride = 1, .pad = 0},
-    {.ic = 8, .oc = 1, .h = 8, .w = 8, .k = 1, .stride = 1, .pad = 0, .blocked_input = true},
-    {.ic = 16, .oc = 51, .h = 8, .w = 8, .k = 1, .stride = 1, .pad = 0},
-    {.ic = 16, .oc = 51, .h = 8, .w = 8, .k = 3, .stride = 1, .pad = 1, .silu = true, .blocked_input = true},
-    {.ic = 12, .oc = 20, .h = 9, .w = 9, .k = 3, .stride = 1, .pad = 1},
-    {.ic = 16, .oc = 12, .h = 9, .w = 9, .k = 3, .stride = 1, .pad = 1, .residual = Residual::kConv, .blocked_input = true},
+    {.ic = 8, .oc = 1, .h = 8, .w = 8, .k = 1},
+    {.ic = 8, .oc = 1, .h = 8, .w = 8, .k = 1, .blk = true},
+    {.ic = 16, .oc = 51, .h = 8, .w = 8, .k = 1},
+    {.ic = 16, .oc = 51, .h = 8, .w = 8, .k = 3, .p = 1, .silu = true, .blk = true},
+    {.ic = 12, .oc = 20, .h = 9, .w = 9, .k = 3, .p = 1},
+    {.ic = 16, .oc = 12, .h = 9, .w = 9, .k = 3, .p = 1, .res = Residual::kConv, .blk = true},
 };
+// clang-format on
 
 // ConvTranspose 2x2 stride 2 (YOLOv8-seg's proto upsampling). Weights are [IC, OC, KH, KW].
 struct ConvTransposeCase {
     int64_t ic, oc, h, w, k, stride;
     bool bias = true;
-    bool blocked_input = false;
+    bool blk = false;  // read an nChw8c input
 
     OpCase to_case() const {
         std::ostringstream n, p;
         n << "ConvTranspose_ic" << ic << "_oc" << oc << "_" << h << "x" << w << "_k" << k << "s" << stride
-          << (bias ? "" : "_nobias") << (blocked_input ? "_blk" : "");
-        p << "ConvTranspose ic=" << ic << " oc=" << oc << " h=" << h << " w=" << w << " k=" << k
-          << " stride=" << stride << " bias=" << bias << " blocked_input=" << blocked_input;
+          << (bias ? "" : "_nobias") << (blk ? "_blk" : "");
+        p << "ConvTranspose ic=" << ic << " oc=" << oc << " h=" << h << " w=" << w << " k=" << k << " stride=" << stride
+          << " bias=" << bias << " blocked_input=" << blk;
         ConvTransposeCase c = *this;
         return {n.str(), p.str(), [c](GraphBuilder& b) {
-                    int x = c.blocked_input ? b.blocked_input({1, c.ic, c.h, c.w}) : b.input({1, c.ic, c.h, c.w});
+                    int x = c.blk ? b.blocked_input({1, c.ic, c.h, c.w}) : b.input({1, c.ic, c.h, c.w});
                     std::vector<int> in = {x, b.random_constant({c.ic, c.oc, c.k, c.k})};
                     if (c.bias) in.push_back(b.random_constant({c.oc}));
                     b.output(b.node(Op::kConvTranspose, in,
@@ -170,7 +152,7 @@ struct ConvTransposeCase {
 
 const ConvTransposeCase kConvTransposeCases[] = {
     {.ic = 16, .oc = 16, .h = 8, .w = 8, .k = 2, .stride = 2},
-    {.ic = 16, .oc = 16, .h = 8, .w = 6, .k = 2, .stride = 2, .blocked_input = true},
+    {.ic = 16, .oc = 16, .h = 8, .w = 6, .k = 2, .stride = 2, .blk = true},
     {.ic = 8, .oc = 12, .h = 5, .w = 7, .k = 2, .stride = 2, .bias = false},
 };
 
@@ -181,17 +163,17 @@ const ConvTransposeCase kConvTransposeCases[] = {
 struct MaxPoolCase {
     int64_t c, h, w, k, stride, pad;
     bool ceil_mode = false;
-    bool blocked_input = false;
+    bool blk = false;  // read an nChw8c input
 
     OpCase to_case() const {
         std::ostringstream n, p;
         n << "MaxPool_c" << c << "_" << h << "x" << w << "_k" << k << "s" << stride << "p" << pad
-          << (ceil_mode ? "_ceil" : "") << (blocked_input ? "_blk" : "");
+          << (ceil_mode ? "_ceil" : "") << (blk ? "_blk" : "");
         p << "MaxPool c=" << c << " h=" << h << " w=" << w << " k=" << k << " stride=" << stride << " pad=" << pad
-          << " ceil_mode=" << ceil_mode << " blocked_input=" << blocked_input;
+          << " ceil_mode=" << ceil_mode << " blocked_input=" << blk;
         MaxPoolCase m = *this;
         return {n.str(), p.str(), [m](GraphBuilder& b) {
-                    int x = m.blocked_input ? b.blocked_input({1, m.c, m.h, m.w}) : b.input({1, m.c, m.h, m.w});
+                    int x = m.blk ? b.blocked_input({1, m.c, m.h, m.w}) : b.input({1, m.c, m.h, m.w});
                     b.output(b.node(Op::kMaxPool, {x},
                                     {{"kernel_shape", Ints{m.k, m.k}},
                                      {"strides", Ints{m.stride, m.stride}},
@@ -203,11 +185,11 @@ struct MaxPoolCase {
 
 const MaxPoolCase kMaxPoolCases[] = {
     {.c = 16, .h = 12, .w = 12, .k = 5, .stride = 1, .pad = 2},
-    {.c = 16, .h = 12, .w = 10, .k = 5, .stride = 1, .pad = 2, .blocked_input = true},
+    {.c = 16, .h = 12, .w = 10, .k = 5, .stride = 1, .pad = 2, .blk = true},
     {.c = 16, .h = 12, .w = 12, .k = 2, .stride = 2, .pad = 0},
-    {.c = 16, .h = 12, .w = 12, .k = 2, .stride = 2, .pad = 0, .blocked_input = true},
+    {.c = 16, .h = 12, .w = 12, .k = 2, .stride = 2, .pad = 0, .blk = true},
     {.c = 12, .h = 11, .w = 11, .k = 2, .stride = 2, .pad = 0, .ceil_mode = true},
-    {.c = 16, .h = 11, .w = 9, .k = 2, .stride = 2, .pad = 0, .ceil_mode = true, .blocked_input = true},
+    {.c = 16, .h = 11, .w = 9, .k = 2, .stride = 2, .pad = 0, .ceil_mode = true, .blk = true},
     {.c = 8, .h = 10, .w = 10, .k = 3, .stride = 2, .pad = 1, .ceil_mode = true},
 };
 
@@ -217,66 +199,51 @@ const MaxPoolCase kMaxPoolCases[] = {
 
 struct ResizeCase {
     int64_t c, h, w;
-    float scale;      // spatial scale when sizes_h == 0
-    int64_t sizes_h;  // > 0: give `sizes` {1, c, sizes_h, sizes_w} instead of scales
-    int64_t sizes_w;
-    std::string coord, nearest;  // empty: attribute absent (ONNX defaults)
-    bool blocked_input = false;
+    float scale = 0;                       // spatial scale, given as `scales` when out_h == 0
+    int64_t out_h = 0, out_w = 0;          // > 0: given as `sizes` {1, c, out_h, out_w} instead
+    std::string coord = "", nearest = "";  // empty: attribute absent (ONNX defaults)
+    bool blk = false;                      // read an nChw8c input
 
     OpCase to_case() const {
         std::ostringstream n, p;
         n << "Resize_c" << c << "_" << h << "x" << w;
-        if (sizes_h > 0)
-            n << "_to" << sizes_h << "x" << sizes_w;
+        if (out_h > 0)
+            n << "_to" << out_h << "x" << out_w;
         else
             n << "_x" << static_cast<int>(scale * 10);
         n << "_" << (coord.empty() ? "default" : coord) << "_" << (nearest.empty() ? "default" : nearest)
-          << (blocked_input ? "_blk" : "");
-        p << "Resize c=" << c << " h=" << h << " w=" << w << " scale=" << scale << " sizes=" << sizes_h << "x"
-          << sizes_w << " coordinate_transformation_mode='" << coord << "' nearest_mode='" << nearest
-          << "' blocked_input=" << blocked_input;
+          << (blk ? "_blk" : "");
+        p << "Resize c=" << c << " h=" << h << " w=" << w << " scale=" << scale << " sizes=" << out_h << "x" << out_w
+          << " coordinate_transformation_mode='" << coord << "' nearest_mode='" << nearest << "' blocked_input=" << blk;
         ResizeCase r = *this;
         return {n.str(), p.str(), [r](GraphBuilder& b) {
-                    int x = r.blocked_input ? b.blocked_input({1, r.c, r.h, r.w}) : b.input({1, r.c, r.h, r.w});
+                    Shape in = {1, r.c, r.h, r.w};
+                    int x = r.blk ? b.blocked_input(in) : b.input(in);
                     AttrList a = {{"mode", std::string("nearest")}};
                     if (!r.coord.empty()) a.emplace_back("coordinate_transformation_mode", r.coord);
                     if (!r.nearest.empty()) a.emplace_back("nearest_mode", r.nearest);
-                    std::vector<int> in = {x, -1};
-                    if (r.sizes_h > 0) {
-                        in.push_back(-1);
-                        in.push_back(b.ints({1, r.c, r.sizes_h, r.sizes_w}));
+                    std::vector<int> inputs = {x, -1};  // roi omitted
+                    if (r.out_h > 0) {
+                        inputs.push_back(-1);
+                        inputs.push_back(b.ints({1, r.c, r.out_h, r.out_w}));
                     } else {
-                        in.push_back(b.floats({4}, {1.f, 1.f, r.scale, r.scale}));
+                        inputs.push_back(b.floats({4}, {1.f, 1.f, r.scale, r.scale}));
                     }
-                    b.output(b.node(Op::kResize, in, a));
+                    b.output(b.node(Op::kResize, inputs, a));
                 }};
     }
 };
 
+// clang-format off
 const ResizeCase kResizeCases[] = {
-    {.c = 16, .h = 8, .w = 8, .scale = 2.f, .sizes_h = 0, .sizes_w = 0, .coord = "asymmetric", .nearest = "floor"},
-    {.c = 16,
-     .h = 6,
-     .w = 9,
-     .scale = 2.f,
-     .sizes_h = 0,
-     .sizes_w = 0,
-     .coord = "asymmetric",
-     .nearest = "floor",
-     .blocked_input = true},
-    {.c = 12, .h = 7, .w = 5, .scale = 2.f, .sizes_h = 0, .sizes_w = 0, .coord = "half_pixel", .nearest = ""},
-    {.c = 8, .h = 6, .w = 6, .scale = 1.5f, .sizes_h = 0, .sizes_w = 0, .coord = "", .nearest = ""},
-    {.c = 8, .h = 5, .w = 6, .scale = 0, .sizes_h = 9, .sizes_w = 14, .coord = "half_pixel", .nearest = "round_prefer_ceil"},
-    {.c = 16,
-     .h = 5,
-     .w = 5,
-     .scale = 0,
-     .sizes_h = 10,
-     .sizes_w = 10,
-     .coord = "asymmetric",
-     .nearest = "floor",
-     .blocked_input = true},
+    {.c = 16, .h = 8, .w = 8, .scale = 2.f, .coord = "asymmetric", .nearest = "floor"},  // YOLOv8 Upsample
+    {.c = 16, .h = 6, .w = 9, .scale = 2.f, .coord = "asymmetric", .nearest = "floor", .blk = true},
+    {.c = 12, .h = 7, .w = 5, .scale = 2.f, .coord = "half_pixel"},
+    {.c = 8, .h = 6, .w = 6, .scale = 1.5f},
+    {.c = 8, .h = 5, .w = 6, .out_h = 9, .out_w = 14, .coord = "half_pixel", .nearest = "round_prefer_ceil"},
+    {.c = 16, .h = 5, .w = 5, .out_h = 10, .out_w = 10, .coord = "asymmetric", .nearest = "floor", .blk = true},
 };
+// clang-format on
 
 // ---------------------------------------------------------------------------------------------
 // Elementwise binary ops, same shape and broadcast. A runtime operand is carved out of the single
@@ -345,9 +312,9 @@ const BinaryCase kBinaryCases[] = {
 struct SplitCase {
     Shape shape;
     int64_t axis;
-    Ints sizes;      // empty: default equal split into `parts`
+    Ints sizes;  // empty: default equal split into `parts`
     size_t parts;
-    bool blocked_input = false;
+    bool blk = false;  // read an nChw8c input
     bool through_sigmoid = false;
 
     OpCase to_case() const {
@@ -355,12 +322,12 @@ struct SplitCase {
         n << "Split_" << shape_tag(shape) << "_axis" << axis << "_";
         if (sizes.empty()) n << "equal" << parts;
         for (size_t i = 0; i < sizes.size(); ++i) n << (i ? "_" : "") << sizes[i];
-        n << (blocked_input ? "_blk" : "") << (through_sigmoid ? "_sig" : "");
+        n << (blk ? "_blk" : "") << (through_sigmoid ? "_sig" : "");
         p << "Split shape=" << shape_str(shape) << " axis=" << axis << " sizes=" << shape_str(sizes)
-          << " parts=" << parts << " blocked_input=" << blocked_input << " through_sigmoid=" << through_sigmoid;
+          << " parts=" << parts << " blocked_input=" << blk << " through_sigmoid=" << through_sigmoid;
         SplitCase c = *this;
         return {n.str(), p.str(), [c](GraphBuilder& b) {
-                    int x = c.blocked_input ? b.blocked_input(c.shape) : b.input(c.shape);
+                    int x = c.blk ? b.blocked_input(c.shape) : b.input(c.shape);
                     std::vector<int> in = {x};
                     if (!c.sizes.empty()) in.push_back(b.ints(c.sizes));
                     for (int o : b.node_n(Op::kSplit, in, c.parts, {{"axis", c.axis}}))
@@ -371,14 +338,14 @@ struct SplitCase {
 
 const SplitCase kSplitCases[] = {
     {.shape = {1, 32, 8, 8}, .axis = 1, .sizes = {16, 16}, .parts = 2},
-    {.shape = {1, 32, 8, 8}, .axis = 1, .sizes = {16, 16}, .parts = 2, .blocked_input = true},
-    {.shape = {1, 32, 8, 8}, .axis = 1, .sizes = {16, 16}, .parts = 2, .blocked_input = true, .through_sigmoid = true},
+    {.shape = {1, 32, 8, 8}, .axis = 1, .sizes = {16, 16}, .parts = 2, .blk = true},
+    {.shape = {1, 32, 8, 8}, .axis = 1, .sizes = {16, 16}, .parts = 2, .blk = true, .through_sigmoid = true},
     {.shape = {1, 32, 6, 6}, .axis = 1, .sizes = {8, 8, 16}, .parts = 3, .through_sigmoid = true},
     {.shape = {1, 32, 8, 8}, .axis = 1, .sizes = {12, 20}, .parts = 2},
-    {.shape = {1, 32, 8, 8}, .axis = 1, .sizes = {12, 20}, .parts = 2, .blocked_input = true, .through_sigmoid = true},
+    {.shape = {1, 32, 8, 8}, .axis = 1, .sizes = {12, 20}, .parts = 2, .blk = true, .through_sigmoid = true},
     {.shape = {1, 24, 5, 5}, .axis = 1, .sizes = {}, .parts = 3},
     {.shape = {1, 8, 12, 10}, .axis = 2, .sizes = {4, 8}, .parts = 2},
-    {.shape = {1, 16, 12, 10}, .axis = 2, .sizes = {5, 7}, .parts = 2, .blocked_input = true, .through_sigmoid = true},
+    {.shape = {1, 16, 12, 10}, .axis = 2, .sizes = {5, 7}, .parts = 2, .blk = true, .through_sigmoid = true},
     {.shape = {1, 84, 100}, .axis = 1, .sizes = {4, 80}, .parts = 2, .through_sigmoid = true},
 };
 
@@ -396,16 +363,19 @@ struct GraphCase {
 std::vector<GraphCase> graph_cases() {
     std::vector<GraphCase> v;
     auto add = [&](std::string name, std::string params, std::function<void(GraphBuilder&)> f, double tol = kTol,
-                   bool optimize = false) { v.push_back({std::move(name), std::move(params), std::move(f), tol, optimize}); };
+                   bool optimize = false) {
+        v.push_back({std::move(name), std::move(params), std::move(f), tol, optimize});
+    };
 
     // Concat on axis 1 and 2, of computed values, constants and views.
-    add("Concat_axis1_conv16_conv16", "Concat axis=1 of two conv outputs (16+16 ch, nChw8c, elided)", [](GraphBuilder& b) {
-        int x = b.blocked_input({1, 16, 8, 8});
-        b.output(b.node(Op::kConcat, {b.conv(x, 16, 16, {.k = 3, .pad = 1}), b.conv(x, 16, 16, {.k = 1})},
-                        {{"axis", int64_t{1}}}));
-    });
-    add("Concat_axis1_conv16_conv12", "Concat axis=1 of conv outputs with 16+12 ch (plain: 12 is no block multiple)",
+    add("Concat_axis1_conv16_conv16", "Concat axis=1 of two conv outputs (16+16 ch, nChw8c, elided)",
         [](GraphBuilder& b) {
+            int x = b.blocked_input({1, 16, 8, 8});
+            b.output(b.node(Op::kConcat, {b.conv(x, 16, 16, {.k = 3, .pad = 1}), b.conv(x, 16, 16, {.k = 1})},
+                            {{"axis", int64_t{1}}}));
+        });
+    add("Concat_axis1_conv16_conv12",
+        "Concat axis=1 of blocked conv outputs, 16+12 ch (12 is no block multiple: plain concat)", [](GraphBuilder& b) {
             int x = b.blocked_input({1, 16, 8, 8});
             b.output(b.node(Op::kConcat, {b.conv(x, 16, 16, {.k = 1}), b.conv(x, 16, 12, {.k = 1})},
                             {{"axis", int64_t{1}}}));
@@ -416,10 +386,11 @@ std::vector<GraphCase> graph_cases() {
             b.output(b.node(Op::kConcat, {b.conv(x, 16, 12, {.k = 1}), b.conv(x, 16, 20, {.k = 1})},
                             {{"axis", int64_t{1}}}));
         });
-    add("Concat_axis1_input_const", "Concat axis=1 of the plain input (5 ch) and a constant (3 ch)", [](GraphBuilder& b) {
-        int x = b.input({1, 5, 4, 6});
-        b.output(b.node(Op::kConcat, {x, b.random_constant({1, 3, 4, 6})}, {{"axis", int64_t{1}}}));
-    });
+    add("Concat_axis1_input_const", "Concat axis=1 of the plain input (5 ch) and a constant (3 ch)",
+        [](GraphBuilder& b) {
+            int x = b.input({1, 5, 4, 6});
+            b.output(b.node(Op::kConcat, {x, b.random_constant({1, 3, 4, 6})}, {{"axis", int64_t{1}}}));
+        });
     add("Concat_axis2_reversed_split", "Split axis=2 {4,6} of [1,8,10,6] then Concat axis=2 in reverse order",
         [](GraphBuilder& b) {
             int x = b.input({1, 8, 10, 6});
@@ -478,10 +449,11 @@ std::vector<GraphCase> graph_cases() {
     add("Flatten_axis1", "Flatten axis=1 of [1,8,3,3]", [](GraphBuilder& b) {
         b.output(b.node(Op::kFlatten, {b.input({1, 8, 3, 3})}, {{"axis", int64_t{1}}}));
     });
-    add("Unsqueeze_Squeeze", "Unsqueeze axes=[2] of [1,8,20], then Sigmoid, then Squeeze axes=[2]", [](GraphBuilder& b) {
-        int u = b.node(Op::kUnsqueeze, {b.input({1, 8, 20}), b.ints({2})});
-        b.output(b.node(Op::kSqueeze, {b.node(Op::kSigmoid, {u}), b.ints({2})}));
-    });
+    add("Unsqueeze_Squeeze", "Unsqueeze axes=[2] of [1,8,20], then Sigmoid, then Squeeze axes=[2]",
+        [](GraphBuilder& b) {
+            int u = b.node(Op::kUnsqueeze, {b.input({1, 8, 20}), b.ints({2})});
+            b.output(b.node(Op::kSqueeze, {b.node(Op::kSigmoid, {u}), b.ints({2})}));
+        });
 
     // Transpose.
     auto transpose = [&](std::string name, Shape s, Ints perm) {
@@ -512,7 +484,9 @@ std::vector<GraphCase> graph_cases() {
         });
 
     // Unary.
-    add("Sigmoid_4d", "Sigmoid [1,16,8,8]", [](GraphBuilder& b) { b.output(b.node(Op::kSigmoid, {b.input({1, 16, 8, 8})})); });
+    add("Sigmoid_4d", "Sigmoid [1,16,8,8]", [](GraphBuilder& b) {
+        b.output(b.node(Op::kSigmoid, {b.input({1, 16, 8, 8})}));
+    });
     add("Sigmoid_blk_c12", "Sigmoid of a blocked conv output with 12 ch (padded)", [](GraphBuilder& b) {
         int x = b.blocked_input({1, 16, 6, 6});
         b.output(b.node(Op::kSigmoid, {b.conv(x, 16, 12, {.k = 1})}));
@@ -537,13 +511,15 @@ std::vector<GraphCase> graph_cases() {
     add("Gemm_classifier_transB", "GAP [1,16,5,5] -> Flatten -> Gemm transB=1 B[10,16] C[10]", [](GraphBuilder& b) {
         int g = b.node(Op::kGlobalAveragePool, {b.blocked_input({1, 16, 5, 5})});
         int f = b.node(Op::kFlatten, {g}, {{"axis", int64_t{1}}});
-        b.output(b.node(Op::kGemm, {f, b.random_constant({10, 16}), b.random_constant({10})}, {{"transB", int64_t{1}}}));
+        b.output(
+            b.node(Op::kGemm, {f, b.random_constant({10, 16}), b.random_constant({10})}, {{"transB", int64_t{1}}}));
     });
-    add("Gemm_M3_alpha_beta", "Gemm A[3,32] (Reshape of the input) B[32,8] C[3,8] alpha=0.5 beta=2", [](GraphBuilder& b) {
-        int a = b.node(Op::kReshape, {b.input({1, 96}), b.ints({3, 32})});
-        b.output(b.node(Op::kGemm, {a, b.random_constant({32, 8}), b.random_constant({3, 8})},
-                        {{"alpha", 0.5f}, {"beta", 2.f}}));
-    });
+    add("Gemm_M3_alpha_beta", "Gemm A[3,32] (Reshape of the input) B[32,8] C[3,8] alpha=0.5 beta=2",
+        [](GraphBuilder& b) {
+            int a = b.node(Op::kReshape, {b.input({1, 96}), b.ints({3, 32})});
+            b.output(b.node(Op::kGemm, {a, b.random_constant({32, 8}), b.random_constant({3, 8})},
+                            {{"alpha", 0.5f}, {"beta", 2.f}}));
+        });
     add("Gemm_transB_no_C", "Gemm A[1,24] B[6,24] transB=1 without C", [](GraphBuilder& b) {
         b.output(b.node(Op::kGemm, {b.input({1, 24}), b.random_constant({6, 24})}, {{"transB", int64_t{1}}}));
     });
@@ -554,8 +530,8 @@ std::vector<GraphCase> graph_cases() {
             int x = blk ? b.blocked_input(s) : b.input(s);
             int64_t c = s[1];
             b.output(b.node(Op::kBatchNormalization,
-                            {x, b.random_constant({c}, 0.5f, 1.5f), b.random_constant({c}),
-                             b.random_constant({c}), b.random_constant({c}, 0.1f, 2.f)},
+                            {x, b.random_constant({c}, 0.5f, 1.5f), b.random_constant({c}), b.random_constant({c}),
+                             b.random_constant({c}, 0.1f, 2.f)},
                             {{"epsilon", eps}}));
         });
     };
@@ -567,8 +543,8 @@ std::vector<GraphCase> graph_cases() {
         int x = b.blocked_input({1, 16, 10, 10});
         b.output(b.conv(b.conv(x, 16, 32, {.k = 1, .activation = "silu"}), 32, 16, {.k = 3, .pad = 1}));
     });
-    add("Chain_c2f_split_concat", "C2f: Conv 16->32 -> Split 16,16 -> Conv on the 2nd half -> Concat(a, b, conv) -> Conv",
-        [](GraphBuilder& b) {
+    add("Chain_c2f_split_concat",
+        "C2f: Conv 16->32 -> Split 16,16 -> Conv on the 2nd half -> Concat(a, b, conv) -> Conv", [](GraphBuilder& b) {
             int x = b.blocked_input({1, 16, 10, 10});
             int c1 = b.conv(x, 16, 32, {.k = 1, .activation = "silu"});
             auto s = b.node_n(Op::kSplit, {c1, b.ints({16, 16})}, 2, {{"axis", int64_t{1}}});
@@ -592,7 +568,8 @@ std::vector<GraphCase> graph_cases() {
     add("Chain_sppf", "SPPF: Conv -> MaxPool k5 s1 p2 x3 -> Concat of 4 -> Conv", [](GraphBuilder& b) {
         int x = b.conv(b.blocked_input({1, 16, 10, 10}), 16, 8, {.k = 1, .activation = "silu"});
         AttrList mp = {{"kernel_shape", Ints{5, 5}}, {"pads", Ints{2, 2, 2, 2}}};
-        int y1 = b.node(Op::kMaxPool, {x}, mp), y2 = b.node(Op::kMaxPool, {y1}, mp), y3 = b.node(Op::kMaxPool, {y2}, mp);
+        int y1 = b.node(Op::kMaxPool, {x}, mp), y2 = b.node(Op::kMaxPool, {y1}, mp),
+            y3 = b.node(Op::kMaxPool, {y2}, mp);
         int cat = b.node(Op::kConcat, {x, y1, y2, y3}, {{"axis", int64_t{1}}});
         b.output(b.conv(cat, 32, 16, {.k = 1, .activation = "silu"}));
     });
@@ -616,7 +593,8 @@ std::vector<GraphCase> graph_cases() {
         int y = b.conv(b.blocked_input({1, 16, 6, 6}), 16, 16, {.k = 1});
         b.output(b.node(Op::kMul, {y, b.node(Op::kSigmoid, {y})}));
     });
-    add("Chain_dfl", "DFL: Conv 16->64 -> Reshape [1,4,16,N] -> Transpose 0213 -> Softmax axis 1 -> Conv 16->1 -> Reshape",
+    add("Chain_dfl",
+        "DFL: Conv 16->64 -> Reshape [1,4,16,N] -> Transpose 0213 -> Softmax axis 1 -> Conv 16->1 -> Reshape",
         [](GraphBuilder& b) {
             int x = b.blocked_input({1, 16, 6, 6});
             int c = b.conv(x, 16, 64, {.k = 1});
@@ -633,15 +611,46 @@ std::vector<GraphCase> graph_cases() {
             int y = b.conv(b.blocked_input({1, 16, 6, 6}), 16, 16, {.k = 1});
             b.output(b.node(Op::kMul, {y, b.node(Op::kGlobalAveragePool, {y})}));
         });
+    // Concat elision when a producer's buffer holds more than its concat slot: the rest of that
+    // buffer must not be overwritten by the concat's other inputs while it is still read.
+    add("Chain_value_in_two_concats",
+        "v feeds Concat(v, a) and Concat(p, v, c) (all 16 ch, nChw8c); both concats read later", [](GraphBuilder& b) {
+            int x = b.blocked_input({1, 16, 6, 6});
+            int v = b.conv(x, 16, 16, {.k = 1}), a = b.conv(x, 16, 16, {.k = 1});
+            int p = b.conv(x, 16, 16, {.k = 1}), c = b.conv(x, 16, 16, {.k = 1});
+            int cat1 = b.node(Op::kConcat, {v, a}, {{"axis", int64_t{1}}});
+            int cat2 = b.node(Op::kConcat, {p, v, c}, {{"axis", int64_t{1}}});
+            b.output(b.conv(cat1, 32, 16, {.k = 1}));
+            b.output(b.conv(cat2, 48, 16, {.k = 1}));
+        });
+    add("Chain_split_half_into_concat",
+        "c = Conv 3->12 (plain); Split 6,6; Concat(const 6 ch, s[1]); s[0] read after the concat", [](GraphBuilder& b) {
+            int x = b.input({1, 3, 6, 6});
+            auto s = b.node_n(Op::kSplit, {b.conv(x, 3, 12, {.k = 1}), b.ints({6, 6})}, 2, {{"axis", int64_t{1}}});
+            int cat = b.node(Op::kConcat, {b.random_constant({1, 6, 6, 6}), s[1]}, {{"axis", int64_t{1}}});
+            b.output(b.node(Op::kSigmoid, {cat}));
+            b.output(b.node(Op::kSigmoid, {s[0]}));
+        });
+    // fuse_conv_residual_add also fuses Add(conv, constant of the same shape): the constant residual
+    // must then be read in the conv output's layout.
+    add(
+        "Pipeline_conv_add_constant", "Add(Conv 16->16 (nChw8c), constant [1,16,6,6]); CPU side runs run_pipeline",
+        [](GraphBuilder& b) {
+            int y = b.conv(b.blocked_input({1, 16, 6, 6}), 16, 16, {.k = 3, .pad = 1});
+            b.output(b.node(Op::kAdd, {y, b.random_constant({1, 16, 6, 6})}));
+        },
+        kTol, /*optimize=*/true);
     // As exported (Conv, BatchNormalization, Sigmoid, Mul, Add) and run through the whole pipeline on
     // the CPU side: the fused kernels must match the unfused reference graph.
-    add("Pipeline_bottleneck_as_exported", "Conv+BN+Sigmoid*Mul twice, + x; CPU side runs run_pipeline",
+    add(
+        "Pipeline_bottleneck_as_exported", "Conv+BN+Sigmoid*Mul twice, + x; CPU side runs run_pipeline",
         [](GraphBuilder& b) {
             int x = b.blocked_input({1, 16, 8, 8});
             auto cbs = [&](int in) {
                 int c = b.conv(in, 16, 16, {.k = 3, .pad = 1, .bias = false});
-                int bn = b.node(Op::kBatchNormalization, {c, b.random_constant({16}, 0.5f, 1.5f), b.random_constant({16}),
-                                                          b.random_constant({16}), b.random_constant({16}, 0.5f, 2.f)});
+                int bn =
+                    b.node(Op::kBatchNormalization, {c, b.random_constant({16}, 0.5f, 1.5f), b.random_constant({16}),
+                                                     b.random_constant({16}), b.random_constant({16}, 0.5f, 2.f)});
                 return b.node(Op::kMul, {bn, b.node(Op::kSigmoid, {bn})});
             };
             b.output(b.node(Op::kAdd, {x, cbs(cbs(x))}));

@@ -109,9 +109,9 @@ TEST(Reference, MaxPoolCeilModeIgnoresOverhang) {
 TEST(Reference, ResizeNearestAsymmetricFloorX2) {
     // YOLOv8's Upsample: each pixel becomes a 2x2 block.
     auto out = run_one(T({1, 1, 2, 2}, {1, 2, 3, 4}), [](GraphBuilder& b, int x) {
-        b.output(b.node(Op::kResize, {x, -1, b.floats({4}, {1, 1, 2, 2})},
-                        {{"coordinate_transformation_mode", std::string("asymmetric")},
-                         {"nearest_mode", std::string("floor")}}));
+        b.output(b.node(
+            Op::kResize, {x, -1, b.floats({4}, {1, 1, 2, 2})},
+            {{"coordinate_transformation_mode", std::string("asymmetric")}, {"nearest_mode", std::string("floor")}}));
     });
     expect_tensor(out.at(0), {1, 1, 4, 4}, {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
 }
@@ -119,9 +119,9 @@ TEST(Reference, ResizeNearestAsymmetricFloorX2) {
 TEST(Reference, ResizeNearestAsymmetricFloorX1_5) {
     // Output x = o / 1.5 floored: 0, 0.67, 1.33 -> 0, 0, 1.
     auto out = run_one(T({1, 1, 1, 2}, {7, 9}), [](GraphBuilder& b, int x) {
-        b.output(b.node(Op::kResize, {x, -1, b.floats({4}, {1, 1, 1, 1.5f})},
-                        {{"coordinate_transformation_mode", std::string("asymmetric")},
-                         {"nearest_mode", std::string("floor")}}));
+        b.output(b.node(
+            Op::kResize, {x, -1, b.floats({4}, {1, 1, 1, 1.5f})},
+            {{"coordinate_transformation_mode", std::string("asymmetric")}, {"nearest_mode", std::string("floor")}}));
     });
     expect_tensor(out.at(0), {1, 1, 1, 3}, {7, 7, 9});
 }

@@ -274,8 +274,8 @@ TEST_F(FuseConvBn, BnAfterNonConvOrWithRuntimeParametersIsNotFused) {
     b_.output(bn(b_.node(Op::kSigmoid, {x}), 8));
     int y = b_.conv(x, 8, 8, {.k = 1});
     int scale = b_.input({8});  // a runtime parameter cannot be folded into weights
-    b_.output(b_.node(Op::kBatchNormalization,
-                      {y, scale, b_.random_constant({8}), b_.random_constant({8}), b_.random_constant({8}, 0.5f, 1.f)}));
+    b_.output(b_.node(Op::kBatchNormalization, {y, scale, b_.random_constant({8}), b_.random_constant({8}),
+                                                b_.random_constant({8}, 0.5f, 1.f)}));
     auto r = run_pass(b_.graph(), passes::fuse_conv_bn);
     EXPECT_FALSE(r.changed);
     EXPECT_EQ(r.after.live_node_count(), 4u);
@@ -367,8 +367,7 @@ TEST_F(FuseConvResidualAdd, AddOfEarlierValueAndConvBecomesFourthInput) {
         GraphBuilder b(rng);
         int x = b.input({1, 16, 6, 6});
         int r = b.node(Op::kSigmoid, {x});
-        int y = b.conv(r, 16, 16,
-                       {.k = 3, .pad = 1, .bias = variant != 2, .activation = variant == 1 ? "silu" : ""});
+        int y = b.conv(r, 16, 16, {.k = 3, .pad = 1, .bias = variant != 2, .activation = variant == 1 ? "silu" : ""});
         int add = b.node(Op::kAdd, variant == 1 ? std::vector<int>{y, r} : std::vector<int>{r, y});
         b.output(add);
         auto res = run_pass(b.graph(), passes::fuse_conv_residual_add);

@@ -54,6 +54,106 @@ std::vector<Lifetime> root_lifetimes(const plan::ExecutionPlan& p) {
     return life;
 }
 
+// Where a value's bytes are: its root buffer and the byte range inside it.
+struct Range {
+    int root;
+    int64_t begin, end;
+};
+
+Range range_of(const plan::ExecutionPlan& p, int v) {
+    const plan::ValuePlan& x = vp(p, v);
+    if (x.storage == Storage::kView) return {x.root, x.offset, x.offset + x.bytes};
+    return {v, 0, x.bytes};
+}
+
+// Bytes per step along `axis` when the slices along it are contiguous ranges (all dims before it
+// are 1), else -1.
+int64_t contiguous_unit(const ir::Value& v, int64_t axis) {
+    int64_t unit = 4;
+    for (size_t d = 0; d < v.shape.size(); ++d) {
+        if (static_cast<int64_t>(d) < axis && v.shape[d] != 1) return -1;
+        if (static_cast<int64_t>(d) > axis) unit *= v.shape[d];
+    }
+    return unit;
+}
+
+// The byte ranges node `n` actually writes, as the CPU kernels do: nothing for outputs that are
+// views in place of their input (Split/Slice/Reshape), only the copied slots of a Concat whose
+// inputs were elided, the whole output otherwise.
+std::vector<Range> written_ranges(const plan::ExecutionPlan& p, const ir::Node& n) {
+    const ir::Graph& g = p.graph;
+    std::vector<Range> w;
+    auto in_place = [&](int v, int container, int64_t at) {
+        Range a = range_of(p, v), c = range_of(p, container);
+        return a.root == c.root && a.begin == c.begin + at;
+    };
+    if (n.op == Op::kConcat) {
+        int o = n.outputs[0];
+        int64_t axis = n.attrs.get_int("axis", 0), unit = contiguous_unit(g.value(o), axis), start = 0;
+        Range r = range_of(p, o);
+        if (unit < 0) return {r};
+        for (int in : n.inputs) {
+            int64_t len = g.value(in).shape[static_cast<size_t>(axis)] * unit;
+            if (g.is_constant(in) || !in_place(in, o, start))
+                w.push_back({r.root, r.begin + start, r.begin + start + len});
+            start += len;
+        }
+        return w;
+    }
+    if (n.op == Op::kSplit || n.op == Op::kSlice || n.op == Op::kReshape) {
+        const ir::Value& x = g.value(n.inputs[0]);
+        int64_t start = 0;
+        for (size_t k = 0; k < n.outputs.size(); ++k) {
+            int o = n.outputs[k];
+            int64_t at = 0;  // byte offset of the output inside the input when it is a contiguous range
+            if (n.op == Op::kSplit) {
+                int64_t unit = contiguous_unit(x, n.attrs.get_int("axis", 0));
+                at = unit < 0 ? -1 : start * unit;
+                start += g.value(o).shape[static_cast<size_t>(n.attrs.get_int("axis", 0))];
+            } else if (n.op == Op::kSlice) {
+                auto starts = n.attrs.get_ints("starts");
+                for (size_t d = 0; d < starts.size(); ++d)
+                    if (starts[d] != 0 || g.value(o).shape[d] != x.shape[d]) {
+                        int64_t unit = contiguous_unit(x, static_cast<int64_t>(d));
+                        at = unit < 0 ? -1 : starts[d] * unit;
+                        break;
+                    }
+            }
+            if (at < 0 || !in_place(o, n.inputs[0], at)) w.push_back(range_of(p, o));
+        }
+        return w;
+    }
+    for (int o : n.outputs) w.push_back(range_of(p, o));
+    return w;
+}
+
+// No node overwrites bytes of another value that was written earlier and is still read later:
+// the aliasing counterpart of the lifetime check (views share a root, so lifetimes alone cannot
+// see a concat copying over data that sits in the same buffer).
+void expect_no_clobbering(const plan::ExecutionPlan& p) {
+    const ir::Graph& g = p.graph;
+    std::vector<int> producer(g.values.size(), -1), last_read(g.values.size(), -1);
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+        for (int o : g.nodes[i].outputs) producer[static_cast<size_t>(o)] = static_cast<int>(i);
+        for (int in : g.nodes[i].inputs)
+            if (in >= 0) last_read[static_cast<size_t>(in)] = static_cast<int>(i);
+    }
+    for (int o : g.outputs) last_read[static_cast<size_t>(o)] = INT_MAX;  // read by the caller
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+        const ir::Node& n = g.nodes[i];
+        for (const Range& w : written_ranges(p, n))
+            for (size_t v = 0; v < g.values.size(); ++v) {
+                int pv = producer[v];
+                if (pv < 0 || pv >= static_cast<int>(i) || last_read[v] <= static_cast<int>(i)) continue;
+                Range r = range_of(p, static_cast<int>(v));
+                EXPECT_FALSE(r.root == w.root && r.begin < w.end && w.begin < r.end)
+                    << "node '" << n.name << "' (#" << i << ") writes bytes [" << w.begin << ", " << w.end << ") of '"
+                    << g.value(w.root).name << "', clobbering '" << g.values[v].name << "' [" << r.begin << ", "
+                    << r.end << ") written by node #" << pv << " and still read by node #" << last_read[v];
+            }
+    }
+}
+
 // The plan's memory invariants, checked exhaustively over all pairs.
 void expect_valid_memory(const plan::ExecutionPlan& p) {
     const ir::Graph& g = p.graph;
@@ -88,10 +188,11 @@ void expect_valid_memory(const plan::ExecutionPlan& p) {
             const plan::ValuePlan &pa = vp(p, a), &pb = vp(p, b);
             bool overlap = pa.offset < pb.offset + pb.bytes && pb.offset < pa.offset + pa.bytes;
             EXPECT_FALSE(live_together && overlap)
-                << "'" << g.value(a).name << "' [" << pa.offset << ", " << pa.offset + pa.bytes << ") nodes " << la.first
-                << ".." << la.last << " overlaps '" << g.value(b).name << "' [" << pb.offset << ", "
+                << "'" << g.value(a).name << "' [" << pa.offset << ", " << pa.offset + pa.bytes << ") nodes "
+                << la.first << ".." << la.last << " overlaps '" << g.value(b).name << "' [" << pb.offset << ", "
                 << pb.offset + pb.bytes << ") nodes " << lb.first << ".." << lb.last;
         }
+    expect_no_clobbering(p);
     // Every value a node reads has been written (or is an input/constant) by then.
     std::vector<bool> ready(g.values.size(), false);
     for (size_t v = 0; v < g.values.size(); ++v) ready[v] = g.values[v].constant != nullptr;
@@ -118,10 +219,10 @@ class PlanTest : public ::testing::Test {
 TEST_F(PlanTest, LayoutsBlockedForConvsAndPlainAtGraphOutputs) {
     int x3 = b_.input({1, 3, 6, 6});
     int x = b_.conv(x3, 3, 16, {.k = 3, .pad = 1});  // the stem: plain in, nChw8c out
-    int c32 = b_.conv(x, 16, 32, {.k = 1});      // internal: nChw8c
-    int o16 = b_.conv(c32, 32, 16, {.k = 1});    // graph output: blocked temporary + conversion
-    int o51 = b_.conv(x3, 3, 51, {.k = 1});      // from a plain input, 51 channels stay plain
-    int o51b = b_.conv(c32, 32, 51, {.k = 1});   // from a blocked input: blocked, padded to 56 channels
+    int c32 = b_.conv(x, 16, 32, {.k = 1});          // internal: nChw8c
+    int o16 = b_.conv(c32, 32, 16, {.k = 1});        // graph output: blocked temporary + conversion
+    int o51 = b_.conv(x3, 3, 51, {.k = 1});          // from a plain input, 51 channels stay plain
+    int o51b = b_.conv(c32, 32, 51, {.k = 1});       // from a blocked input: blocked, padded to 56 channels
     for (int o : {o16, o51, o51b}) b_.output(o);
     auto p = build_plan(b_);
     for (int v : {x, c32}) {
@@ -201,9 +302,9 @@ TEST_F(PlanTest, PlainConcatOfNonBlockMultiplesIsElidedToo) {
 
 TEST_F(PlanTest, ConcatOfMixedLayoutsOrNonContiguousAxisIsNotElided) {
     int x3 = b_.input({1, 3, 6, 6});
-    int x = b_.conv(x3, 3, 16, {.k = 1});     // nChw8c
-    int blk = b_.conv(x, 16, 16, {.k = 1});   // nChw8c
-    int pln = b_.conv(x3, 3, 12, {.k = 1});   // nchw: plain input, 12 channels
+    int x = b_.conv(x3, 3, 16, {.k = 1});    // nChw8c
+    int blk = b_.conv(x, 16, 16, {.k = 1});  // nChw8c
+    int pln = b_.conv(x3, 3, 12, {.k = 1});  // nchw: plain input, 12 channels
     int cat1 = b_.node(Op::kConcat, {blk, pln}, {{"axis", int64_t{1}}});
     // Axis 2 of [1, C, H, W]: each input is C strided pieces of the output, not one range.
     int cat2 = b_.node(Op::kConcat, {b_.node(Op::kSigmoid, {x}), b_.node(Op::kRelu, {x})}, {{"axis", int64_t{2}}});
@@ -278,6 +379,34 @@ TEST_F(PlanTest, ArenaReusesMemoryAlongAChain) {
     expect_runs_correctly();
 }
 
+TEST_F(PlanTest, ValueReadByTwoConcatsIsNotClobbered) {
+    // v is elided into cat1 (slot 0); cat2 = Concat(p, v, c) may not then place all of cat1 at its
+    // slot 1, because cat1's second half (a) would lie where cat2 copies c.
+    int x = b_.blocked_input({1, 16, 6, 6});
+    int v = b_.conv(x, 16, 16, {.k = 1}), a = b_.conv(x, 16, 16, {.k = 1});
+    int q = b_.conv(x, 16, 16, {.k = 1}), c = b_.conv(x, 16, 16, {.k = 1});
+    int cat1 = b_.node(Op::kConcat, {v, a}, {{"axis", int64_t{1}}});
+    int cat2 = b_.node(Op::kConcat, {q, v, c}, {{"axis", int64_t{1}}});
+    b_.output(b_.conv(cat1, 32, 16, {.k = 1}));
+    b_.output(b_.conv(cat2, 48, 16, {.k = 1}));
+    auto p = build_plan(b_);
+    expect_valid_memory(p);
+    expect_runs_correctly();
+}
+
+TEST_F(PlanTest, SplitHalfPlacedInConcatDoesNotClobberTheOtherHalf) {
+    // s[1] sits at byte 6ch of conv c; Concat(const, s[1]) may not place c at 0 of the concat:
+    // the constant is copied to the concat's first 6 channels, which would be s[0], still read.
+    int x = b_.input({1, 3, 6, 6});
+    auto s = b_.node_n(Op::kSplit, {b_.conv(x, 3, 12, {.k = 1}), b_.ints({6, 6})}, 2, {{"axis", int64_t{1}}});
+    int cat = b_.node(Op::kConcat, {b_.random_constant({1, 6, 6, 6}), s[1]}, {{"axis", int64_t{1}}});
+    b_.output(b_.node(Op::kSigmoid, {cat}));
+    b_.output(b_.node(Op::kSigmoid, {s[0]}));
+    auto p = build_plan(b_);
+    expect_valid_memory(p);
+    expect_runs_correctly();
+}
+
 // Overlap checks on the kinds of subgraphs YOLOv8 is made of, where views and lifetimes interact.
 TEST_F(PlanTest, NoLiveBuffersOverlapInYoloLikeGraphs) {
     int x = b_.blocked_input({1, 16, 12, 12});
@@ -291,18 +420,21 @@ TEST_F(PlanTest, NoLiveBuffersOverlapInYoloLikeGraphs) {
     // Downsample + SPPF.
     int sp = b_.conv(c2f, 32, 16, {.k = 3, .stride = 2, .pad = 1});
     AttrList mp = {{"kernel_shape", Ints{5, 5}}, {"pads", Ints{2, 2, 2, 2}}};
-    int y1 = b_.node(Op::kMaxPool, {sp}, mp), y2 = b_.node(Op::kMaxPool, {y1}, mp), y3 = b_.node(Op::kMaxPool, {y2}, mp);
+    int y1 = b_.node(Op::kMaxPool, {sp}, mp), y2 = b_.node(Op::kMaxPool, {y1}, mp),
+        y3 = b_.node(Op::kMaxPool, {y2}, mp);
     int sppf = b_.conv(b_.node(Op::kConcat, {sp, y1, y2, y3}, {{"axis", int64_t{1}}}), 64, 32, {.k = 1});
     // FPN: upsample back and concat with the earlier stride.
-    int up = b_.node(Op::kResize, {sppf, -1, b_.floats({4}, {1, 1, 2, 2})},
-                     {{"coordinate_transformation_mode", std::string("asymmetric")}, {"nearest_mode", std::string("floor")}});
+    int up = b_.node(
+        Op::kResize, {sppf, -1, b_.floats({4}, {1, 1, 2, 2})},
+        {{"coordinate_transformation_mode", std::string("asymmetric")}, {"nearest_mode", std::string("floor")}});
     int fpn = b_.conv(b_.node(Op::kConcat, {up, c2f}, {{"axis", int64_t{1}}}), 64, 16, {.k = 3, .pad = 1});
     // Detect head on two branches, reshaped and concatenated on axis 2, then split into box/class.
     int box = b_.node(Op::kReshape, {b_.conv(fpn, 16, 64, {.k = 1}), b_.ints({1, 64, -1})});
     int cls = b_.node(Op::kReshape, {b_.conv(fpn, 16, 8, {.k = 1}), b_.ints({1, 8, -1})});
     int head = b_.node(Op::kConcat, {box, cls}, {{"axis", int64_t{1}}});
     auto bc = b_.node_n(Op::kSplit, {head, b_.ints({64, 8})}, 2, {{"axis", int64_t{1}}});
-    int dfl = b_.node(Op::kSoftmax, {b_.node(Op::kReshape, {bc[0], b_.ints({1, 4, 16, -1})})}, {{"axis", int64_t{2}}});
+    int logits = b_.node(Op::kReshape, {bc[0], b_.ints({1, 4, 16, -1})});
+    int dfl = b_.node(Op::kSoftmax, {logits}, {{"axis", int64_t{2}}});
     b_.output(b_.node(Op::kReshape, {dfl, b_.ints({1, 64, -1})}));
     b_.output(b_.node(Op::kSigmoid, {bc[1]}));
     auto p = build_plan(b_);
