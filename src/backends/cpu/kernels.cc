@@ -10,6 +10,7 @@
 
 #include "backends/cpu/kernel.h"
 #include "backends/cpu/onednn_kernels.h"
+#include "backends/cpu/vector_math.h"
 #include "core/error.h"
 
 namespace kestrel::cpu {
@@ -81,8 +82,13 @@ std::unique_ptr<Kernel> unary_kernel(const plan::ExecutionPlan& p, const Node& n
     return fn([=](const Addresses& a) {
         const float* x = f32(a, in);
         float* y = f32(a, out);
-#pragma omp parallel for if (count > 65536)
-        for (int64_t i = 0; i < count; ++i) y[i] = sigmoid ? 1.f / (1.f + std::exp(-x[i])) : std::max(x[i], 0.f);
+        if (sigmoid) {
+#pragma omp parallel for simd if (count > 65536)
+            for (int64_t i = 0; i < count; ++i) y[i] = sigmoid_poly(x[i]);
+        } else {
+#pragma omp parallel for simd if (count > 65536)
+            for (int64_t i = 0; i < count; ++i) y[i] = std::max(x[i], 0.f);
+        }
     });
 }
 
@@ -305,28 +311,36 @@ std::unique_ptr<Kernel> softmax_kernel(const plan::ExecutionPlan& p, const Node&
         len = s[sz(axis)];
         for (size_t i = sz(axis) + 1; i < s.size(); ++i) inner *= s[i];
     }
+    // Work on blocks of the inner (contiguous) dimension so every loop runs over consecutive
+    // floats and vectorises; the DFL softmax is over 16 values strided by 33600.
+    constexpr int64_t kBlock = 256;
+    int64_t blocks = (inner + kBlock - 1) / kBlock;
     return fn([=](const Addresses& a) {
         const float* x = f32(a, in);
         float* y = f32(a, out);
 #pragma omp parallel for collapse(2) if (outer * inner > 1024)
         for (int64_t o = 0; o < outer; ++o)
-            for (int64_t i = 0; i < inner; ++i) {
-                const float* px = x + o * len * inner + i;
-                float* py = y + o * len * inner + i;
-                float m = -INFINITY, sum = 0.f;
-                for (int64_t l = 0; l < len; ++l) m = std::max(m, px[l * inner]);
-                for (int64_t l = 0; l < len; ++l) {
-                    float e = std::exp(px[l * inner] - m);
-                    py[l * inner] = e;
-                    sum += e;
-                }
-                float inv = 1.f / sum;
-                for (int64_t l = 0; l < len; ++l) py[l * inner] *= inv;
+            for (int64_t blk = 0; blk < blocks; ++blk) {
+                int64_t i0 = blk * kBlock, w = std::min(kBlock, inner - i0);
+                float m[kBlock], sum[kBlock];
+                const float* px = x + o * len * inner + i0;
+                float* py = y + o * len * inner + i0;
+                for (int64_t i = 0; i < w; ++i) m[i] = px[i], sum[i] = 0.f;
+                for (int64_t l = 1; l < len; ++l)
+                    for (int64_t i = 0; i < w; ++i) m[i] = std::max(m[i], px[l * inner + i]);
+                for (int64_t l = 0; l < len; ++l)
+                    for (int64_t i = 0; i < w; ++i) {
+                        float e = exp_poly(px[l * inner + i] - m[i]);
+                        py[l * inner + i] = e;
+                        sum[i] += e;
+                    }
+                for (int64_t i = 0; i < w; ++i) sum[i] = 1.f / sum[i];
+                for (int64_t l = 0; l < len; ++l)
+                    for (int64_t i = 0; i < w; ++i) py[l * inner + i] *= sum[i];
             }
     });
 }
 
-// Nearest resize; source indices precomputed per axis with the reference's coordinate rules.
 std::unique_ptr<Kernel> resize_kernel(const plan::ExecutionPlan& p, const Node& n) {
     const ir::Graph& g = p.graph;
     int in = n.inputs[0], out = n.outputs[0];
