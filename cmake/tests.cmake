@@ -4,6 +4,7 @@ find_package(GTest REQUIRED)
 include(GoogleTest)
 
 include(cmake/unit_tests.cmake OPTIONAL)
+include(cmake/yolo_metrics.cmake)
 
 add_executable(kestrel_run_raw tests/tools/run_raw.cc)
 target_link_libraries(kestrel_run_raw PRIVATE kestrel)
@@ -14,7 +15,7 @@ target_compile_definitions(kestrel_api_tests PRIVATE KESTREL_SOURCE_DIR="${PROJE
 gtest_discover_tests(kestrel_api_tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
 
 set(KESTREL_PYTHON ${PROJECT_SOURCE_DIR}/.venv/bin/python)
-foreach(script ort_compare cli_test)
+foreach(script ort_compare cli_test val_test)
   add_test(NAME py_${script}
            COMMAND ${KESTREL_PYTHON} ${PROJECT_SOURCE_DIR}/tests/models/${script}.py --build ${PROJECT_BINARY_DIR}
                    --shared ${PROJECT_SOURCE_DIR}/../shared)

@@ -15,6 +15,7 @@ include(GoogleTest)
 
 add_executable(kestrel_unit_tests
   ${KESTREL_ROOT}/tests/ops/ops_test.cc
+  ${KESTREL_ROOT}/tests/ops/int8_conv_test.cc
   ${KESTREL_ROOT}/tests/ops/reference_test.cc
   ${KESTREL_ROOT}/tests/passes/passes_test.cc
   ${KESTREL_ROOT}/tests/unit/plan_test.cc)

@@ -54,6 +54,8 @@ struct PredictOptions {
     std::vector<int> classes;   // keep only these class ids (empty: all)
     bool agnostic_nms = false;
     bool multi_label = false;   // one box per class above conf (as `val`)
+    // Ultralytics' val loader: long side to imgsz with INTER_AREA, then letterbox without upscaling.
+    bool val_letterbox = false;
 };
 
 // An RGB 8-bit image in memory, row-major interleaved.

@@ -24,11 +24,14 @@ namespace kestrel {
 
 struct BuildOptions {
     int batch = 1;                 // max batch of the profile
-    bool dynamic = false;          // a profile of 1..batch (needs a model with a dynamic batch axis for batch > 1)
+    bool dynamic = false;          // a profile of 1..batch (else exactly batch)
     std::array<int, 2> imgsz{};    // {h, w}; 0 = the model's own
     std::string device = "cpu";    // "cpu" (CUDA engines: not yet)
-    bool half = false;             // FP16 (not yet: an error)
-    bool int8 = false;             // INT8 (not yet: an error)
+    bool half = false;             // FP16 weights (binary16 storage; CPUs compute them in float32)
+    bool int8 = false;             // INT8 post-training quantisation (implies dynamic)
+    std::string data;              // int8: calibration dataset yaml (empty: coco128.yaml, with a warning)
+    std::string trt_quant_algo = "ENTROPY_CALIBRATION_2";  // MINMAX_, ENTROPY_, ENTROPY_CALIBRATION_2, LEGACY_
+    std::string calibration_cache; // int8: cache path (empty: <model>.cache beside the model)
     double workspace_gib = 4;      // cap on build memory
     std::ostream* log = nullptr;   // verbose build log (layer tables before and after optimisation)
 };

@@ -3,9 +3,11 @@
 #include <iomanip>
 #include <sstream>
 
+#include "api/int8_build.h"
 #include "api/model_info.h"
 #include "backends/cpu/kernel.h"
 #include "core/error.h"
+#include "core/half.h"
 #include "engine/engine_file.h"
 #include "ir/graph.h"
 #include "kestrel/engine.h"
@@ -41,6 +43,7 @@ std::string layer_table_of(const ir::Graph& g, const plan::ExecutionPlan* p) {
         std::string op(ir::op_name(n.op));
         if (n.attrs.get_string("activation", "") == "silu") op += "+SiLU";
         if (n.op == ir::Op::kConv && n.input(3) >= 0) op += "+Add";
+        if (n.attrs.get_string("precision", "fp32") == "int8") op += " int8";
         std::string name = n.name.size() > 32 ? "..." + n.name.substr(n.name.size() - 29) : n.name;
         os << std::setw(5) << i++ << std::setw(34) << name << std::setw(20) << op << std::setw(22)
            << (g.value(n.outputs[0]).shape_known ? shape_str(g.value(n.outputs[0]).shape) : "?")
@@ -92,22 +95,46 @@ std::vector<std::string> kernel_names(const plan::ExecutionPlan& p) {
 
 std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOptions& o) {
     KS_CHECK(o.device == "cpu", "device='", o.device, "': this build of Kestrel runs engines on the CPU only (device=cpu)");
-    KS_CHECK(!o.half, "half=True: FP16 engines are not implemented yet; export with half=False");
-    KS_CHECK(!o.int8, "int8=True: INT8 engines are not implemented yet; export with int8=False");
+
     KS_CHECK(o.batch >= 1, "batch must be at least 1");
     KS_CHECK(o.workspace_gib > 0, "workspace must be positive");
     onnx::ImportOptions io;
     io.imgsz = {o.imgsz[0], o.imgsz[1]};
     engine::EngineData d;
     d.graph = onnx::import_model(path, io);
-    bool dynamic_model = d.graph.metadata.count("dynamic_batch") != 0;
-    KS_CHECK(o.batch == 1 || dynamic_model, "batch=", o.batch, ": '", path,
-             "' has a fixed batch of 1; export the ONNX with dynamic=True for larger batches");
+    // CPU engines run a batch image by image through a batch-1 plan, so a model exported with a
+    // fixed batch of 1 serves any batch: its images never interact.
     d.max_batch = o.batch;
-    d.min_batch = o.dynamic ? 1 : o.batch;
+    d.min_batch = o.dynamic || o.int8 ? 1 : o.batch;  // int8 enables dynamic, as Ultralytics does
     d.opt_batch = o.batch;
     if (o.log) *o.log << "Layers before optimisation (" << d.graph.nodes.size() << "):\n" << layer_table_of(d.graph, nullptr);
     passes::run_pipeline(d.graph, o.log);
+    if (o.half && !o.int8) {
+        // FP16 on the CPU: weights stored as binary16 (half the file), arithmetic stays float32 —
+        // x86 CPUs without AVX512-FP16 have no FP16 arithmetic, and oneDNN computes f16 as f32 there.
+        for (ir::Value& v : d.graph.values) {
+            if (!v.constant || v.dtype != DType::kFloat32 || v.shape.size() != 4) continue;
+            ir::Tensor t = *v.constant;
+            for (int64_t i = 0; i < t.size(); ++i) t.data<float>()[i] = half_to_float(float_to_half(t.data<float>()[i]));
+            v.constant = std::make_shared<const ir::Tensor>(std::move(t));
+        }
+        d.precision = "fp16";
+    }
+    if (o.int8) {
+        api::Int8BuildOptions q;
+        q.model_path = path;
+        q.data_yaml = o.data;
+        q.algorithm = o.trt_quant_algo;
+        q.batch = o.batch;
+        q.cache_path = o.calibration_cache.empty()
+                           ? std::filesystem::path(path).replace_extension(".cache").string()
+                           : o.calibration_cache;
+        q.workspace_gib = o.workspace_gib;
+        q.log = o.log;
+        int n = api::quantize_int8(d.graph, q);
+        d.precision = "int8";
+        d.graph.metadata["int8_layers"] = std::to_string(n);
+    }
     auto impl = std::make_shared<Engine::Impl>();
     impl->plan = std::make_shared<const plan::ExecutionPlan>(plan::build(d.graph));
     d.kernels = kernel_names(*impl->plan);

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "kestrel/detector.h"
+#include "yolo/dataset/dataset.h"
 #include "yolo/draw/annotate.h"
 #include "yolo/image/image.h"
 #include "yolo/preprocess/letterbox.h"
@@ -27,6 +28,23 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 }
 
 yolo::Image to_image(const ImageRgb& im) { return yolo::Image{im.width, im.height, im.pixels}; }
+
+// Ultralytics' val loader: load_image resizes the long side to imgsz (INTER_AREA when shrinking, INTER_LINEAR
+// when enlarging), then LetterBox(scaleup=False) pads it. Boxes map back with the validator's ratio_pad, whose
+// gain is load_image's height ratio, so the transform's scale is that gain rather than the letterbox ratio.
+yolo::LetterboxTransform val_letterbox_to_tensor(const yolo::Image& src, int out_h, int out_w, float* dst) {
+    const yolo::ValLoadGeometry g = yolo::val_load_geometry(src.width, src.height, out_h, out_w);
+    yolo::LetterboxTransform tr;
+    if (g.resize) {
+        const yolo::Image loaded =
+            g.shrink ? yolo::resize_area(src, g.width, g.height) : yolo::resize_linear(src, g.width, g.height);
+        tr = yolo::letterbox_to_tensor(loaded, out_h, out_w, dst);
+    } else {
+        tr = yolo::letterbox_to_tensor(src, out_h, out_w, dst);
+    }
+    tr.scale = static_cast<float>(g.scale);
+    return tr;
+}
 
 }  // namespace
 
@@ -94,6 +112,8 @@ Result<Prediction> Predictor::predict(const ImageRgb& image, const PredictOption
                 for (int y = 0; y < size; ++y)
                     for (int x = 0; x < size; ++x)
                         impl_->input[static_cast<size_t>((c * size + y) * size + x)] = r.pixel(x0 + x, y0 + y)[c] / 255.0f;
+        } else if (opt.val_letterbox) {
+            tr = val_letterbox_to_tensor(to_image(image), info.imgsz[0], info.imgsz[1], impl_->input.data());
         } else {
             tr = yolo::letterbox_to_tensor(to_image(image), info.imgsz[0], info.imgsz[1], impl_->input.data());
         }

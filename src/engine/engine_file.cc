@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/half.h"
 
 namespace kestrel::engine {
 
@@ -73,8 +74,19 @@ std::string serialize(const EngineData& d) {
         if (v.constant) {
             blob.resize((blob.size() + kAlign - 1) / kAlign * kAlign, '\0');
             jv["offset"] = blob.size();
-            jv["bytes"] = v.constant->bytes.size();
-            blob.append(reinterpret_cast<const char*>(v.constant->bytes.data()), v.constant->bytes.size());
+            if (d.precision == "fp16" && v.dtype == DType::kFloat32 && v.shape.size() == 4) {
+                // FP16 engines store conv weights as binary16; the build already rounded them to
+                // half values, so this is lossless and a loaded engine computes what the built one did.
+                const float* f = v.constant->data<float>();
+                std::vector<uint16_t> h(static_cast<size_t>(v.constant->size()));
+                for (size_t i = 0; i < h.size(); ++i) h[i] = float_to_half(f[i]);
+                jv["dtype"] = static_cast<int>(DType::kFloat16);
+                jv["bytes"] = h.size() * 2;
+                blob.append(reinterpret_cast<const char*>(h.data()), h.size() * 2);
+            } else {
+                jv["bytes"] = v.constant->bytes.size();
+                blob.append(reinterpret_cast<const char*>(v.constant->bytes.data()), v.constant->bytes.size());
+            }
         }
         values.push_back(std::move(jv));
     }
@@ -145,10 +157,22 @@ EngineData deserialize(const std::string& s, const std::string& what) {
             if (jv.contains("offset")) {
                 uint64_t off = jv["offset"].get<uint64_t>(), n = jv["bytes"].get<uint64_t>();
                 KS_CHECK(off <= bsize && n <= bsize - off, "constant out of range");
-                ir::Tensor t(v.dtype, v.shape);
-                KS_CHECK(t.bytes.size() == n, "constant size mismatch");
-                std::memcpy(t.bytes.data(), blob + off, n);
-                v.constant = std::make_shared<const ir::Tensor>(std::move(t));
+                if (v.dtype == DType::kFloat16) {  // FP16 weight storage: computed in float32
+                    v.dtype = DType::kFloat32;
+                    ir::Tensor t(DType::kFloat32, v.shape);
+                    KS_CHECK(static_cast<uint64_t>(t.size()) * 2 == n, "constant size mismatch");
+                    for (int64_t i = 0; i < t.size(); ++i) {
+                        uint16_t h;
+                        std::memcpy(&h, blob + off + static_cast<uint64_t>(i) * 2, 2);
+                        t.data<float>()[i] = half_to_float(h);
+                    }
+                    v.constant = std::make_shared<const ir::Tensor>(std::move(t));
+                } else {
+                    ir::Tensor t(v.dtype, v.shape);
+                    KS_CHECK(t.bytes.size() == n, "constant size mismatch");
+                    std::memcpy(t.bytes.data(), blob + off, n);
+                    v.constant = std::make_shared<const ir::Tensor>(std::move(t));
+                }
             }
             g.values.push_back(std::move(v));
         }

@@ -114,6 +114,26 @@ Tensor conv2d(const Node& node, const Tensor& x, const Tensor& w, const Tensor* 
     float* op = out.data<float>();
     int64_t OCg = OC / group;
     std::string act = a.get_string("activation", "");
+    // precision="int8": the fake-quantised oracle of the INT8 kernel. Input rounded to its per-tensor
+    // scale (8 bits), weights to per-output-channel scales max|w| / 63 (7 bits: see int8_conv_kernel.cc).
+    std::vector<float> xq, wq;
+    if (a.get_string("precision", "fp32") == "int8") {
+        double s = a.get_float("input_scale", 1.f);
+        xq.resize(static_cast<size_t>(x.size()));
+        for (size_t i = 0; i < xq.size(); ++i)
+            xq[i] = static_cast<float>(std::clamp(std::nearbyint(xp[i] / s), -128.0, 127.0) * s);
+        int64_t per = w.size() / OC;
+        wq.resize(static_cast<size_t>(w.size()));
+        for (int64_t c = 0; c < OC; ++c) {
+            double amax = 0;
+            for (int64_t k = 0; k < per; ++k) amax = std::max(amax, std::abs(static_cast<double>(wp[c * per + k])));
+            double sw = amax > 0 ? amax / 63.0 : 1.0;
+            for (int64_t k = 0; k < per; ++k)
+                wq[static_cast<size_t>(c * per + k)] = static_cast<float>(std::nearbyint(wp[c * per + k] / sw) * sw);
+        }
+        xp = xq.data();
+        wp = wq.data();
+    }
     for (int64_t n = 0; n < N; ++n)
         for (int64_t oc = 0; oc < OC; ++oc) {
             int64_t g = oc / OCg;

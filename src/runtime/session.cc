@@ -47,6 +47,11 @@ void Session::run(const float* input, int batch, const std::vector<float*>& outp
             if (vp.storage == plan::Storage::kView) addr_[v] = addr_[static_cast<size_t>(vp.root)] + vp.offset;
         }
         for (size_t i = 0; i < kernels_.size(); ++i) {
+            if (observer_) {
+                kernels_[i]->run(addr_);
+                for (int o : g.nodes[i].outputs) observer_(o, addr_[static_cast<size_t>(o)]);
+                continue;
+            }
             if (!profiling_) {
                 kernels_[i]->run(addr_);
                 continue;

@@ -6,6 +6,7 @@
 //   s.run(input, batch, {output0});        // input: batch x C x H x W floats; outputs: batch x ...
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +31,10 @@ class Session {
     // Runs `batch` images. outputs[k] holds batch x (per-image size of graph output k) floats.
     void run(const float* input, int batch, const std::vector<float*>& outputs);
 
+    // Called after each node with each value it wrote (for calibration): value id and address.
+    using Observer = std::function<void(int value, const uint8_t* data)>;
+    void set_observer(Observer observer) { observer_ = std::move(observer); }
+
     // Per-layer times of the last run when profiling is on (summed over the batch).
     void set_profiling(bool on) { profiling_ = on; }
     const std::vector<LayerTime>& layer_times() const { return times_; }
@@ -46,6 +51,7 @@ class Session {
     cpu::Addresses addr_;
     int64_t input_elements_ = 0;
     bool profiling_ = false;
+    Observer observer_;
     std::vector<LayerTime> times_;
 };
 

@@ -221,16 +221,36 @@ TEST(BadInput, MissingAndInvalidModels) {
     EXPECT_EQ(b.status().message().find('\n'), std::string::npos);
 }
 
-TEST(BadInput, BatchOutsideProfileAndStaticModel) {
+TEST(BadInput, BatchOutsideProfile) {
     auto s = kestrel::Session::create(engine_for("yolov8n.onnx"));
     std::vector<float> input(2 * 3 * 640 * 640);
     std::vector<std::vector<float>> out;
-    EXPECT_FALSE(s->run(input.data(), 2, &out).ok());
+    auto st = s->run(input.data(), 2, &out);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("outside the engine's profile"), std::string::npos);
+}
+
+// A model exported with a fixed batch of 1 serves larger batches on the CPU (images run one by
+// one through the batch-1 plan): each image's output equals its batch-1 output.
+TEST(Batch, StaticBatchOneModelRunsLargerBatches) {
     kestrel::BuildOptions opt;
-    opt.batch = 4;
+    opt.batch = 3;
     auto e = kestrel::Engine::build(shared("models/yolov8n.onnx"), opt);
-    ASSERT_FALSE(e.ok());
-    EXPECT_NE(e.status().message().find("dynamic=True"), std::string::npos);
+    ASSERT_TRUE(e.ok()) << e.status().message();
+    EXPECT_EQ(e->info().min_batch, 3);
+    EXPECT_EQ(e->info().max_batch, 3);
+    const size_t per = 3 * 640 * 640;
+    std::vector<float> input(3 * per);
+    for (size_t i = 0; i < input.size(); ++i) input[i] = static_cast<float>((i * 2654435761u) % 997) / 997.f;
+    auto s = kestrel::Session::create(e.value());
+    std::vector<std::vector<float>> batch3, single;
+    ASSERT_TRUE(s->run(input.data(), 3, &batch3).ok());
+    auto one = kestrel::Session::create(engine_for("yolov8n.onnx"));
+    for (size_t b = 0; b < 3; ++b) {
+        ASSERT_TRUE(one->run(input.data() + b * per, 1, &single).ok());
+        EXPECT_EQ(0, std::memcmp(single[0].data(), batch3[0].data() + b * single[0].size(), single[0].size() * 4))
+            << "image " << b;
+    }
 }
 
 TEST(BadInput, UnreadableImages) {

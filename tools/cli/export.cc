@@ -35,6 +35,8 @@ int run_export(const Options& opts) {
     if (opts.has_value("device")) bo.device = opts.get_string("device");
     bo.half = opts.get_bool("half");
     bo.int8 = opts.get_bool("int8");
+    if (opts.has_value("data")) bo.data = opts.get_string("data");
+    bo.trt_quant_algo = opts.get_string("trt_quant_algo");
     bo.workspace_gib = opts.get_float("workspace");
     bool verbose = opts.is_set("verbose") && opts.get_bool("verbose");
     if (verbose) bo.log = &std::cout;

@@ -1,6 +1,7 @@
 // kestrel: Ultralytics' `yolo` command line over Kestrel engines.
 //   kestrel export model=yolov8n.onnx format=engine
 //   kestrel predict model=yolov8n.engine source=bus.jpg
+//   kestrel val model=yolov8n.engine data=coco128.yaml
 #include <iostream>
 
 #include "cli/modes.h"
@@ -15,9 +16,7 @@ int main(int argc, char** argv) {
             case Mode::kExport: return run_export(opts);
             case Mode::kPredict: return run_predict(opts);
             case Mode::kBenchmark: return run_benchmark(opts);
-            case Mode::kVal:
-                std::cerr << "Error: mode 'val' is not implemented yet\n";
-                return 2;
+            case Mode::kVal: return run_val(opts);
         }
     } catch (const kestrel::Error& e) {
         std::cerr << "Error: " << e.what() << "\n";

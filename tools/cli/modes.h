@@ -8,5 +8,6 @@ namespace kestrel::cli {
 int run_export(const Options& opts);
 int run_predict(const Options& opts);
 int run_benchmark(const Options& opts);
+int run_val(const Options& opts);
 
 }  // namespace kestrel::cli

@@ -475,7 +475,8 @@ std::string conv_name(const plan::ExecutionPlan& p, const Node& n) {
     auto k = p.graph.value(n.inputs[1]).shape;
     auto s = n.attrs.get_ints("strides", {1, 1});
     std::ostringstream os;
-    os << (n.op == Op::kConv ? "conv2d" : "deconv2d") << "_onednn_f32_" << plan::layout_name(p.values[sz(n.inputs[0])].layout)
+    bool int8 = n.attrs.get_string("precision", "fp32") == "int8";
+    os << (n.op == Op::kConv ? "conv2d" : "deconv2d") << (int8 ? "_onednn_s8s8f32_nhwc_via_" : "_onednn_f32_") << plan::layout_name(p.values[sz(n.inputs[0])].layout)
        << "_" << plan::layout_name(p.values[sz(n.outputs[0])].layout) << "_k" << k[2] << "x" << k[3] << "s" << s[0];
     if (n.attrs.get_int("group", 1) > 1) os << "g" << n.attrs.get_int("group", 1);
     if (n.attrs.get_string("activation", "") == "silu") os << "_silu";
@@ -532,7 +533,9 @@ std::unique_ptr<Kernel> create_kernel(const plan::ExecutionPlan& p, size_t index
         KS_CHECK(in < 0 || p.graph.value(in).dtype == DType::kFloat32, "cpu: ", ir::op_name(n.op), " node '", n.name,
                  "' has a ", dtype_name(p.graph.value(in).dtype), " input; the CPU backend computes float32 tensors");
     switch (n.op) {
-        case Op::kConv: return make_conv_kernel(p, n, ctx, false);
+        case Op::kConv:
+            if (n.attrs.get_string("precision", "fp32") == "int8") return make_int8_conv_kernel(p, n, ctx);
+            return make_conv_kernel(p, n, ctx, false);
         case Op::kConvTranspose: return make_conv_kernel(p, n, ctx, true);
         case Op::kMaxPool: return make_maxpool_kernel(p, n, ctx);
         case Op::kBatchNormalization: return batch_norm_kernel(p, n);
