@@ -15,7 +15,7 @@ target_compile_definitions(kestrel_api_tests PRIVATE KESTREL_SOURCE_DIR="${PROJE
 gtest_discover_tests(kestrel_api_tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
 
 set(KESTREL_PYTHON ${PROJECT_SOURCE_DIR}/.venv/bin/python)
-foreach(script ort_compare cli_test val_test)
+foreach(script ort_compare cli_test val_test quant_test)
   add_test(NAME py_${script}
            COMMAND ${KESTREL_PYTHON} ${PROJECT_SOURCE_DIR}/tests/models/${script}.py --build ${PROJECT_BINARY_DIR}
                    --shared ${PROJECT_SOURCE_DIR}/../shared)

@@ -23,17 +23,18 @@
 namespace kestrel {
 
 struct BuildOptions {
-    int batch = 1;                 // max batch of the profile
-    bool dynamic = false;          // a profile of 1..batch (else exactly batch)
-    std::array<int, 2> imgsz{};    // {h, w}; 0 = the model's own
-    std::string device = "cpu";    // "cpu" (CUDA engines: not yet)
-    bool half = false;             // FP16 weights (binary16 storage; CPUs compute them in float32)
-    bool int8 = false;             // INT8 post-training quantisation (implies dynamic)
-    std::string data;              // int8: calibration dataset yaml (empty: coco128.yaml, with a warning)
+    int batch = 1;               // max batch of the profile
+    bool dynamic = false;        // a profile of 1..batch (else exactly batch)
+    std::array<int, 2> imgsz{};  // {h, w}; 0 = the model's own
+    std::string device = "cpu";  // "cpu" (CUDA engines: not yet)
+    bool half = false;           // FP16 weights (binary16 storage; CPUs compute them in float32)
+    bool int8 = false;           // INT8 post-training quantisation (implies dynamic)
+    std::string data;            // int8: calibration dataset yaml (empty: coco128.yaml, with a warning)
     std::string trt_quant_algo = "ENTROPY_CALIBRATION_2";  // MINMAX_, ENTROPY_, ENTROPY_CALIBRATION_2, LEGACY_
-    std::string calibration_cache; // int8: cache path (empty: <model>.cache beside the model)
-    double workspace_gib = 4;      // cap on build memory
-    std::ostream* log = nullptr;   // verbose build log (layer tables before and after optimisation)
+    std::string calibration_cache;                         // int8: cache path (empty: <model>.cache beside the model)
+    bool sensitivity = false;                              // int8: print each layer's measured sensitivity
+    double workspace_gib = 4;                              // cap on build memory
+    std::ostream* log = nullptr;  // verbose build log (layer tables before and after optimisation)
 };
 
 struct TensorInfo {
@@ -43,17 +44,17 @@ struct TensorInfo {
 
 // What Ultralytics records in its exports, plus what the engine was built for.
 struct ModelInfo {
-    std::string task;                 // detect | segment | pose | obb | classify
-    std::vector<std::string> names;   // class names by id
+    std::string task;                // detect | segment | pose | obb | classify
+    std::vector<std::string> names;  // class names by id
     int stride = 32;
-    std::array<int, 2> imgsz{};       // {h, w}
+    std::array<int, 2> imgsz{};  // {h, w}
     int min_batch = 1, max_batch = 1;
-    std::vector<int> kpt_shape;       // pose: {17, 3}
-    std::string precision;            // fp32
-    std::string device;               // cpu
+    std::vector<int> kpt_shape;  // pose: {17, 3}
+    std::string precision;       // fp32
+    std::string device;          // cpu
     TensorInfo input;
     std::vector<TensorInfo> outputs;
-    int64_t arena_bytes = 0;          // activation memory per session
+    int64_t arena_bytes = 0;                      // activation memory per session
     std::map<std::string, std::string> metadata;  // all of Ultralytics' metadata_props
 };
 

@@ -1,4 +1,6 @@
 // The public Engine/Session API over the pipeline: onnx -> passes -> plan -> engine -> runtime.
+#include <unistd.h>
+
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
@@ -94,10 +96,16 @@ std::vector<std::string> kernel_names(const plan::ExecutionPlan& p) {
 }
 
 std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOptions& o) {
-    KS_CHECK(o.device == "cpu", "device='", o.device, "': this build of Kestrel runs engines on the CPU only (device=cpu)");
+    KS_CHECK(o.device == "cpu", "device='", o.device,
+             "': this build of Kestrel runs engines on the CPU only (device=cpu)");
 
     KS_CHECK(o.batch >= 1, "batch must be at least 1");
     KS_CHECK(o.workspace_gib > 0, "workspace must be positive");
+    // Like TensorRT's UNSUPPORTED_STATE for a workspace larger than the device: refuse up front.
+    double machine_gib = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE)) /
+                         (1024.0 * 1024 * 1024);
+    KS_CHECK(machine_gib <= 0 || o.workspace_gib <= machine_gib, "workspace=", o.workspace_gib,
+             " GiB is more than this machine's memory (", static_cast<int>(machine_gib), " GiB); lower workspace");
     onnx::ImportOptions io;
     io.imgsz = {o.imgsz[0], o.imgsz[1]};
     engine::EngineData d;
@@ -107,7 +115,8 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
     d.max_batch = o.batch;
     d.min_batch = o.dynamic || o.int8 ? 1 : o.batch;  // int8 enables dynamic, as Ultralytics does
     d.opt_batch = o.batch;
-    if (o.log) *o.log << "Layers before optimisation (" << d.graph.nodes.size() << "):\n" << layer_table_of(d.graph, nullptr);
+    if (o.log)
+        *o.log << "Layers before optimisation (" << d.graph.nodes.size() << "):\n" << layer_table_of(d.graph, nullptr);
     passes::run_pipeline(d.graph, o.log);
     if (o.half && !o.int8) {
         // FP16 on the CPU: weights stored as binary16 (half the file), arithmetic stays float32 —
@@ -115,7 +124,8 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         for (ir::Value& v : d.graph.values) {
             if (!v.constant || v.dtype != DType::kFloat32 || v.shape.size() != 4) continue;
             ir::Tensor t = *v.constant;
-            for (int64_t i = 0; i < t.size(); ++i) t.data<float>()[i] = half_to_float(float_to_half(t.data<float>()[i]));
+            for (int64_t i = 0; i < t.size(); ++i)
+                t.data<float>()[i] = half_to_float(float_to_half(t.data<float>()[i]));
             v.constant = std::make_shared<const ir::Tensor>(std::move(t));
         }
         d.precision = "fp16";
@@ -126,10 +136,10 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         q.data_yaml = o.data;
         q.algorithm = o.trt_quant_algo;
         q.batch = o.batch;
-        q.cache_path = o.calibration_cache.empty()
-                           ? std::filesystem::path(path).replace_extension(".cache").string()
-                           : o.calibration_cache;
+        q.cache_path = o.calibration_cache.empty() ? std::filesystem::path(path).replace_extension(".cache").string()
+                                                   : o.calibration_cache;
         q.workspace_gib = o.workspace_gib;
+        q.sensitivity = o.sensitivity;
         q.log = o.log;
         int n = api::quantize_int8(d.graph, q);
         d.precision = "int8";
@@ -142,13 +152,14 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
     for (const auto& v : d.graph.values)
         if (v.constant) weights += static_cast<int64_t>(v.constant->bytes.size());
     double need = static_cast<double>(impl->plan->arena_bytes + weights) / (1024.0 * 1024 * 1024);
-    KS_CHECK(need <= o.workspace_gib, "workspace=", o.workspace_gib, " GiB is too small: the engine needs ",
-             need, " GiB");
+    KS_CHECK(need <= o.workspace_gib, "workspace=", o.workspace_gib, " GiB is too small: the engine needs ", need,
+             " GiB");
     if (o.log) {
         *o.log << "Layers after optimisation (" << impl->plan->graph.nodes.size() << ", with layout conversions):\n"
                << layer_table_of(impl->plan->graph, impl->plan.get());
-        *o.log << "Activation arena: " << impl->plan->arena_bytes / 1024 << " KiB (without reuse: "
-               << impl->plan->naive_bytes / 1024 << " KiB), weights " << weights / 1024 << " KiB\n";
+        *o.log << "Activation arena: " << impl->plan->arena_bytes / 1024
+               << " KiB (without reuse: " << impl->plan->naive_bytes / 1024 << " KiB), weights " << weights / 1024
+               << " KiB\n";
     }
     impl->data = std::move(d);
     impl->info = make_info(impl->data, *impl->plan);

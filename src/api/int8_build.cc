@@ -1,9 +1,12 @@
 #include "api/int8_build.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -26,6 +29,11 @@ namespace kestrel::api {
 namespace fs = std::filesystem;
 
 namespace {
+
+// Calibration images used for the per-layer sensitivity analysis.
+constexpr int kSensitivityImages = 8;
+// A layer whose error alone exceeds this multiple of the median layer's stays float.
+constexpr double kSensitivityOutlier = 4.0;
 
 std::string hex64(uint64_t v) {
     char buf[17];
@@ -53,9 +61,10 @@ std::string dataset_fingerprint(const std::vector<std::string>& files) {
 
 void progress(size_t done, size_t total) {
     int width = 30, fill = total ? static_cast<int>(width * done / total) : width;
-    std::fprintf(stderr, "\rKestrel INT8 calibration: %3d%%|%s%s| %zu/%zu", total ? static_cast<int>(100 * done / total) : 100,
-                 std::string(static_cast<size_t>(fill), '#').c_str(), std::string(static_cast<size_t>(width - fill), ' ').c_str(),
-                 done, total);
+    std::fprintf(stderr, "\rKestrel INT8 calibration: %3d%%|%s%s| %zu/%zu",
+                 total ? static_cast<int>(100 * done / total) : 100,
+                 std::string(static_cast<size_t>(fill), '#').c_str(),
+                 std::string(static_cast<size_t>(width - fill), ' ').c_str(), done, total);
     if (done == total) std::fprintf(stderr, "\n");
     std::fflush(stderr);
 }
@@ -72,8 +81,9 @@ std::string default_calibration_yaml() {
         std::error_code ec;
         if (fs::is_regular_file(p, ec)) return p.string();
     }
-    KS_FAIL("int8=True needs calibration data: give data=<dataset.yaml> (coco128.yaml was not found in "
-            "$KESTREL_DATASETS_DIR, ./datasets or ../shared/datasets)");
+    KS_FAIL(
+        "int8=True needs calibration data: give data=<dataset.yaml> (coco128.yaml was not found in "
+        "$KESTREL_DATASETS_DIR, ./datasets or ../shared/datasets)");
 }
 
 int quantize_int8(ir::Graph& g, const Int8BuildOptions& o) {
@@ -130,8 +140,8 @@ int quantize_int8(ir::Graph& g, const Int8BuildOptions& o) {
             size_t n = static_cast<size_t>(fp32->values[static_cast<size_t>(v)].bytes / 4);
             it->second.add(reinterpret_cast<const float*>(data), n);
         });
-        std::cerr << "Kestrel: INT8 calibration with " << o.algorithm << " on " << files.size() << " images from " << yaml
-                  << " (batch " << calib_batch << ")\n";
+        std::cerr << "Kestrel: INT8 calibration with " << o.algorithm << " on " << files.size() << " images from "
+                  << yaml << " (batch " << calib_batch << ")\n";
         int64_t per_image = 3 * input.shape[2] * input.shape[3];
         std::vector<float> batch(static_cast<size_t>(calib_batch * per_image));
         std::vector<float> out0(static_cast<size_t>(num_elements(g.value(g.outputs[0]).shape) * calib_batch));
@@ -173,13 +183,85 @@ int quantize_int8(ir::Graph& g, const Int8BuildOptions& o) {
         if (o.log) *o.log << "Kestrel: wrote calibration cache " << o.cache_path << "\n";
     }
 
-    int count = 0;
-    for (size_t i : quant::int8_conv_candidates(g)) {
-        ir::Node& n = g.nodes[i];
-        auto it = scales.find(g.value(n.inputs[0]).name);
-        if (it == scales.end()) continue;
+    std::vector<size_t> layers;
+    for (size_t i : quant::int8_conv_candidates(g))
+        if (scales.count(g.value(g.nodes[i].inputs[0]).name)) layers.push_back(i);
+    auto make_int8 = [&](ir::Graph& graph, size_t i) {
+        ir::Node& n = graph.nodes[i];
         n.attrs.set("precision", std::string("int8"));
-        n.attrs.set("input_scale", it->second);
+        n.attrs.set("input_scale", scales.at(graph.value(n.inputs[0]).name));
+    };
+
+    // Sensitivity: each layer alone in INT8, the rest float, on a few calibration images; the
+    // relative L2 error of output0 against the float model says how much that layer's quantisation
+    // costs. Layers far above the others stay float (the precision policy's data-driven part).
+    std::vector<float> sample;
+    int n_sample = 0;
+    for (const auto& f : files) {
+        if (n_sample == kSensitivityImages) break;
+        try {
+            yolo::Image im = yolo::read_image(f);
+            sample.resize(static_cast<size_t>((n_sample + 1) * 3 * input.shape[2] * input.shape[3]));
+            yolo::letterbox_to_tensor(
+                im, static_cast<int>(input.shape[2]), static_cast<int>(input.shape[3]),
+                sample.data() + static_cast<size_t>(n_sample) * 3 * input.shape[2] * input.shape[3]);
+            ++n_sample;
+        } catch (const Error&) {
+        }
+    }
+    auto output0 = [&](const ir::Graph& graph) {
+        auto p = std::make_shared<plan::ExecutionPlan>(plan::build(graph));
+        runtime::Session session(p);
+        std::vector<std::vector<float>> outs;
+        std::vector<float*> ptrs;
+        for (int k : graph.outputs) {
+            outs.emplace_back(static_cast<size_t>(num_elements(graph.value(k).shape) * n_sample));
+            ptrs.push_back(outs.back().data());
+        }
+        session.run(sample.data(), n_sample, ptrs);
+        return outs[0];
+    };
+    // Detection outputs are [C, N] per image: box rows (pixels) and score rows (0..1) are measured
+    // separately, else the box magnitudes would hide every error in the class scores.
+    const Shape& out_shape = g.value(g.outputs[0]).shape;
+    int64_t rows = out_shape.size() == 3 ? out_shape[1] : 1, cols = out_shape.back();
+    auto rel_error = [&](const std::vector<float>& a, const std::vector<float>& b) {
+        double num[2] = {0, 0}, den[2] = {0, 0};
+        for (size_t i = 0; i < a.size(); ++i) {
+            int part = rows > 4 && (static_cast<int64_t>(i) / cols) % rows >= 4 ? 1 : 0;
+            num[part] += (a[i] - b[i]) * double(a[i] - b[i]);
+            den[part] += double(b[i]) * b[i];
+        }
+        double e = 0;
+        for (int k = 0; k < 2; ++k) e += den[k] > 0 ? std::sqrt(num[k] / den[k]) : 0.0;
+        return e;
+    };
+    std::vector<float> reference = output0(g);
+    std::vector<std::pair<double, size_t>> errors;
+    for (size_t i : layers) {
+        ir::Graph one = g;
+        make_int8(one, i);
+        errors.emplace_back(rel_error(output0(one), reference), i);
+    }
+    std::vector<double> sorted;
+    for (auto& e : errors) sorted.push_back(e.first);
+    std::sort(sorted.begin(), sorted.end());
+    double median = sorted.empty() ? 0 : sorted[sorted.size() / 2];
+    double limit = kSensitivityOutlier * median;
+    if (o.sensitivity) {
+        std::sort(errors.begin(), errors.end(), std::greater<>());
+        std::fprintf(
+            stdout,
+            "INT8 sensitivity (output0 relative L2 error, boxes + scores, with only this layer in INT8, %d images; "
+            "median %.4f, float above %.4f):\n",
+            n_sample, median, limit);
+        for (auto& [err, i] : errors)
+            std::fprintf(stdout, "  %-48s %.5f %s\n", g.nodes[i].name.c_str(), err, err > limit ? "-> float" : "int8");
+    }
+    int count = 0;
+    for (auto& [err, i] : errors) {
+        if (err > limit) continue;
+        make_int8(g, i);
         ++count;
     }
     return count;

@@ -11,12 +11,13 @@
 namespace kestrel::api {
 
 struct Int8BuildOptions {
-    std::string model_path;      // the ONNX file (its bytes fingerprint the cache)
-    std::string data_yaml;       // dataset yaml; empty: coco128.yaml from the datasets folder, with a warning
+    std::string model_path;  // the ONNX file (its bytes fingerprint the cache)
+    std::string data_yaml;   // dataset yaml; empty: coco128.yaml from the datasets folder, with a warning
     std::string algorithm = "ENTROPY_CALIBRATION_2";
-    int batch = 1;               // export batch; calibration runs at 2x (batch 1 becomes 4)
-    std::string cache_path;      // <model>.cache beside the engine
+    int batch = 1;           // export batch; calibration runs at 2x (batch 1 becomes 4)
+    std::string cache_path;  // <model>.cache beside the engine
     double workspace_gib = 4;
+    bool sensitivity = false;  // print each layer's measured INT8 sensitivity
     std::ostream* log = nullptr;
 };
 

@@ -27,7 +27,8 @@ double file_mb(const std::string& p) {
 int run_export(const Options& opts) {
     KS_CHECK(opts.has_value("model"), "export needs model=<file.onnx>");
     std::string model = opts.get_string("model");
-    KS_CHECK(opts.get_string("format") == "engine", "format='", opts.get_string("format"), "' is not supported; use format=engine");
+    KS_CHECK(opts.get_string("format") == "engine", "format='", opts.get_string("format"),
+             "' is not supported; use format=engine");
     BuildOptions bo;
     bo.batch = opts.get_int("batch");
     bo.dynamic = opts.get_bool("dynamic");
@@ -37,6 +38,7 @@ int run_export(const Options& opts) {
     bo.int8 = opts.get_bool("int8");
     if (opts.has_value("data")) bo.data = opts.get_string("data");
     bo.trt_quant_algo = opts.get_string("trt_quant_algo");
+    bo.sensitivity = opts.get_bool("sensitivity");
     bo.workspace_gib = opts.get_float("workspace");
     bool verbose = opts.is_set("verbose") && opts.get_bool("verbose");
     if (verbose) bo.log = &std::cout;
@@ -51,8 +53,8 @@ int run_export(const Options& opts) {
     const ModelInfo& info = engine->info();
     std::cout << "Kestrel: input shape " << shape_text(info.input.shape) << " BCHW and output shape(s)";
     for (const auto& o : info.outputs) std::cout << " " << shape_text(o.shape);
-    std::cout << ", task=" << info.task << ", precision=" << info.precision << ", device=" << info.device
-              << ", batch " << info.min_batch << ".." << info.max_batch << "\n";
+    std::cout << ", task=" << info.task << ", precision=" << info.precision << ", device=" << info.device << ", batch "
+              << info.min_batch << ".." << info.max_batch << "\n";
     Status st = engine->save(out);
     KS_CHECK(st.ok(), st.message());
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
