@@ -15,7 +15,8 @@ Shape broadcast(const Shape& a, const Shape& b) {
     for (size_t i = 0; i < r; ++i) {
         int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
         int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
-        KS_CHECK(da == db || da == 1 || db == 1, "shapes ", shape_str(a), " and ", shape_str(b), " cannot be broadcast");
+        KS_CHECK(da == db || da == 1 || db == 1, "shapes ", shape_str(a), " and ", shape_str(b),
+                 " cannot be broadcast");
         out[i] = da == 1 ? db : da;
     }
     return out;
@@ -130,8 +131,9 @@ void infer_maxpool(NodeContext& c, Node& n) {
     resolve_auto_pad(n, x, k, s, d);
     auto p = n.attrs.get_ints("pads", {0, 0, 0, 0});
     bool ceil_mode = n.attrs.get_int("ceil_mode", 0) != 0;
-    c.set_out(0, {x[0], x[1], conv_out(x[2], k[0], s[0], p[0], p[2], d[0], ceil_mode),
-                  conv_out(x[3], k[1], s[1], p[1], p[3], d[1], ceil_mode)},
+    c.set_out(0,
+              {x[0], x[1], conv_out(x[2], k[0], s[0], p[0], p[2], d[0], ceil_mode),
+               conv_out(x[3], k[1], s[1], p[1], p[3], d[1], ceil_mode)},
               c.in(0).dtype);
 }
 
@@ -214,8 +216,8 @@ void infer_reshape_like(NodeContext& c, Node& n, int opset) {
         }
         case Op::kSqueeze:
         case Op::kUnsqueeze: {
-            std::vector<int64_t> axes =
-                opset >= 13 ? (c.has_in(1) ? c.const_ints(1, "axes") : std::vector<int64_t>{}) : n.attrs.get_ints("axes");
+            std::vector<int64_t> axes = opset >= 13 ? (c.has_in(1) ? c.const_ints(1, "axes") : std::vector<int64_t>{})
+                                                    : n.attrs.get_ints("axes");
             if (n.op == Op::kSqueeze) {
                 std::vector<bool> drop(x.size(), axes.empty());
                 for (int64_t a : axes) drop[static_cast<size_t>(normalize_axis(a, x.size()))] = true;
@@ -232,7 +234,8 @@ void infer_reshape_like(NodeContext& c, Node& n, int opset) {
             }
             break;
         }
-        default: KS_FAIL("not a reshape-like op");
+        default:
+            KS_FAIL("not a reshape-like op");
     }
     KS_CHECK(num_elements(out) == total, "cannot reshape ", shape_str(x), " to ", shape_str(out));
     n.op = Op::kReshape;
@@ -317,8 +320,12 @@ void infer_node(Graph& g, size_t index) {
     int opset = static_cast<int>(n.attrs.get_int("_opset", 17));
     try {
         switch (n.op) {
-            case Op::kConv: infer_conv(c, n); break;
-            case Op::kConvTranspose: infer_conv_transpose(c, n); break;
+            case Op::kConv:
+                infer_conv(c, n);
+                break;
+            case Op::kConvTranspose:
+                infer_conv_transpose(c, n);
+                break;
             case Op::kBatchNormalization: {
                 KS_CHECK(n.outputs.size() == 1, "BatchNormalization: training outputs are not supported");
                 for (size_t i = 1; i < 5; ++i)
@@ -328,7 +335,11 @@ void infer_node(Graph& g, size_t index) {
             }
             case Op::kSigmoid:
             case Op::kRelu:
-            case Op::kIdentity: c.set_out(0, c.in(0).shape, c.in(0).dtype); break;
+            case Op::kSin:
+            case Op::kCos:
+            case Op::kIdentity:
+                c.set_out(0, c.in(0).shape, c.in(0).dtype);
+                break;
             case Op::kAdd:
             case Op::kSub:
             case Op::kMul:
@@ -337,11 +348,15 @@ void infer_node(Graph& g, size_t index) {
                          dtype_name(c.in(1).dtype), ")");
                 c.set_out(0, broadcast(c.in(0).shape, c.in(1).shape), c.in(0).dtype);
                 break;
-            case Op::kEqual: c.set_out(0, broadcast(c.in(0).shape, c.in(1).shape), DType::kBool); break;
+            case Op::kEqual:
+                c.set_out(0, broadcast(c.in(0).shape, c.in(1).shape), DType::kBool);
+                break;
             case Op::kWhere:
                 c.set_out(0, broadcast(broadcast(c.in(0).shape, c.in(1).shape), c.in(2).shape), c.in(1).dtype);
                 break;
-            case Op::kSplit: infer_split(c, n); break;
+            case Op::kSplit:
+                infer_split(c, n);
+                break;
             case Op::kConcat: {
                 Shape s = c.in(0).shape;
                 int axis = normalize_axis(n.attrs.get_int("axis", 0), s.size());
@@ -349,17 +364,23 @@ void infer_node(Graph& g, size_t index) {
                 s[axis] = 0;
                 for (size_t i = 0; i < n.inputs.size(); ++i) {
                     const Value& v = c.in(i);
-                    KS_CHECK(v.shape.size() == s.size() && v.dtype == c.in(0).dtype, "Concat: inputs differ in rank or type");
+                    KS_CHECK(v.shape.size() == s.size() && v.dtype == c.in(0).dtype,
+                             "Concat: inputs differ in rank or type");
                     for (size_t d = 0; d < s.size(); ++d)
-                        KS_CHECK(d == static_cast<size_t>(axis) || v.shape[d] == s[d], "Concat: input ", i, " has shape ",
-                                 shape_str(v.shape), ", incompatible with ", shape_str(c.in(0).shape), " on axis ", axis);
+                        KS_CHECK(d == static_cast<size_t>(axis) || v.shape[d] == s[d], "Concat: input ", i,
+                                 " has shape ", shape_str(v.shape), ", incompatible with ", shape_str(c.in(0).shape),
+                                 " on axis ", axis);
                     s[axis] += v.shape[axis];
                 }
                 c.set_out(0, s, c.in(0).dtype);
                 break;
             }
-            case Op::kSlice: infer_slice(c, n, opset); break;
-            case Op::kMaxPool: infer_maxpool(c, n); break;
+            case Op::kSlice:
+                infer_slice(c, n, opset);
+                break;
+            case Op::kMaxPool:
+                infer_maxpool(c, n);
+                break;
             case Op::kGlobalAveragePool: {
                 Shape s = c.in(0).shape;
                 KS_CHECK(s.size() >= 3, "GlobalAveragePool: rank must be at least 3");
@@ -367,11 +388,15 @@ void infer_node(Graph& g, size_t index) {
                 c.set_out(0, s, DType::kFloat32);
                 break;
             }
-            case Op::kResize: infer_resize(c, n); break;
+            case Op::kResize:
+                infer_resize(c, n);
+                break;
             case Op::kReshape:
             case Op::kFlatten:
             case Op::kSqueeze:
-            case Op::kUnsqueeze: infer_reshape_like(c, n, opset); break;
+            case Op::kUnsqueeze:
+                infer_reshape_like(c, n, opset);
+                break;
             case Op::kTranspose: {
                 Shape x = c.in(0).shape;
                 auto perm = n.attrs.get_ints("perm");

@@ -30,7 +30,10 @@ Layout output_layout(const Graph& g, const Node& n, const std::vector<Layout>& l
         case Op::kMaxPool:
         case Op::kResize:
         case Op::kSigmoid:
-        case Op::kRelu: return in_layout(0);
+        case Op::kRelu:
+        case Op::kSin:
+        case Op::kCos:
+            return in_layout(0);
         case Op::kAdd:
         case Op::kSub:
         case Op::kMul:
@@ -39,7 +42,7 @@ Layout output_layout(const Graph& g, const Node& n, const std::vector<Layout>& l
             const ir::Value& b = g.value(n.inputs[1]);
             bool same = a.shape == b.shape && !a.constant && !b.constant;
             return same && in_layout(0) == Layout::kBlocked8 && in_layout(1) == Layout::kBlocked8 ? Layout::kBlocked8
-                                                                                                 : Layout::kPlain;
+                                                                                                  : Layout::kPlain;
         }
         case Op::kSplit: {
             if (n.attrs.get_int("axis", 0) != 1 || in_layout(0) != Layout::kBlocked8) return Layout::kPlain;
@@ -54,7 +57,8 @@ Layout output_layout(const Graph& g, const Node& n, const std::vector<Layout>& l
                     return Layout::kPlain;
             return Layout::kBlocked8;
         }
-        default: return Layout::kPlain;
+        default:
+            return Layout::kPlain;
     }
 }
 
@@ -67,20 +71,27 @@ Layout required_input_layout(const Graph& g, const Node& n, size_t i, Layout out
         return out == Layout::kBlocked8 && wide ? Layout::kBlocked8 : in;
     };
     switch (n.op) {
-        case Op::kConv: return i == 3 ? out : (i == 0 ? conv_src() : Layout::kPlain);
-        case Op::kConvTranspose: return i == 0 ? conv_src() : Layout::kPlain;
+        case Op::kConv:
+            return i == 3 ? out : (i == 0 ? conv_src() : Layout::kPlain);
+        case Op::kConvTranspose:
+            return i == 0 ? conv_src() : Layout::kPlain;
         case Op::kMaxPool:
         case Op::kResize:
         case Op::kSigmoid:
         case Op::kRelu:
-        case Op::kGlobalAveragePool: return in;
+        case Op::kSin:
+        case Op::kCos:
+        case Op::kGlobalAveragePool:
+            return in;
         case Op::kAdd:
         case Op::kSub:
         case Op::kMul:
         case Op::kDiv:
         case Op::kSplit:
-        case Op::kConcat: return out;
-        default: return Layout::kPlain;
+        case Op::kConcat:
+            return out;
+        default:
+            return Layout::kPlain;
     }
 }
 
@@ -281,7 +292,8 @@ ExecutionPlan build(const ir::Graph& input_graph) {
                 }
                 break;
             }
-            default: break;
+            default:
+                break;
         }
     }
 
@@ -296,7 +308,10 @@ ExecutionPlan build(const ir::Graph& input_graph) {
 
     // Lifetimes of arena roots: first write to last read of anything placed in them.
     std::vector<int> first(nv, INT32_MAX), last(nv, -1);
-    auto root_of = [&](int v) { return plan.values[static_cast<size_t>(v)].storage == Storage::kView ? plan.values[static_cast<size_t>(v)].root : v; };
+    auto root_of = [&](int v) {
+        return plan.values[static_cast<size_t>(v)].storage == Storage::kView ? plan.values[static_cast<size_t>(v)].root
+                                                                             : v;
+    };
     for (size_t i = 0; i < g.nodes.size(); ++i) {
         const Node& n = g.nodes[i];
         for (int o : n.outputs) {
@@ -305,7 +320,9 @@ ExecutionPlan build(const ir::Graph& input_graph) {
             last[static_cast<size_t>(r)] = std::max(last[static_cast<size_t>(r)], static_cast<int>(i));
         }
         for (int in : n.inputs)
-            if (in >= 0) last[static_cast<size_t>(root_of(in))] = std::max(last[static_cast<size_t>(root_of(in))], static_cast<int>(i));
+            if (in >= 0)
+                last[static_cast<size_t>(root_of(in))] =
+                    std::max(last[static_cast<size_t>(root_of(in))], static_cast<int>(i));
     }
     std::vector<int> roots;
     for (size_t v = 0; v < nv; ++v) {
@@ -325,7 +342,8 @@ ExecutionPlan build(const ir::Graph& input_graph) {
         int64_t size = align_up(plan.values[static_cast<size_t>(r)].bytes);
         std::vector<std::pair<int64_t, int64_t>> busy;
         for (const Block& b : placed)
-            if (b.first <= last[static_cast<size_t>(r)] && first[static_cast<size_t>(r)] <= b.last) busy.emplace_back(b.begin, b.end);
+            if (b.first <= last[static_cast<size_t>(r)] && first[static_cast<size_t>(r)] <= b.last)
+                busy.emplace_back(b.begin, b.end);
         std::sort(busy.begin(), busy.end());
         int64_t at = 0;
         for (auto [b, e] : busy) {

@@ -52,15 +52,19 @@ int64_t broadcast_offset(int64_t out_index, const Shape& out, const Shape& in) {
 template <typename T>
 T apply_binary(Op op, T a, T b) {
     switch (op) {
-        case Op::kAdd: return a + b;
-        case Op::kSub: return a - b;
-        case Op::kMul: return a * b;
+        case Op::kAdd:
+            return a + b;
+        case Op::kSub:
+            return a - b;
+        case Op::kMul:
+            return a * b;
         case Op::kDiv:
             if constexpr (std::is_integral_v<T>) {
                 KS_CHECK(b != 0, "integer division by zero");
             }
             return a / b;
-        default: KS_FAIL("not a binary op");
+        default:
+            KS_FAIL("not a binary op");
     }
 }
 
@@ -78,10 +82,14 @@ Tensor binary_typed(Op op, const Tensor& a, const Tensor& b) {
 Tensor binary(Op op, const Tensor& a, const Tensor& b) {
     KS_CHECK(a.dtype == b.dtype, op_name(op), ": input types differ");
     switch (a.dtype) {
-        case DType::kFloat32: return binary_typed<float>(op, a, b);
-        case DType::kInt64: return binary_typed<int64_t>(op, a, b);
-        case DType::kInt32: return binary_typed<int32_t>(op, a, b);
-        default: KS_FAIL(op_name(op), ": unsupported type ", dtype_name(a.dtype));
+        case DType::kFloat32:
+            return binary_typed<float>(op, a, b);
+        case DType::kInt64:
+            return binary_typed<int64_t>(op, a, b);
+        case DType::kInt32:
+            return binary_typed<int32_t>(op, a, b);
+        default:
+            KS_FAIL(op_name(op), ": unsupported type ", dtype_name(a.dtype));
     }
 }
 
@@ -479,8 +487,10 @@ Tensor cast(const Tensor& x, int64_t to) {
     // ONNX TensorProto data types: 1 float, 6 int32, 7 int64, 9 bool.
     Tensor out;
     switch (to) {
-        case 1: return Tensor::from_floats(x.shape, x.to_floats());
-        case 7: return Tensor::from_int64s(x.shape, x.to_int64s());
+        case 1:
+            return Tensor::from_floats(x.shape, x.to_floats());
+        case 7:
+            return Tensor::from_int64s(x.shape, x.to_int64s());
         case 6: {
             out = Tensor(DType::kInt32, x.shape);
             auto v = x.to_int64s();
@@ -493,7 +503,8 @@ Tensor cast(const Tensor& x, int64_t to) {
             for (size_t i = 0; i < v.size(); ++i) out.data<uint8_t>()[i] = v[i] != 0;
             return out;
         }
-        default: KS_FAIL("Cast: target type ", to, " is not supported");
+        default:
+            KS_FAIL("Cast: target type ", to, " is not supported");
     }
 }
 
@@ -515,16 +526,27 @@ std::vector<Tensor> evaluate(const Node& node, const std::vector<const Tensor*>&
     };
     auto opt = [&](size_t i) -> const Tensor* { return i < in.size() ? in[i] : nullptr; };
     switch (node.op) {
-        case Op::kConv: return {conv2d(node, req(0), req(1), opt(2), opt(3))};
-        case Op::kConvTranspose: return {conv_transpose2d(node, req(0), req(1), opt(2))};
-        case Op::kBatchNormalization: return {batch_norm(node, req(0), req(1), req(2), req(3), req(4))};
-        case Op::kSigmoid: return {unary(req(0), [](double v) { return 1.0 / (1.0 + std::exp(-v)); })};
-        case Op::kRelu: return {unary(req(0), [](double v) { return v > 0 ? v : 0.0; })};
+        case Op::kConv:
+            return {conv2d(node, req(0), req(1), opt(2), opt(3))};
+        case Op::kConvTranspose:
+            return {conv_transpose2d(node, req(0), req(1), opt(2))};
+        case Op::kBatchNormalization:
+            return {batch_norm(node, req(0), req(1), req(2), req(3), req(4))};
+        case Op::kSigmoid:
+            return {unary(req(0), [](double v) { return 1.0 / (1.0 + std::exp(-v)); })};
+        case Op::kRelu:
+            return {unary(req(0), [](double v) { return v > 0 ? v : 0.0; })};
+        case Op::kSin:
+            return {unary(req(0), [](double v) { return std::sin(v); })};
+        case Op::kCos:
+            return {unary(req(0), [](double v) { return std::cos(v); })};
         case Op::kAdd:
         case Op::kSub:
         case Op::kMul:
-        case Op::kDiv: return {binary(node.op, req(0), req(1))};
-        case Op::kSplit: return split(node, req(0), opt(1));
+        case Op::kDiv:
+            return {binary(node.op, req(0), req(1))};
+        case Op::kSplit:
+            return split(node, req(0), opt(1));
         case Op::kConcat: {
             std::vector<const Tensor*> xs;
             for (size_t i = 0; i < in.size(); ++i) xs.push_back(&req(i));
@@ -535,23 +557,34 @@ std::vector<Tensor> evaluate(const Node& node, const std::vector<const Tensor*>&
             return {slice(req(0), node.attrs.get_ints("starts"), node.attrs.get_ints("steps"),
                           node.attrs.get_ints("shape"))};
         }
-        case Op::kMaxPool: return {max_pool(node, req(0))};
-        case Op::kGlobalAveragePool: return {global_average_pool(req(0))};
-        case Op::kResize: return {resize_nearest(node, req(0), node.attrs.get_ints("shape"))};
-        case Op::kReshape: return {reshaped(req(0), node.attrs.get_ints("shape"))};
+        case Op::kMaxPool:
+            return {max_pool(node, req(0))};
+        case Op::kGlobalAveragePool:
+            return {global_average_pool(req(0))};
+        case Op::kResize:
+            return {resize_nearest(node, req(0), node.attrs.get_ints("shape"))};
+        case Op::kReshape:
+            return {reshaped(req(0), node.attrs.get_ints("shape"))};
         case Op::kFlatten:
         case Op::kUnsqueeze:
-        case Op::kSqueeze: KS_FAIL(op_name(node.op), " must be canonicalised to Reshape before evaluation");
-        case Op::kIdentity: return {req(0)};
-        case Op::kTranspose: return {transpose(node, req(0))};
-        case Op::kSoftmax: return {softmax(node, req(0))};
-        case Op::kGemm: return {gemm(node, req(0), req(1), opt(2))};
+        case Op::kSqueeze:
+            KS_FAIL(op_name(node.op), " must be canonicalised to Reshape before evaluation");
+        case Op::kIdentity:
+            return {req(0)};
+        case Op::kTranspose:
+            return {transpose(node, req(0))};
+        case Op::kSoftmax:
+            return {softmax(node, req(0))};
+        case Op::kGemm:
+            return {gemm(node, req(0), req(1), opt(2))};
         case Op::kShape: {
             const Tensor& x = req(0);
             return {Tensor::from_int64s({static_cast<int64_t>(x.shape.size())}, x.shape)};
         }
-        case Op::kGather: return {gather(node, req(0), req(1))};
-        case Op::kCast: return {cast(req(0), node.attrs.get_int("to", 1))};
+        case Op::kGather:
+            return {gather(node, req(0), req(1))};
+        case Op::kCast:
+            return {cast(req(0), node.attrs.get_int("to", 1))};
         case Op::kConstantOfShape: {
             Shape s = req(0).to_int64s();
             float v = node.attrs.get_float("value", 0.f);
@@ -573,7 +606,8 @@ std::vector<Tensor> evaluate(const Node& node, const std::vector<const Tensor*>&
             if (req(0).dtype == DType::kFloat32) return {cast(t, 1)};
             return {t};
         }
-        case Op::kExpand: return {expand(req(0), req(1).to_int64s())};
+        case Op::kExpand:
+            return {expand(req(0), req(1).to_int64s())};
         case Op::kEqual: {
             auto a = req(0).to_floats(), b = req(1).to_floats();
             Shape s = broadcast_shape(req(0).shape, req(1).shape);
@@ -604,7 +638,8 @@ std::vector<Tensor> run_graph(const ir::Graph& g, const std::vector<Tensor>& inp
     KS_CHECK(inputs.size() == g.inputs.size(), "run_graph: expected ", g.inputs.size(), " inputs");
     std::vector<std::shared_ptr<const Tensor>> vals(g.values.size());
     for (size_t i = 0; i < g.values.size(); ++i) vals[i] = g.values[i].constant;
-    for (size_t i = 0; i < inputs.size(); ++i) vals[static_cast<size_t>(g.inputs[i])] = std::make_shared<Tensor>(inputs[i]);
+    for (size_t i = 0; i < inputs.size(); ++i)
+        vals[static_cast<size_t>(g.inputs[i])] = std::make_shared<Tensor>(inputs[i]);
     for (const Node& n : g.nodes) {
         if (n.removed) continue;
         std::vector<const Tensor*> in;

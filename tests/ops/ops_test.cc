@@ -454,6 +454,15 @@ std::vector<GraphCase> graph_cases() {
             int u = b.node(Op::kUnsqueeze, {b.input({1, 8, 20}), b.ints({2})});
             b.output(b.node(Op::kSqueeze, {b.node(Op::kSigmoid, {u}), b.ints({2})}));
         });
+    // The OBB head's rotation: angle = (sigmoid(x) - 0.25) * pi, then cos and sin of it.
+    add("Sin_Cos_obb_angle", "Sin and Cos of a [1,1,300] angle row (OBB dist2rbox)", [](GraphBuilder& b) {
+        int x = b.input({1, 1, 300});
+        b.output(b.node(Op::kSin, {x}));
+        b.output(b.node(Op::kCos, {x}));
+    });
+    add("Sin_blocked", "Sin of a blocked conv output", [](GraphBuilder& b) {
+        b.output(b.node(Op::kSin, {b.blocked_input({1, 8, 5, 5})}));
+    });
 
     // Transpose.
     auto transpose = [&](std::string name, Shape s, Ints perm) {

@@ -71,18 +71,22 @@ std::unique_ptr<Kernel> identity_kernel(const plan::ExecutionPlan& p, const Node
     int64_t bytes = p.values[sz(out)].bytes;
     if (li == lo) return fn([=](const Addresses& a) { std::memmove(a[sz(out)], a[sz(in)], sz(bytes)); });
     int64_t C = s[1], HW = s[2] * s[3];
-    if (li == Layout::kPlain) return fn([=](const Addresses& a) { reorder_plain_to_blocked(f32(a, in), f32(a, out), C, HW); });
+    if (li == Layout::kPlain)
+        return fn([=](const Addresses& a) { reorder_plain_to_blocked(f32(a, in), f32(a, out), C, HW); });
     return fn([=](const Addresses& a) { reorder_blocked_to_plain(f32(a, in), f32(a, out), C, HW); });
 }
 
 std::unique_ptr<Kernel> unary_kernel(const plan::ExecutionPlan& p, const Node& n) {
     int in = n.inputs[0], out = n.outputs[0];
     int64_t count = p.values[sz(out)].bytes / 4;
-    bool sigmoid = n.op == Op::kSigmoid;
+    Op op = n.op;
     return fn([=](const Addresses& a) {
         const float* x = f32(a, in);
         float* y = f32(a, out);
-        if (sigmoid) {
+        if (op == Op::kSin || op == Op::kCos) {
+            // Only the OBB head's angles (a few thousand values): libm is fine.
+            for (int64_t i = 0; i < count; ++i) y[i] = op == Op::kSin ? std::sin(x[i]) : std::cos(x[i]);
+        } else if (op == Op::kSigmoid) {
 #pragma omp parallel for simd if (count > 65536)
             for (int64_t i = 0; i < count; ++i) y[i] = sigmoid_poly(x[i]);
         } else {
@@ -94,10 +98,14 @@ std::unique_ptr<Kernel> unary_kernel(const plan::ExecutionPlan& p, const Node& n
 
 float apply(Op op, float a, float b) {
     switch (op) {
-        case Op::kAdd: return a + b;
-        case Op::kSub: return a - b;
-        case Op::kMul: return a * b;
-        default: return a / b;
+        case Op::kAdd:
+            return a + b;
+        case Op::kSub:
+            return a - b;
+        case Op::kMul:
+            return a * b;
+        default:
+            return a / b;
     }
 }
 
@@ -211,7 +219,8 @@ std::unique_ptr<Kernel> concat_kernel(const plan::ExecutionPlan& p, const Node& 
     }
     auto constants = std::make_shared<std::vector<std::vector<float>>>();
     for (const Part& part : copies)
-        constants->push_back(g.is_constant(part.value) ? g.value(part.value).constant->to_floats() : std::vector<float>{});
+        constants->push_back(g.is_constant(part.value) ? g.value(part.value).constant->to_floats()
+                                                       : std::vector<float>{});
     if (blocked) {
         // Blocked concat on axis 1 with channel counts in multiples of 8: each part is one byte range.
         return fn([=](const Addresses& a) {
@@ -428,7 +437,8 @@ std::unique_ptr<Kernel> gemm_kernel(const plan::ExecutionPlan& p, const Node& n)
         auto cv = ct.to_floats();
         for (int64_t m = 0; m < M; ++m)
             for (int64_t j = 0; j < N; ++j) {
-                int64_t idx = ct.shape.size() == 2 ? (ct.shape[0] == 1 ? 0 : m) * ct.shape[1] + (ct.shape[1] == 1 ? 0 : j)
+                int64_t idx = ct.shape.size() == 2
+                                  ? (ct.shape[0] == 1 ? 0 : m) * ct.shape[1] + (ct.shape[1] == 1 ? 0 : j)
                               : ct.shape.size() == 1 ? (ct.shape[0] == 1 ? 0 : j)
                                                      : 0;
                 (*c)[sz(m * N + j)] = beta * cv[sz(idx)];
@@ -450,7 +460,8 @@ std::unique_ptr<Kernel> gemm_kernel(const plan::ExecutionPlan& p, const Node& n)
 
 std::unique_ptr<Kernel> batch_norm_kernel(const plan::ExecutionPlan& p, const Node& n) {
     const ir::Graph& g = p.graph;
-    for (size_t i = 1; i < 5; ++i) KS_CHECK(g.is_constant(n.inputs[i]), "cpu: BatchNormalization needs constant parameters");
+    for (size_t i = 1; i < 5; ++i)
+        KS_CHECK(g.is_constant(n.inputs[i]), "cpu: BatchNormalization needs constant parameters");
     auto gamma = g.value(n.inputs[1]).constant->to_floats(), beta = g.value(n.inputs[2]).constant->to_floats();
     auto mean = g.value(n.inputs[3]).constant->to_floats(), var = g.value(n.inputs[4]).constant->to_floats();
     float eps = n.attrs.get_float("epsilon", 1e-5f);
@@ -476,8 +487,9 @@ std::string conv_name(const plan::ExecutionPlan& p, const Node& n) {
     auto s = n.attrs.get_ints("strides", {1, 1});
     std::ostringstream os;
     bool int8 = n.attrs.get_string("precision", "fp32") == "int8";
-    os << (n.op == Op::kConv ? "conv2d" : "deconv2d") << (int8 ? "_onednn_s8s8f32_nhwc_via_" : "_onednn_f32_") << plan::layout_name(p.values[sz(n.inputs[0])].layout)
-       << "_" << plan::layout_name(p.values[sz(n.outputs[0])].layout) << "_k" << k[2] << "x" << k[3] << "s" << s[0];
+    os << (n.op == Op::kConv ? "conv2d" : "deconv2d") << (int8 ? "_onednn_s8s8f32_nhwc_via_" : "_onednn_f32_")
+       << plan::layout_name(p.values[sz(n.inputs[0])].layout) << "_"
+       << plan::layout_name(p.values[sz(n.outputs[0])].layout) << "_k" << k[2] << "x" << k[3] << "s" << s[0];
     if (n.attrs.get_int("group", 1) > 1) os << "g" << n.attrs.get_int("group", 1);
     if (n.attrs.get_string("activation", "") == "silu") os << "_silu";
     if (n.input(3) >= 0) os << "_add";
@@ -494,8 +506,10 @@ std::string kernel_name(const plan::ExecutionPlan& p, size_t index) {
     std::string io = "_f32_" + lay(n.inputs[0]);
     switch (n.op) {
         case Op::kConv:
-        case Op::kConvTranspose: return conv_name(p, n);
-        case Op::kMaxPool: return "maxpool2d_onednn" + io;
+        case Op::kConvTranspose:
+            return conv_name(p, n);
+        case Op::kMaxPool:
+            return "maxpool2d_onednn" + io;
         case Op::kIdentity:
             return lay(n.inputs[0]) == lay(n.outputs[0]) ? "copy" + io : "reorder" + io + "_to_" + lay(n.outputs[0]);
         case Op::kReshape:
@@ -521,7 +535,8 @@ std::string kernel_name(const plan::ExecutionPlan& p, size_t index) {
         }
         default: {
             std::string name(ir::op_name(n.op));
-            std::transform(name.begin(), name.end(), name.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
+            std::transform(name.begin(), name.end(), name.begin(),
+                           [](char c) { return static_cast<char>(std::tolower(c)); });
             return name + io;
         }
     }
@@ -536,25 +551,41 @@ std::unique_ptr<Kernel> create_kernel(const plan::ExecutionPlan& p, size_t index
         case Op::kConv:
             if (n.attrs.get_string("precision", "fp32") == "int8") return make_int8_conv_kernel(p, n, ctx);
             return make_conv_kernel(p, n, ctx, false);
-        case Op::kConvTranspose: return make_conv_kernel(p, n, ctx, true);
-        case Op::kMaxPool: return make_maxpool_kernel(p, n, ctx);
-        case Op::kBatchNormalization: return batch_norm_kernel(p, n);
+        case Op::kConvTranspose:
+            return make_conv_kernel(p, n, ctx, true);
+        case Op::kMaxPool:
+            return make_maxpool_kernel(p, n, ctx);
+        case Op::kBatchNormalization:
+            return batch_norm_kernel(p, n);
         case Op::kSigmoid:
-        case Op::kRelu: return unary_kernel(p, n);
+        case Op::kRelu:
+        case Op::kSin:
+        case Op::kCos:
+            return unary_kernel(p, n);
         case Op::kAdd:
         case Op::kSub:
         case Op::kMul:
-        case Op::kDiv: return binary_kernel(p, n);
+        case Op::kDiv:
+            return binary_kernel(p, n);
         case Op::kSplit:
-        case Op::kSlice: return slice_like_kernel(p, n);
-        case Op::kConcat: return concat_kernel(p, n);
-        case Op::kGlobalAveragePool: return global_average_pool_kernel(p, n);
-        case Op::kResize: return resize_kernel(p, n);
-        case Op::kReshape: return reshape_kernel(p, n);
-        case Op::kTranspose: return transpose_kernel(p, n);
-        case Op::kSoftmax: return softmax_kernel(p, n);
-        case Op::kGemm: return gemm_kernel(p, n);
-        case Op::kIdentity: return identity_kernel(p, n);
+        case Op::kSlice:
+            return slice_like_kernel(p, n);
+        case Op::kConcat:
+            return concat_kernel(p, n);
+        case Op::kGlobalAveragePool:
+            return global_average_pool_kernel(p, n);
+        case Op::kResize:
+            return resize_kernel(p, n);
+        case Op::kReshape:
+            return reshape_kernel(p, n);
+        case Op::kTranspose:
+            return transpose_kernel(p, n);
+        case Op::kSoftmax:
+            return softmax_kernel(p, n);
+        case Op::kGemm:
+            return gemm_kernel(p, n);
+        case Op::kIdentity:
+            return identity_kernel(p, n);
         case Op::kFlatten:
         case Op::kUnsqueeze:
         case Op::kSqueeze:
@@ -565,7 +596,8 @@ std::unique_ptr<Kernel> create_kernel(const plan::ExecutionPlan& p, size_t index
         case Op::kRange:
         case Op::kExpand:
         case Op::kEqual:
-        case Op::kWhere: break;
+        case Op::kWhere:
+            break;
     }
     KS_FAIL("cpu: ", ir::op_name(n.op), " node '", n.name, "' is not supported on the cpu backend");
 }
