@@ -1,6 +1,7 @@
 // Tensor shapes and checked element counts.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -27,6 +28,27 @@ inline std::string shape_str(const Shape& shape) {
     std::string s = "[";
     for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
     return s + "]";
+}
+
+// Numpy-style broadcast of two shapes; throws when they are incompatible.
+inline Shape broadcast_shapes(const Shape& a, const Shape& b) {
+    size_t r = std::max(a.size(), b.size());
+    Shape out(r);
+    for (size_t i = 0; i < r; ++i) {
+        int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
+        int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
+        KS_CHECK(da == db || da == 1 || db == 1, "shapes ", shape_str(a), " and ", shape_str(b),
+                 " cannot be broadcast");
+        out[i] = da == 1 ? db : da;
+    }
+    return out;
+}
+
+// Element strides of a dense row-major tensor.
+inline std::vector<int64_t> row_major_strides(const Shape& s) {
+    std::vector<int64_t> st(s.size(), 1);
+    for (size_t i = s.size(); i-- > 1;) st[i - 1] = st[i] * s[i];
+    return st;
 }
 
 // Normalises a possibly negative axis against rank; throws when out of range.

@@ -9,19 +9,6 @@ namespace kestrel::ir {
 
 namespace {
 
-Shape broadcast(const Shape& a, const Shape& b) {
-    size_t r = std::max(a.size(), b.size());
-    Shape out(r);
-    for (size_t i = 0; i < r; ++i) {
-        int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
-        int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
-        KS_CHECK(da == db || da == 1 || db == 1, "shapes ", shape_str(a), " and ", shape_str(b),
-                 " cannot be broadcast");
-        out[i] = da == 1 ? db : da;
-    }
-    return out;
-}
-
 class NodeContext {
    public:
     NodeContext(Graph& g, Node& n) : g_(g), n_(n) {}
@@ -346,13 +333,13 @@ void infer_node(Graph& g, size_t index) {
             case Op::kDiv:
                 KS_CHECK(c.in(0).dtype == c.in(1).dtype, "input types differ (", dtype_name(c.in(0).dtype), ", ",
                          dtype_name(c.in(1).dtype), ")");
-                c.set_out(0, broadcast(c.in(0).shape, c.in(1).shape), c.in(0).dtype);
+                c.set_out(0, broadcast_shapes(c.in(0).shape, c.in(1).shape), c.in(0).dtype);
                 break;
             case Op::kEqual:
-                c.set_out(0, broadcast(c.in(0).shape, c.in(1).shape), DType::kBool);
+                c.set_out(0, broadcast_shapes(c.in(0).shape, c.in(1).shape), DType::kBool);
                 break;
             case Op::kWhere:
-                c.set_out(0, broadcast(broadcast(c.in(0).shape, c.in(1).shape), c.in(2).shape), c.in(1).dtype);
+                c.set_out(0, broadcast_shapes(broadcast_shapes(c.in(0).shape, c.in(1).shape), c.in(2).shape), c.in(1).dtype);
                 break;
             case Op::kSplit:
                 infer_split(c, n);
@@ -469,7 +456,7 @@ void infer_node(Graph& g, size_t index) {
                 break;
             }
             case Op::kExpand: {
-                c.set_out(0, broadcast(c.in(0).shape, c.const_ints(1, "Expand shape")), c.in(0).dtype);
+                c.set_out(0, broadcast_shapes(c.in(0).shape, c.const_ints(1, "Expand shape")), c.in(0).dtype);
                 break;
             }
         }

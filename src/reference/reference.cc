@@ -16,25 +16,6 @@ using ir::Tensor;
 
 namespace {
 
-std::vector<int64_t> row_major_strides(const Shape& s) {
-    std::vector<int64_t> st(s.size(), 1);
-    for (int i = static_cast<int>(s.size()) - 2; i >= 0; --i) st[i] = st[i + 1] * s[i + 1];
-    return st;
-}
-
-Shape broadcast_shape(const Shape& a, const Shape& b) {
-    size_t r = std::max(a.size(), b.size());
-    Shape out(r);
-    for (size_t i = 0; i < r; ++i) {
-        int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
-        int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
-        KS_CHECK(da == db || da == 1 || db == 1, "shapes ", shape_str(a), " and ", shape_str(b),
-                 " cannot be broadcast");
-        out[i] = da == 1 ? db : da;
-    }
-    return out;
-}
-
 // Index of `out_index` (row-major in `out`) inside a tensor of shape `in` broadcast to `out`.
 int64_t broadcast_offset(int64_t out_index, const Shape& out, const Shape& in) {
     int64_t off = 0, stride = 1;
@@ -70,7 +51,7 @@ T apply_binary(Op op, T a, T b) {
 
 template <typename T>
 Tensor binary_typed(Op op, const Tensor& a, const Tensor& b) {
-    Shape s = broadcast_shape(a.shape, b.shape);
+    Shape s = broadcast_shapes(a.shape, b.shape);
     Tensor out(a.dtype, s);
     int64_t n = out.size();
     for (int64_t i = 0; i < n; ++i)
@@ -509,7 +490,7 @@ Tensor cast(const Tensor& x, int64_t to) {
 }
 
 Tensor expand(const Tensor& x, const Shape& target) {
-    Shape s = broadcast_shape(x.shape, target);
+    Shape s = broadcast_shapes(x.shape, target);
     Tensor out(x.dtype, s);
     size_t es = dtype_size(x.dtype);
     for (int64_t i = 0; i < out.size(); ++i)
@@ -610,7 +591,7 @@ std::vector<Tensor> evaluate(const Node& node, const std::vector<const Tensor*>&
             return {expand(req(0), req(1).to_int64s())};
         case Op::kEqual: {
             auto a = req(0).to_floats(), b = req(1).to_floats();
-            Shape s = broadcast_shape(req(0).shape, req(1).shape);
+            Shape s = broadcast_shapes(req(0).shape, req(1).shape);
             Tensor out(DType::kBool, s);
             for (int64_t i = 0; i < out.size(); ++i)
                 out.data<uint8_t>()[i] = a[static_cast<size_t>(broadcast_offset(i, s, req(0).shape))] ==
@@ -620,7 +601,7 @@ std::vector<Tensor> evaluate(const Node& node, const std::vector<const Tensor*>&
         case Op::kWhere: {
             const Tensor &c = req(0), &x = req(1), &y = req(2);
             KS_CHECK(x.dtype == y.dtype, "Where: branch types differ");
-            Shape s = broadcast_shape(broadcast_shape(c.shape, x.shape), y.shape);
+            Shape s = broadcast_shapes(broadcast_shapes(c.shape, x.shape), y.shape);
             Tensor out(x.dtype, s);
             size_t es = dtype_size(x.dtype);
             for (int64_t i = 0; i < out.size(); ++i) {

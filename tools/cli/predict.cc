@@ -3,6 +3,7 @@
 #include <iostream>
 #include <map>
 
+#include "cli/detections.h"
 #include "cli/modes.h"
 #include "cli/result_writers.h"
 #include "cli/run_dir.h"
@@ -52,16 +53,6 @@ std::string summary(const Prediction& p, const ModelInfo& info) {
     for (auto [c, n] : counts)
         s += std::to_string(n) + " " + info.names.at(static_cast<size_t>(c)) + (n > 1 ? "s" : "") + ", ";
     return s;
-}
-
-std::vector<Det> to_dets(const Prediction& p) {
-    std::vector<Det> dets;
-    for (const auto& d : p.detections) {
-        Det x{d.box.x1, d.box.y1, d.box.x2, d.box.y2, d.confidence, d.class_id, {}};
-        for (const auto& k : d.keypoints) x.kpts.push_back({k.x, k.y, k.confidence});
-        dets.push_back(std::move(x));
-    }
-    return dets;
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <iostream>
 #include <span>
 
+#include "cli/detections.h"
 #include "cli/modes.h"
 #include "cli/result_writers.h"
 #include "cli/run_dir.h"
@@ -113,16 +114,6 @@ class ProgressBar {
 // One results row: "%22s" + "%11i" * 2 + "%11.3g" * 4, Ultralytics' print_results format.
 void print_row(const std::string& name, long images, long instances, double p, double r, double map50, double map) {
     std::printf("%22s%11ld%11ld%11.3g%11.3g%11.3g%11.3g\n", name.c_str(), images, instances, p, r, map50, map);
-}
-
-std::vector<Det> to_dets(const Prediction& p) {
-    std::vector<Det> dets;
-    for (const auto& d : p.detections) {
-        Det x{d.box.x1, d.box.y1, d.box.x2, d.box.y2, d.confidence, d.class_id, {}};
-        for (const auto& k : d.keypoints) x.kpts.push_back({k.x, k.y, k.confidence});
-        dets.push_back(std::move(x));
-    }
-    return dets;
 }
 
 }  // namespace

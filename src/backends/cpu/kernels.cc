@@ -23,12 +23,6 @@ using plan::Layout;
 
 size_t sz(int64_t v) { return static_cast<size_t>(v); }
 
-std::vector<int64_t> row_major_strides(const Shape& s) {
-    std::vector<int64_t> st(s.size(), 1);
-    for (int i = static_cast<int>(s.size()) - 2; i >= 0; --i) st[sz(i)] = st[sz(i + 1)] * s[sz(i + 1)];
-    return st;
-}
-
 // A kernel from a closure: most ops need only their node, the plan and the addresses.
 class FnKernel final : public Kernel {
    public:
