@@ -3,30 +3,19 @@ and every kind of bad input giving a one-line error, a non-zero exit and nothing
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from common import Checker, parse_args, run
+from common import Checker, Cli, parse_args, run
 
 args = parse_args()
 c = Checker()
-kestrel = os.path.abspath(os.path.join(args.build, "kestrel"))
 shared = os.path.abspath(args.shared)
-work = tempfile.mkdtemp(prefix="kestrel_cli_")
+k = Cli(args, c, "kestrel_cli_")
+work = k.work
 bus = os.path.join(shared, "images", "bus.jpg")
-
-
-def k(*argv):
-    return run([kestrel, *argv], cwd=work)
-
-
-def one_line_error(r, what, needle=None):
-    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
-    ok = r.returncode != 0 and len(lines) == 1 and lines[0].startswith("Error:") and (needle is None or needle in lines[0])
-    c.check(ok, f"{what}: exit {r.returncode}, one-line error {lines[:2]}")
 
 
 # Export and predict.
@@ -61,12 +50,12 @@ c.check(len(recs) >= 4 and len(recs[0]["keypoints"]) == 51 and {"image_id", "bbo
 c.check(os.path.isfile(os.path.join(d, "bus.jpg")) and os.path.isfile(os.path.join(d, "zidane.jpg")), "annotated pose images saved")
 
 # Bad input.
-one_line_error(k("predict", "model=missing.engine", f"source={bus}"), "missing model", "not found")
+k.one_line_error(k("predict", "model=missing.engine", f"source={bus}"), "missing model", "not found")
 open(os.path.join(work, "text.onnx"), "w").write("hello, not a model\n")
-one_line_error(k("export", "model=text.onnx"), "non-ONNX file", "not a valid ONNX model")
+k.one_line_error(k("export", "model=text.onnx"), "non-ONNX file", "not a valid ONNX model")
 data = open(os.path.join(work, "yolov8n.onnx"), "rb").read()
 open(os.path.join(work, "trunc.onnx"), "wb").write(data[: len(data) // 2])
-one_line_error(k("export", "model=trunc.onnx"), "truncated ONNX")
+k.one_line_error(k("export", "model=trunc.onnx"), "truncated ONNX")
 c.check(not os.path.exists(os.path.join(work, "trunc.engine")) and not os.path.exists(os.path.join(work, "trunc.engine.tmp")),
         "a failed export leaves no engine or temporary file")
 
@@ -74,23 +63,23 @@ x = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 8, 8])
 y = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 8, 8])
 g = helper.make_graph([helper.make_node("HardSwish", ["images"], ["out"], name="act0")], "g", [x], [y])
 onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), os.path.join(work, "unsupported.onnx"))
-one_line_error(k("export", "model=unsupported.onnx"), "unsupported op", "'HardSwish'")
+k.one_line_error(k("export", "model=unsupported.onnx"), "unsupported op", "'HardSwish'")
 
 engine = open(os.path.join(work, "yolov8n.engine"), "rb").read()
 flipped = bytearray(engine)
 flipped[len(flipped) // 3] ^= 0x01
 open(os.path.join(work, "flipped.engine"), "wb").write(bytes(flipped))
-one_line_error(k("predict", "model=flipped.engine", f"source={bus}"), "engine with a flipped byte", "corrupt")
+k.one_line_error(k("predict", "model=flipped.engine", f"source={bus}"), "engine with a flipped byte", "corrupt")
 open(os.path.join(work, "short.engine"), "wb").write(engine[:-100])
-one_line_error(k("predict", "model=short.engine", f"source={bus}"), "engine with missing bytes", "truncated")
+k.one_line_error(k("predict", "model=short.engine", f"source={bus}"), "engine with missing bytes", "truncated")
 
 open(os.path.join(work, "empty.jpg"), "wb").write(b"")
-one_line_error(k("predict", "model=yolov8n.engine", "source=empty.jpg"), "zero-byte image")
+k.one_line_error(k("predict", "model=yolov8n.engine", "source=empty.jpg"), "zero-byte image")
 open(os.path.join(work, "notes.jpg"), "w").write("some text")
-one_line_error(k("predict", "model=yolov8n.engine", "source=notes.jpg"), "non-image file")
-one_line_error(k("predict", "model=yolov8n.engine", f"source={bus}", "colour=red"), "unknown key", "Valid arguments")
-one_line_error(k("predict", "model=yolov8n.engine", f"source={bus}", "imgsz=abc"), "imgsz=abc", "imgsz=abc")
-one_line_error(k("predict", "model=yolov8n.engine", f"source={bus}", "conf=2"), "conf=2", "conf=2")
+k.one_line_error(k("predict", "model=yolov8n.engine", "source=notes.jpg"), "non-image file")
+k.one_line_error(k("predict", "model=yolov8n.engine", f"source={bus}", "colour=red"), "unknown key", "Valid arguments")
+k.one_line_error(k("predict", "model=yolov8n.engine", f"source={bus}", "imgsz=abc"), "imgsz=abc", "imgsz=abc")
+k.one_line_error(k("predict", "model=yolov8n.engine", f"source={bus}", "conf=2"), "conf=2", "conf=2")
 
 # An export that fails must not touch an engine the user already has.
 shutil.copy(os.path.join(work, "trunc.onnx"), os.path.join(work, "keep.onnx"))

@@ -3,6 +3,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -56,3 +57,25 @@ class Checker:
 
 def run(cmd, cwd=None):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+class Cli:
+    """The kestrel binary of a build, run in a private working folder, and checks of its errors."""
+
+    def __init__(self, args, checker, prefix):
+        self.kestrel = os.path.abspath(os.path.join(args.build, "kestrel"))
+        self.work = tempfile.mkdtemp(prefix=prefix)
+        self.c = checker
+
+    def __call__(self, *argv):
+        return run([self.kestrel, *argv], cwd=self.work)
+
+    def one_line_error(self, r, what, needle=None, after_warnings=False):
+        """A non-zero exit with exactly one `Error:` line on stderr (after_warnings: the last of several)."""
+        lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
+        if after_warnings:
+            ok = r.returncode != 0 and lines and lines[-1].startswith("Error:") and (needle is None or needle in lines[-1])
+            self.c.check(ok, f"{what}: exit {r.returncode}, error {lines[-1:] if lines else lines}")
+            return
+        ok = r.returncode != 0 and len(lines) == 1 and lines[0].startswith("Error:") and (needle is None or needle in lines[0])
+        self.c.check(ok, f"{what}: exit {r.returncode}, one-line error {lines[:2]}")

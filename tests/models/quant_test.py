@@ -4,21 +4,16 @@ regression gates; BENCHMARKS.md has the measured table)."""
 import os
 import re
 import shutil
-import tempfile
 
-from common import Checker, parse_args, run
+from common import Checker, Cli, parse_args
 
 args = parse_args()
 c = Checker()
-kestrel = os.path.abspath(os.path.join(args.build, "kestrel"))
 shared = os.path.abspath(args.shared)
-work = tempfile.mkdtemp(prefix="kestrel_quant_")
+k = Cli(args, c, "kestrel_quant_")
+work = k.work
 coco8 = os.path.join(shared, "datasets", "coco8", "coco8.yaml")
 coco128 = os.path.join(shared, "datasets", "coco128", "coco128.yaml")
-
-
-def k(*argv):
-    return run([kestrel, *argv], cwd=work)
 
 
 def model(name):
@@ -29,12 +24,6 @@ def val_map(engine):
     r = k("val", f"model={engine}", f"data={coco128}", "verbose=False")
     row = [l for l in r.stdout.splitlines() if re.match(r"\s+all\s", l)]
     return float(row[0].split()[-1]) if r.returncode == 0 and row else -1.0
-
-
-def one_line_error(r, what, needle=None):
-    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
-    ok = r.returncode != 0 and lines and lines[-1].startswith("Error:") and (needle is None or needle in lines[-1])
-    c.check(ok, f"{what}: exit {r.returncode}, error {lines[-1:] if lines else lines}")
 
 
 # FP16: half-size engine, accuracy within 0.002 of FP32.
@@ -77,17 +66,17 @@ c.check(r.returncode == 0 and "reusing calibration cache" in r.stdout and "%|" n
         "a TensorRT-written cache for the same tensor names is used")
 
 # Bad input.
-one_line_error(k("export", "model=q.onnx", "int8=True", "data=missing.yaml"), "missing yaml")
+k.one_line_error(k("export", "model=q.onnx", "int8=True", "data=missing.yaml"), "missing yaml", after_warnings=True)
 open(os.path.join(work, "bad.yaml"), "w").write("path: [unclosed\nval: : :\n")
-one_line_error(k("export", "model=q.onnx", "int8=True", "data=bad.yaml"), "malformed yaml")
+k.one_line_error(k("export", "model=q.onnx", "int8=True", "data=bad.yaml"), "malformed yaml", after_warnings=True)
 os.makedirs(os.path.join(work, "empty/images/val"))
 open(os.path.join(work, "empty/data.yaml"), "w").write("path: .\nval: images/val\nnames: {0: a}\n")
-one_line_error(k("export", "model=q.onnx", "int8=True", "data=empty/data.yaml"), "empty image folder")
+k.one_line_error(k("export", "model=q.onnx", "int8=True", "data=empty/data.yaml"), "empty image folder", after_warnings=True)
 model("locked")
 os.makedirs(os.path.join(work, "locked.cache"))  # the cache path is a folder: cannot be written
-one_line_error(k("export", "model=locked.onnx", "int8=True", f"data={coco8}"), "unwritable cache path")
+k.one_line_error(k("export", "model=locked.onnx", "int8=True", f"data={coco8}"), "unwritable cache path", after_warnings=True)
 c.check(not os.path.exists(os.path.join(work, "locked.engine")), "nothing half-written after a failed INT8 export")
-one_line_error(k("export", "model=fp32.onnx", "workspace=100000"), "workspace larger than the machine", "workspace")
+k.one_line_error(k("export", "model=fp32.onnx", "workspace=100000"), "workspace larger than the machine", "workspace", after_warnings=True)
 
 # INT8 accuracy on COCO128, calibrated on COCO128 at batch 8 (regression gates; see BENCHMARKS.md).
 model("legacy")

@@ -7,29 +7,18 @@ import math
 import os
 import shutil
 import subprocess
-import tempfile
 
 import cv2
 import numpy as np
 
-from common import Checker, parse_args, run
+from common import Checker, Cli, parse_args, run
 
 args = parse_args()
 c = Checker()
-kestrel = os.path.abspath(os.path.join(args.build, "kestrel"))
 shared = os.path.abspath(args.shared)
-work = tempfile.mkdtemp(prefix="kestrel_val_")
+k = Cli(args, c, "kestrel_val_")
+work = k.work
 coco128 = os.path.join(shared, "datasets", "coco128")
-
-
-def k(*argv):
-    return run([kestrel, *argv], cwd=work)
-
-
-def one_line_error(r, what, needle=None):
-    lines = [l for l in r.stderr.strip().splitlines() if l.strip()]
-    ok = r.returncode != 0 and len(lines) == 1 and lines[0].startswith("Error:") and (needle is None or needle in lines[0])
-    c.check(ok, f"{what}: exit {r.returncode}, one-line error {lines[:2]}")
 
 
 def numpy_metrics(predictions, dataset):
@@ -151,24 +140,24 @@ c.check(r.returncode == 0 and list(rows) == ["all"] and rows["all"][0] == 2, f"b
 c.check("broken.jpg" in r.stderr and "000000000030.jpg: ignoring corrupt image/label" in r.stderr, "both warned about")
 c.check("Results saved to runs/detect/mini\n" in r.stdout, "name= sets the run folder")
 # The bar is redrawn in place: '\r' before each state (text mode would have turned it into '\n').
-raw = subprocess.run([kestrel, "val", "model=yolov8n.engine", f"data={os.path.join(mini, 'mini.yaml')}", "plots=False"],
+raw = subprocess.run([k.kestrel, "val", "model=yolov8n.engine", f"data={os.path.join(mini, 'mini.yaml')}", "plots=False"],
                      cwd=work, capture_output=True, timeout=600)
 c.check(raw.stderr.count(b"\rval: ") >= 2 and raw.stderr.endswith(b"]\n"), "the bar is updated with \\r and ends its line")
 c.check(b"Results saved" not in raw.stdout, "plots=False and save_json=False: no 'Results saved' line, as Ultralytics")
 
 # Bad input.
-one_line_error(k("val", "model=yolov8n.engine", "data=missing.yaml"), "missing dataset yaml", "missing.yaml")
+k.one_line_error(k("val", "model=yolov8n.engine", "data=missing.yaml"), "missing dataset yaml", "missing.yaml")
 open(os.path.join(work, "malformed.yaml"), "w").write("path: .\nval: [images\nnames: {0: a\n")
-one_line_error(k("val", "model=yolov8n.engine", "data=malformed.yaml"), "malformed yaml", "not valid YAML")
+k.one_line_error(k("val", "model=yolov8n.engine", "data=malformed.yaml"), "malformed yaml", "not valid YAML")
 os.makedirs(os.path.join(work, "empty", "images", "val"))
 open(os.path.join(work, "empty", "empty.yaml"), "w").write("val: images/val\nnames: [a]\n")
-one_line_error(k("val", "model=yolov8n.engine", "data=empty/empty.yaml"), "empty val folder", "no images found")
-one_line_error(k("val", "model=yolov8n.engine", "data=empty/empty.yaml", "split=test"), "missing split key", "'test:'")
+k.one_line_error(k("val", "model=yolov8n.engine", "data=empty/empty.yaml"), "empty val folder", "no images found")
+k.one_line_error(k("val", "model=yolov8n.engine", "data=empty/empty.yaml", "split=test"), "missing split key", "'test:'")
 open(os.path.join(work, "nofolder.yaml"), "w").write("val: nowhere/images\nnames: [a]\n")
-one_line_error(k("val", "model=yolov8n.engine", "data=nofolder.yaml"), "missing val folder", "does not exist")
-one_line_error(k("val", "model=yolov8n.engine"), "no data=", "data=")
+k.one_line_error(k("val", "model=yolov8n.engine", "data=nofolder.yaml"), "missing val folder", "does not exist")
+k.one_line_error(k("val", "model=yolov8n.engine"), "no data=", "data=")
 seg = os.path.join(shared, "models", "yolov8n-seg.onnx")
-one_line_error(k("val", f"model={seg}", f"data={os.path.join(mini, 'mini.yaml')}"), "segment model", "'segment'")
+k.one_line_error(k("val", f"model={seg}", f"data={os.path.join(mini, 'mini.yaml')}"), "segment model", "'segment'")
 if c.failed == 0:
     shutil.rmtree(work, ignore_errors=True)
 c.finish()
