@@ -14,10 +14,22 @@ target_link_libraries(kestrel_api_tests PRIVATE kestrel GTest::gtest_main)
 target_compile_definitions(kestrel_api_tests PRIVATE KESTREL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 gtest_discover_tests(kestrel_api_tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
 
-set(KESTREL_PYTHON ${PROJECT_SOURCE_DIR}/.venv/bin/python)
-foreach(script ort_compare cli_test val_test quant_test)
+set(KESTREL_PYTHON ${PROJECT_SOURCE_DIR}/.venv/bin/python CACHE FILEPATH "Python with the test venv's packages")
+set(KESTREL_SHARED ${PROJECT_SOURCE_DIR}/../shared CACHE PATH "The shared models, datasets and images")
+foreach(script ort_compare cli_test val_test quant_test gpu_compare)
   add_test(NAME py_${script}
            COMMAND ${KESTREL_PYTHON} ${PROJECT_SOURCE_DIR}/tests/models/${script}.py --build ${PROJECT_BINARY_DIR}
-                   --shared ${PROJECT_SOURCE_DIR}/../shared)
+                   --shared ${KESTREL_SHARED})
   set_tests_properties(py_${script} PROPERTIES TIMEOUT 900)
 endforeach()
+set_tests_properties(py_gpu_compare PROPERTIES LABELS gpu)
+
+# GPU suite: every CUDA kernel against the reference (tests/gpu). Needs a GPU, so it carries the
+# label "gpu": scripts/test.sh excludes it here and scripts/gpu_round.sh runs it on the GPU machine.
+file(GLOB KESTREL_GPU_TEST_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/gpu/*.cc)
+add_executable(kestrel_gpu_tests ${KESTREL_GPU_TEST_SOURCES})
+target_include_directories(kestrel_gpu_tests PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
+target_link_libraries(kestrel_gpu_tests PRIVATE kestrel GTest::gtest_main)
+target_compile_definitions(kestrel_gpu_tests PRIVATE KESTREL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+add_test(NAME gpu_tests COMMAND kestrel_gpu_tests)
+set_tests_properties(gpu_tests PROPERTIES LABELS gpu TIMEOUT 900)

@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 bash scripts/setup_test_venv.sh
 bash scripts/build.sh
-(cd build && ctest --output-on-failure -j1)
+# Tests labelled "gpu" need an NVIDIA GPU: scripts/gpu_round.sh runs them on the GPU machine.
+(cd build && ctest --output-on-failure -j1 -LE gpu)
 SANITIZE=1 bash scripts/build.sh
 # oneDNN's JIT code is not instrumented; leak checks stay on for our code.
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$PWD/../tests/lsan.supp UBSAN_OPTIONS=print_stacktrace=1 \
-   ctest --output-on-failure -j1 -E '^py_ort')
+   ctest --output-on-failure -j1 -LE gpu -E '^py_ort')

@@ -26,7 +26,7 @@ struct BuildOptions {
     int batch = 1;               // max batch of the profile
     bool dynamic = false;        // a profile of 1..batch (else exactly batch)
     std::array<int, 2> imgsz{};  // {h, w}; 0 = the model's own
-    std::string device = "cpu";  // "cpu" (CUDA engines: not yet)
+    std::string device = "cpu";  // "cpu" or "cuda:N" (a CUDA engine for GPU N: tuned there, runs there)
     bool half = false;           // FP16 weights (binary16 storage; CPUs compute them in float32)
     bool int8 = false;           // INT8 post-training quantisation (implies dynamic)
     std::string data;            // int8: calibration dataset yaml (empty: coco128.yaml, with a warning)
@@ -50,8 +50,8 @@ struct ModelInfo {
     std::array<int, 2> imgsz{};  // {h, w}
     int min_batch = 1, max_batch = 1;
     std::vector<int> kpt_shape;  // pose: {17, 3}
-    std::string precision;       // fp32
-    std::string device;          // cpu
+    std::string precision;       // fp32 | fp16 | int8
+    std::string device;          // cpu | cuda:sm_90 (the GPU architecture the engine was built for)
     TensorInfo input;
     std::vector<TensorInfo> outputs;
     int64_t arena_bytes = 0;                      // activation memory per session
@@ -80,6 +80,7 @@ class Engine {
 struct LayerProfile {
     std::string name, kernel;
     double ms = 0;
+    double flops = 0;  // CUDA: floating-point operations per image (convs and gemms), 0 elsewhere
 };
 
 // An execution context: owns activation memory; not thread-safe, so use one per thread.
@@ -90,6 +91,10 @@ class Session {
     Status run(const float* input, int batch, std::vector<std::vector<float>>* outputs);
     void set_profiling(bool on);
     std::vector<LayerProfile> profile() const;  // per layer, last run
+    // Compute time of `iterations` inferences of `batch` images on the bound buffers, in ms each:
+    // on CUDA, GPU time of one CUDA-graph replay between two events (no host copies); on the CPU,
+    // wall time of run().
+    Result<std::vector<double>> time_compute(int batch, int iterations);
 
     struct Impl;
 

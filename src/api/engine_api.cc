@@ -1,6 +1,7 @@
 // The public Engine/Session API over the pipeline: onnx -> passes -> plan -> engine -> runtime.
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <iomanip>
 #include <sstream>
@@ -16,6 +17,7 @@
 #include "onnx/model_importer.h"
 #include "passes/pipeline.h"
 #include "plan/execution_plan.h"
+#include "runtime/cuda_session.h"
 #include "runtime/session.h"
 
 namespace kestrel {
@@ -23,18 +25,30 @@ namespace kestrel {
 struct Engine::Impl {
     engine::EngineData data;
     std::shared_ptr<const plan::ExecutionPlan> plan;
+    std::shared_ptr<const runtime::CudaModel> cuda;  // CUDA engines: weights on the GPU, tactics
+    std::vector<std::string> kernels;                // the kernel of each plan node
     ModelInfo info;
 };
 
+// A CPU session or a CUDA execution context, by the engine's target.
 struct Session::Impl {
     std::shared_ptr<const Engine::Impl> engine;
-    runtime::Session session;
-    explicit Impl(std::shared_ptr<const Engine::Impl> e) : engine(std::move(e)), session(engine->plan) {}
+    std::unique_ptr<runtime::Session> cpu;
+    std::unique_ptr<runtime::CudaSession> gpu;
+    explicit Impl(std::shared_ptr<const Engine::Impl> e) : engine(std::move(e)) {
+        if (engine->cuda)
+            gpu = std::make_unique<runtime::CudaSession>(engine->cuda);
+        else
+            cpu = std::make_unique<runtime::Session>(engine->plan);
+    }
+    std::vector<int64_t> output_elements() const { return gpu ? gpu->output_elements() : cpu->output_elements(); }
+    const std::vector<runtime::LayerTime>& layer_times() const { return gpu ? gpu->layer_times() : cpu->layer_times(); }
 };
 
 namespace {
 
-std::string layer_table_of(const ir::Graph& g, const plan::ExecutionPlan* p) {
+std::string layer_table_of(const ir::Graph& g, const std::vector<std::string>* kernels) {
+    const bool p = kernels != nullptr;
     std::ostringstream os;
     os << std::left << std::setw(5) << "#" << std::setw(34) << "layer" << std::setw(20) << "op" << std::setw(22)
        << "output" << (p ? "kernel" : "") << "\n";
@@ -49,7 +63,7 @@ std::string layer_table_of(const ir::Graph& g, const plan::ExecutionPlan* p) {
         std::string name = n.name.size() > 32 ? "..." + n.name.substr(n.name.size() - 29) : n.name;
         os << std::setw(5) << i++ << std::setw(34) << name << std::setw(20) << op << std::setw(22)
            << (g.value(n.outputs[0]).shape_known ? shape_str(g.value(n.outputs[0]).shape) : "?")
-           << (p ? cpu::kernel_name(*p, k) : "") << "\n";
+           << (p ? (*kernels)[k] : "") << "\n";
     }
     return os.str();
 }
@@ -81,23 +95,55 @@ ModelInfo make_info(const engine::EngineData& d, const plan::ExecutionPlan& p) {
     return info;
 }
 
+// -1 for "cpu", N for "cuda:N" (the CLI normalises Ultralytics' "0" and "cuda" to this).
+int device_index(const std::string& device) {
+    if (device == "cpu") return -1;
+    if (device.rfind("cuda:", 0) == 0 && device.size() > 5 &&
+        device.find_first_not_of("0123456789", 5) == std::string::npos)
+        return std::stoi(device.substr(5));
+    if (!device.empty() && device.find_first_not_of("0123456789") == std::string::npos) return std::stoi(device);
+    KS_FAIL("device='", device, "' is not a device: use cpu, 0 or cuda:0");
+}
+
+// The plan (and for CUDA the model on the GPU: weights, tuned tactics) of an engine's data.
+void lower(Engine::Impl& impl, int device, bool tune, std::ostream* log) {
+    const engine::EngineData& d = impl.data;
+    if (device < 0) {
+        impl.plan = std::make_shared<const plan::ExecutionPlan>(plan::build(d.graph));
+        impl.kernels.clear();
+        for (size_t i = 0; i < impl.plan->graph.nodes.size(); ++i)
+            impl.kernels.push_back(cpu::kernel_name(*impl.plan, i));
+        return;
+    }
+    plan::PlanOptions po{plan::Target::kCuda, static_cast<int>(d.max_batch), d.precision == "fp16"};
+    impl.plan = std::make_shared<const plan::ExecutionPlan>(plan::build(d.graph, po));
+    impl.cuda = std::make_shared<const runtime::CudaModel>(impl.plan, device, tune, log);
+    impl.kernels = impl.cuda->kernel_names();
+}
+
 std::shared_ptr<Engine::Impl> finish(engine::EngineData data) {
     auto impl = std::make_shared<Engine::Impl>();
-    impl->plan = std::make_shared<const plan::ExecutionPlan>(plan::build(data.graph));
+    int device = -1;
+    if (data.target.rfind("cuda:", 0) == 0) {
+        // Engines are tuned for one GPU architecture, like TensorRT's: refuse any other.
+        device = 0;
+        std::string arch = runtime::cuda_device_arch(device);
+        KS_CHECK(data.target == "cuda:" + arch, "this engine was built for ", data.target.substr(5),
+                 " but GPU 0 is ", arch, " (", runtime::cuda_device_name(device), "); re-export it on this GPU");
+    } else {
+        KS_CHECK(data.target == "cpu", "unknown engine target '", data.target, "'");
+    }
     impl->data = std::move(data);
+    lower(*impl, device, /*tune=*/false, nullptr);
     impl->info = make_info(impl->data, *impl->plan);
     return impl;
 }
 
-std::vector<std::string> kernel_names(const plan::ExecutionPlan& p) {
-    std::vector<std::string> names;
-    for (size_t i = 0; i < p.graph.nodes.size(); ++i) names.push_back(cpu::kernel_name(p, i));
-    return names;
-}
-
 std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOptions& o) {
-    KS_CHECK(o.device == "cpu", "device='", o.device,
-             "': this build of Kestrel runs engines on the CPU only (device=cpu)");
+    const int device = device_index(o.device);
+    KS_CHECK(device < 0 || !o.int8, "int8=True with device=", o.device,
+             ": Kestrel has no CUDA INT8 kernels yet; export with half=True, or int8 for device=cpu");
+    if (device >= 0) runtime::cuda_device_arch(device);  // fail before any work without a GPU
 
     KS_CHECK(o.batch >= 1, "batch must be at least 1");
     KS_CHECK(o.workspace_gib > 0, "workspace must be positive");
@@ -110,8 +156,9 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
     io.imgsz = {o.imgsz[0], o.imgsz[1]};
     engine::EngineData d;
     d.graph = onnx::import_model(path, io);
-    // CPU engines run a batch image by image through a batch-1 plan, so a model exported with a
-    // fixed batch of 1 serves any batch: its images never interact.
+    // Plans are made at batch 1 (CPU engines run a batch image by image through it; CUDA plans size
+    // their buffers for max_batch), so a model exported with a fixed batch of 1 serves any batch:
+    // its images never interact.
     d.max_batch = o.batch;
     d.min_batch = o.dynamic || o.int8 ? 1 : o.batch;  // int8 enables dynamic, as Ultralytics does
     d.opt_batch = o.batch;
@@ -119,8 +166,9 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         *o.log << "Layers before optimisation (" << d.graph.nodes.size() << "):\n" << layer_table_of(d.graph, nullptr);
     passes::run_pipeline(d.graph, o.log);
     if (o.half && !o.int8) {
-        // FP16 on the CPU: weights stored as binary16 (half the file), arithmetic stays float32 —
-        // x86 CPUs without AVX512-FP16 have no FP16 arithmetic, and oneDNN computes f16 as f32 there.
+        // FP16: weights stored as binary16 (half the file). On the CPU the arithmetic stays float32 —
+        // x86 CPUs without AVX512-FP16 have no FP16 arithmetic, and oneDNN computes f16 as f32 there;
+        // on CUDA the feature maps are float16 and convolutions run on the tensor cores.
         for (ir::Value& v : d.graph.values) {
             if (!v.constant || v.dtype != DType::kFloat32 || v.shape.size() != 4) continue;
             ir::Tensor t = *v.constant;
@@ -146,8 +194,17 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         d.graph.metadata["int8_layers"] = std::to_string(n);
     }
     auto impl = std::make_shared<Engine::Impl>();
-    impl->plan = std::make_shared<const plan::ExecutionPlan>(plan::build(d.graph));
-    d.kernels = kernel_names(*impl->plan);
+    if (device >= 0) d.target = "cuda:" + runtime::cuda_device_arch(device);
+    impl->data = d;
+    lower(*impl, device, /*tune=*/true, o.log);
+    if (impl->cuda) {
+        // The tuned tactics travel in the engine as node attributes, so loading re-tunes nothing.
+        std::map<std::string, int> by_name;
+        for (auto [node, tactic] : impl->cuda->tactics()) by_name[impl->plan->graph.nodes[node].name] = tactic;
+        for (ir::Node& n : d.graph.nodes)
+            if (by_name.count(n.name)) n.attrs.set("cuda_tactic", static_cast<int64_t>(by_name[n.name]));
+    }
+    d.kernels = impl->kernels;
     int64_t weights = 0;
     for (const auto& v : d.graph.values)
         if (v.constant) weights += static_cast<int64_t>(v.constant->bytes.size());
@@ -156,7 +213,7 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
              " GiB");
     if (o.log) {
         *o.log << "Layers after optimisation (" << impl->plan->graph.nodes.size() << ", with layout conversions):\n"
-               << layer_table_of(impl->plan->graph, impl->plan.get());
+               << layer_table_of(impl->plan->graph, &impl->kernels);
         *o.log << "Activation arena: " << impl->plan->arena_bytes / 1024
                << " KiB (without reuse: " << impl->plan->naive_bytes / 1024 << " KiB), weights " << weights / 1024
                << " KiB\n";
@@ -195,7 +252,7 @@ Result<Engine> Engine::load(const std::string& path) {
         if (is_onnx && !engine::looks_like_engine(path)) return build_impl(path, BuildOptions());
         engine::EngineData d = engine::read_engine(path);
         auto impl = finish(std::move(d));
-        KS_CHECK(kernel_names(*impl->plan) == impl->data.kernels, "'", path,
+        KS_CHECK(impl->kernels == impl->data.kernels, "'", path,
                  "' was built by a Kestrel with other kernels; re-export it with this version");
         return impl;
     });
@@ -213,7 +270,7 @@ Status Engine::save(const std::string& path) const {
 
 const ModelInfo& Engine::info() const { return impl_->info; }
 
-std::string Engine::layer_table() const { return layer_table_of(impl_->plan->graph, impl_->plan.get()); }
+std::string Engine::layer_table() const { return layer_table_of(impl_->plan->graph, &impl_->kernels); }
 
 Result<Session> Session::create(const Engine& engine) {
     auto r = guarded([&] { return std::make_shared<Session::Impl>(engine.impl()); });
@@ -227,27 +284,60 @@ Status Session::run(const float* input, int batch, std::vector<std::vector<float
         return Status::Error("batch " + std::to_string(batch) + " is outside the engine's profile " +
                              std::to_string(info.min_batch) + ".." + std::to_string(info.max_batch));
     auto r = guarded([&] {
-        auto sizes = impl_->session.output_elements();
+        auto sizes = impl_->output_elements();
         outputs->resize(sizes.size());
         std::vector<float*> ptrs;
         for (size_t k = 0; k < sizes.size(); ++k) {
             (*outputs)[k].resize(static_cast<size_t>(sizes[k] * batch));
             ptrs.push_back((*outputs)[k].data());
         }
-        impl_->session.run(input, batch, ptrs);
+        if (impl_->gpu)
+            impl_->gpu->run(input, batch, ptrs);
+        else
+            impl_->cpu->run(input, batch, ptrs);
         return 0;
     });
     return r.ok() ? Status::Ok() : r.status();
 }
 
-void Session::set_profiling(bool on) { impl_->session.set_profiling(on); }
+void Session::set_profiling(bool on) {
+    if (impl_->gpu)
+        impl_->gpu->set_profiling(on);
+    else
+        impl_->cpu->set_profiling(on);
+}
 
 std::vector<LayerProfile> Session::profile() const {
     std::vector<LayerProfile> out;
-    const auto& times = impl_->session.layer_times();
-    for (size_t i = 0; i < times.size(); ++i)
-        out.push_back({times[i].name, cpu::kernel_name(*impl_->engine->plan, i), times[i].ms});
+    const auto& times = impl_->layer_times();
+    for (size_t i = 0; i < times.size(); ++i) {
+        LayerProfile l{times[i].name, impl_->engine->kernels[i], times[i].ms, 0};
+        if (impl_->gpu) l.flops = impl_->gpu->layer_flops()[i];
+        out.push_back(l);
+    }
     return out;
+}
+
+Result<std::vector<double>> Session::time_compute(int batch, int iterations) {
+    return guarded([&] {
+        const ModelInfo& info = impl_->engine->info;
+        KS_CHECK(batch >= info.min_batch && batch <= info.max_batch, "batch ", batch,
+                 " is outside the engine's profile ", info.min_batch, "..", info.max_batch);
+        std::vector<double> ms;
+        if (!impl_->gpu) {
+            std::vector<float> input(static_cast<size_t>(impl_->cpu->input_elements() * batch), 0.5f);
+            std::vector<std::vector<float>> outputs;
+            for (int i = 0; i < 3; ++i) KS_CHECK(run(input.data(), batch, &outputs).ok(), "inference failed");
+            for (int i = 0; i < iterations; ++i) {
+                auto t0 = std::chrono::steady_clock::now();
+                Status st = run(input.data(), batch, &outputs);
+                KS_CHECK(st.ok(), st.message());
+                ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            }
+            return ms;
+        }
+        return impl_->gpu->time_compute(batch, iterations);
+    });
 }
 
 }  // namespace kestrel

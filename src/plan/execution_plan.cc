@@ -18,8 +18,74 @@ int64_t align_up(int64_t v) { return (v + kAlignment - 1) / kAlignment * kAlignm
 
 bool is_4d(const ir::Value& v) { return v.shape.size() == 4; }
 
+// The CUDA backend's layouts: convolutions, pooling and resize work on NHWC only; elementwise ops,
+// Split and Concat stay NHWC when their inputs are; everything else (the heads) is plain float32.
+Layout cuda_output_layout(const Graph& g, const Node& n, const std::vector<Layout>& lay) {
+    auto in_layout = [&](size_t i) { return lay[static_cast<size_t>(n.inputs[i])]; };
+    if (!is_4d(g.value(n.outputs[0]))) return Layout::kPlain;
+    switch (n.op) {
+        case Op::kConv:
+        case Op::kConvTranspose:
+        case Op::kMaxPool:
+        case Op::kResize:
+            return Layout::kNhwc;
+        case Op::kSigmoid:
+        case Op::kRelu:
+        case Op::kSin:
+        case Op::kCos:
+            return in_layout(0);
+        case Op::kAdd:
+        case Op::kSub:
+        case Op::kMul:
+        case Op::kDiv: {
+            const ir::Value& a = g.value(n.inputs[0]);
+            const ir::Value& b = g.value(n.inputs[1]);
+            bool same = a.shape == b.shape && !a.constant && !b.constant;
+            return same && in_layout(0) == Layout::kNhwc && in_layout(1) == Layout::kNhwc ? Layout::kNhwc
+                                                                                          : Layout::kPlain;
+        }
+        case Op::kSplit:
+            return n.attrs.get_int("axis", 0) == 1 && in_layout(0) == Layout::kNhwc ? Layout::kNhwc : Layout::kPlain;
+        case Op::kConcat: {
+            if (n.attrs.get_int("axis", 0) != 1) return Layout::kPlain;
+            for (int in : n.inputs)
+                if (lay[static_cast<size_t>(in)] != Layout::kNhwc || g.is_constant(in)) return Layout::kPlain;
+            return Layout::kNhwc;
+        }
+        default:
+            return Layout::kPlain;
+    }
+}
+
+Layout cuda_required_input_layout(const Node& n, size_t i, Layout out, Layout in) {
+    switch (n.op) {
+        case Op::kConv:
+            return i == 0 ? Layout::kNhwc : (i == 3 ? out : Layout::kPlain);
+        case Op::kConvTranspose:
+        case Op::kMaxPool:
+        case Op::kResize:
+        case Op::kGlobalAveragePool:
+            return i == 0 ? Layout::kNhwc : Layout::kPlain;
+        case Op::kSigmoid:
+        case Op::kRelu:
+        case Op::kSin:
+        case Op::kCos:
+            return in;
+        case Op::kAdd:
+        case Op::kSub:
+        case Op::kMul:
+        case Op::kDiv:
+        case Op::kSplit:
+        case Op::kConcat:
+            return out;
+        default:
+            return Layout::kPlain;
+    }
+}
+
 // Layout each op produces given its inputs' layouts, and the layout it needs on each input.
-Layout output_layout(const Graph& g, const Node& n, const std::vector<Layout>& lay) {
+Layout output_layout(const Graph& g, const Node& n, const std::vector<Layout>& lay, Target target) {
+    if (target == Target::kCuda) return cuda_output_layout(g, n, lay);
     auto in_layout = [&](size_t i) { return lay[static_cast<size_t>(n.inputs[i])]; };
     const ir::Value& out = g.value(n.outputs[0]);
     if (!is_4d(out)) return Layout::kPlain;
@@ -65,7 +131,8 @@ Layout output_layout(const Graph& g, const Node& n, const std::vector<Layout>& l
 // The layout node `n` needs on input `i`, given the layout of its output; kPlain/kBlocked8, or
 // the input's own layout when the op takes either. oneDNN has optimised nchw -> nChw8c
 // convolutions only for few input channels (the image stem); wider nchw inputs are converted.
-Layout required_input_layout(const Graph& g, const Node& n, size_t i, Layout out, Layout in) {
+Layout required_input_layout(const Graph& g, const Node& n, size_t i, Layout out, Layout in, Target target) {
+    if (target == Target::kCuda) return cuda_required_input_layout(n, i, out, in);
     auto conv_src = [&] {
         bool wide = g.value(n.inputs[0]).shape.size() == 4 && g.value(n.inputs[0]).shape[1] >= 8;
         return out == Layout::kBlocked8 && wide ? Layout::kBlocked8 : in;
@@ -95,16 +162,17 @@ Layout required_input_layout(const Graph& g, const Node& n, size_t i, Layout out
     }
 }
 
-void assign_layouts(Graph& g, std::vector<Layout>& lay) {
+void assign_layouts(Graph& g, std::vector<Layout>& lay, Target target) {
+    const Layout fast = target == Target::kCuda ? Layout::kNhwc : Layout::kBlocked8;
     lay.assign(g.values.size(), Layout::kPlain);
     std::vector<Node> nodes;
     std::map<int, int> converted;  // value -> its plain (or blocked) copy
     auto convert = [&](int v, Layout want) -> int {
-        int key = v * 2 + static_cast<int>(want);
+        int key = v * 4 + static_cast<int>(want);
         auto it = converted.find(key);
         if (it != converted.end()) return it->second;
         ir::Value c = g.value(v);
-        c.name += want == Layout::kPlain ? "/plain" : "/blocked8";
+        c.name += "/" + std::string(layout_name(want));
         c.constant = nullptr;
         int id = g.add_value(std::move(c));
         lay.push_back(want);
@@ -119,23 +187,23 @@ void assign_layouts(Graph& g, std::vector<Layout>& lay) {
     };
     for (Node n : g.nodes) {
         if (n.removed) continue;
-        Layout out = output_layout(g, n, lay);
+        Layout out = output_layout(g, n, lay, target);
         for (size_t i = 0; i < n.inputs.size(); ++i) {
             int v = n.inputs[i];
             if (v < 0 || g.is_constant(v)) continue;
-            Layout want = required_input_layout(g, n, i, out, lay[static_cast<size_t>(v)]);
+            Layout want = required_input_layout(g, n, i, out, lay[static_cast<size_t>(v)], target);
             if (want != lay[static_cast<size_t>(v)]) n.inputs[i] = convert(v, want);
         }
         for (int o : n.outputs) lay[static_cast<size_t>(o)] = out;
         nodes.push_back(std::move(n));
-        // A graph output is always plain: the producer writes a blocked temporary and an Identity
-        // converts into the named output.
+        // A graph output is always plain: the producer writes a temporary in the fast layout and an
+        // Identity converts into the named output.
         for (int& o : nodes.back().outputs) {
             if (!g.is_graph_output(o) || lay[static_cast<size_t>(o)] == Layout::kPlain) continue;
             ir::Value t = g.value(o);
-            t.name += "/blocked8";
+            t.name += "/" + std::string(layout_name(fast));
             int tmp = g.add_value(std::move(t));
-            lay.push_back(Layout::kBlocked8);
+            lay.push_back(fast);
             int final_out = o;
             o = tmp;
             lay[static_cast<size_t>(final_out)] = Layout::kPlain;
@@ -164,22 +232,29 @@ struct Placement {
     }
 };
 
-// Bytes per unit step along `axis` of a plain or blocked (axis 1) tensor of batch 1, when the
-// slice along axis is a contiguous byte range: all dims before axis are 1.
-bool contiguous_axis(const ir::Value& v, int axis, int64_t* unit_bytes) {
-    int64_t outer = 1, inner = 1;
+// Bytes per unit step along `axis` when a range along it is a slice a view can describe: for
+// plain and blocked (axis 1) tensors, a contiguous byte range (all dims before axis are 1, the
+// batch included); for NHWC, any channel range (the unit is one channel of one pixel).
+bool sliceable_axis(const ir::Value& v, const ValuePlan& vp, int axis, int batch, int64_t* unit_bytes) {
+    if (vp.layout == Layout::kNhwc) {
+        *unit_bytes = static_cast<int64_t>(dtype_size(vp.dtype));
+        return axis == 1;
+    }
+    int64_t outer = batch, inner = 1;
     for (int i = 0; i < axis; ++i) outer *= v.shape[static_cast<size_t>(i)];
     for (size_t i = static_cast<size_t>(axis) + 1; i < v.shape.size(); ++i) inner *= v.shape[i];
-    *unit_bytes = inner * static_cast<int64_t>(dtype_size(v.dtype));
+    *unit_bytes = inner * static_cast<int64_t>(dtype_size(vp.dtype));
     return outer == 1;
 }
 
 }  // namespace
 
-std::string_view layout_name(Layout layout) { return layout == Layout::kPlain ? "nchw" : "nChw8c"; }
+std::string_view layout_name(Layout layout) {
+    return layout == Layout::kPlain ? "nchw" : layout == Layout::kBlocked8 ? "nChw8c" : "nhwc";
+}
 
-int64_t storage_bytes(const ir::Value& v, Layout layout) {
-    int64_t n = num_elements(v.shape) * static_cast<int64_t>(dtype_size(v.dtype));
+int64_t storage_bytes(const ir::Value& v, Layout layout, DType dtype) {
+    int64_t n = num_elements(v.shape) * static_cast<int64_t>(dtype_size(dtype));
     if (layout == Layout::kBlocked8) {
         int64_t c = v.shape[1];
         n = n / std::max<int64_t>(c, 1) * ((c + 7) / 8 * 8);
@@ -187,21 +262,32 @@ int64_t storage_bytes(const ir::Value& v, Layout layout) {
     return n;
 }
 
-ExecutionPlan build(const ir::Graph& input_graph) {
+ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
     ExecutionPlan plan;
+    plan.options = options;
     plan.graph = input_graph;
     plan.graph.compact();
     Graph& g = plan.graph;
+    const bool cuda = options.target == Target::kCuda;
+    const int batch = cuda ? options.batch : 1;
+    KS_CHECK(batch >= 1, "planner: batch must be at least 1");
     for (int in : g.inputs) KS_CHECK(g.value(in).shape.at(0) == 1, "planner: graphs are planned at batch 1");
+    // A batched plan treats dim 0 of every tensor as the batch: a graph that moves the batch
+    // elsewhere (or drops it) cannot run batched.
+    for (const Node& n : g.nodes)
+        for (int o : n.outputs)
+            KS_CHECK(!cuda || n.removed || g.value(o).shape.empty() || g.value(o).shape[0] == 1, "'", n.name,
+                     "' mixes the batch into other dimensions; batched execution needs it in dim 0");
     std::vector<Layout> lay;
-    assign_layouts(g, lay);
+    assign_layouts(g, lay, options.target);
 
     size_t nv = g.values.size();
     plan.values.resize(nv);
     for (size_t v = 0; v < nv; ++v) {
         ValuePlan& vp = plan.values[v];
         vp.layout = lay[v];
-        vp.bytes = storage_bytes(g.values[v], lay[v]);
+        vp.dtype = lay[v] == Layout::kNhwc && options.half ? DType::kFloat16 : g.values[v].dtype;
+        vp.bytes = storage_bytes(g.values[v], lay[v], vp.dtype) * (g.values[v].constant ? 1 : batch);
         vp.storage = g.values[v].constant ? Storage::kConstant : Storage::kArena;
     }
     for (int in : g.inputs) plan.values[static_cast<size_t>(in)].storage = Storage::kInput;
@@ -214,7 +300,7 @@ ExecutionPlan build(const ir::Graph& input_graph) {
         switch (n.op) {
             case Op::kReshape: {
                 int out = n.outputs[0];
-                if (!movable_root(out)) break;
+                if (!movable_root(out) || plan.values[static_cast<size_t>(n.inputs[0])].layout == Layout::kNhwc) break;
                 pl.parent[static_cast<size_t>(out)] = n.inputs[0];
                 break;
             }
@@ -222,7 +308,7 @@ ExecutionPlan build(const ir::Graph& input_graph) {
                 const ir::Value& x = g.value(n.inputs[0]);
                 int64_t unit;
                 int axis = static_cast<int>(n.attrs.get_int("axis", 0));
-                if (!contiguous_axis(x, axis, &unit)) break;
+                if (!sliceable_axis(x, plan.values[static_cast<size_t>(n.inputs[0])], axis, batch, &unit)) break;
                 int64_t start = 0;
                 auto sizes = n.attrs.get_ints("split");
                 for (size_t k = 0; k < n.outputs.size(); ++k) {
@@ -251,16 +337,24 @@ ExecutionPlan build(const ir::Graph& input_graph) {
                     }
                 }
                 int64_t unit;
-                if (first < 0 || !ok || !contiguous_axis(x, first, &unit) || !movable_root(n.outputs[0])) break;
+                if (first < 0 || !ok || !movable_root(n.outputs[0]) ||
+                    !sliceable_axis(x, plan.values[static_cast<size_t>(n.inputs[0])], first, batch, &unit))
+                    break;
                 pl.parent[static_cast<size_t>(n.outputs[0])] = n.inputs[0];
                 pl.offset[static_cast<size_t>(n.outputs[0])] = starts[static_cast<size_t>(first)] * unit;
                 break;
             }
             case Op::kConcat: {
                 const ir::Value& out = g.value(n.outputs[0]);
+                const ValuePlan& out_plan = plan.values[static_cast<size_t>(n.outputs[0])];
                 int axis = static_cast<int>(n.attrs.get_int("axis", 0));
                 int64_t unit;
-                if (!contiguous_axis(out, axis, &unit)) break;
+                if (!sliceable_axis(out, out_plan, axis, batch, &unit)) break;
+                // In NHWC the slots are channel ranges of one pixel: extents are per pixel.
+                bool nhwc = out_plan.layout == Layout::kNhwc;
+                auto extent = [&](int v) {
+                    return nhwc ? g.value(v).shape[1] * unit : plan.values[static_cast<size_t>(v)].bytes;
+                };
                 std::vector<std::pair<int64_t, int64_t>> taken;  // byte ranges of roots placed here
                 int64_t start = 0;
                 for (int in : n.inputs) {
@@ -268,10 +362,10 @@ ExecutionPlan build(const ir::Graph& input_graph) {
                     start += g.value(in).shape[static_cast<size_t>(axis)];
                     auto [r, r_off] = pl.root(in);
                     int64_t at = off - r_off;
-                    int64_t size = plan.values[static_cast<size_t>(r)].bytes;
-                    bool fits = movable_root(r) && r != n.outputs[0] && at >= 0 &&
-                                at + size <= plan.values[static_cast<size_t>(n.outputs[0])].bytes &&
-                                plan.values[static_cast<size_t>(r)].layout == lay[static_cast<size_t>(n.outputs[0])];
+                    int64_t size = extent(r);
+                    bool fits = movable_root(r) && r != n.outputs[0] && at >= 0 && at + size <= extent(n.outputs[0]) &&
+                                plan.values[static_cast<size_t>(r)].layout == out_plan.layout &&
+                                plan.values[static_cast<size_t>(r)].dtype == out_plan.dtype;
                     for (auto [b, e] : taken) fits = fits && (at + size <= b || at >= e);
                     // The root may hold more than this input's slot (a whole Split source): every
                     // other input whose slot it covers must already lie inside it at that slot, or

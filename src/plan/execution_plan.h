@@ -1,12 +1,16 @@
-// Lowering of the optimised IR to an ExecutionPlan for one image (batch 1; the runtime loops over
-// the images of a batch, so any batch in the profile runs on one plan and one arena):
+// Lowering of the optimised IR to an ExecutionPlan for a target:
+//   - CPU: one image (batch 1); the runtime loops over the images of a batch, so any batch in the
+//     profile runs on one plan and one arena. The fast layout is kBlocked8 (oneDNN's nChw8c).
+//   - CUDA: a whole batch at once (buffers sized for PlanOptions::batch, every tensor batch-major);
+//     the fast layout is kNhwc, in float16 for half engines; plain tensors stay float32.
 //
-//   1. layouts: each 4-D activation is kBlocked8 (oneDNN's nChw8c: channels in blocks of 8,
-//      padded) where the ops around it can work in that layout, else kPlain (NCHW row-major).
-//      Where a reader needs another layout than its writer produces, an Identity node converts.
+//   1. layouts: each 4-D activation is in the target's fast layout where the ops around it can
+//      work in that layout, else kPlain (NCHW row-major). Where a reader needs another layout than
+//      its writer produces, an Identity node converts.
 //   2. aliases ("views"): Reshape outputs, Split/Slice outputs and Concat inputs that are
 //      contiguous byte ranges of another tensor are placed inside it instead of copied. Concat
-//      elision is this: each producer writes straight into its slice of the concat buffer.
+//      elision is this: each producer writes straight into its slice of the concat buffer. In NHWC
+//      a channel range is such a slice too (with the root's channel count as pixel stride).
 //   3. memory: every root buffer gets an offset in one arena; buffers whose lifetimes (first write
 //      to last read, over all tensors placed in them) do not overlap share bytes (greedy by size).
 //
@@ -22,7 +26,15 @@
 
 namespace kestrel::plan {
 
-enum class Layout : uint8_t { kPlain = 0, kBlocked8 = 1 };
+enum class Layout : uint8_t { kPlain = 0, kBlocked8 = 1, kNhwc = 2 };
+
+enum class Target : uint8_t { kCpu = 0, kCuda = 1 };
+
+struct PlanOptions {
+    Target target = Target::kCpu;
+    int batch = 1;      // CUDA: images the buffers hold (the profile's max batch)
+    bool half = false;  // CUDA: NHWC activations stored as float16
+};
 
 enum class Storage : uint8_t {
     kArena,     // a root buffer in the activation arena
@@ -34,13 +46,15 @@ enum class Storage : uint8_t {
 
 struct ValuePlan {
     Layout layout = Layout::kPlain;
+    DType dtype = DType::kFloat32;  // element type in storage (float16 for half NHWC activations)
     Storage storage = Storage::kArena;
     int root = -1;          // for kView: the value whose buffer holds this one (itself a root)
-    int64_t offset = 0;     // kView: byte offset in root's buffer; kArena: byte offset in the arena
-    int64_t bytes = 0;      // storage size (blocked layouts pad channels to a multiple of 8)
+    int64_t offset = 0;     // kView: byte offset in root's buffer (kNhwc: of the first pixel); kArena: in the arena
+    int64_t bytes = 0;      // storage size for the plan's batch (blocked layouts pad channels to 8)
 };
 
 struct ExecutionPlan {
+    PlanOptions options;
     ir::Graph graph;                  // the IR with layout-conversion Identity nodes inserted
     std::vector<ValuePlan> values;    // indexed by value id
     int64_t arena_bytes = 0;          // peak activation memory per session
@@ -48,10 +62,11 @@ struct ExecutionPlan {
 };
 
 // Builds the plan for a graph whose shapes are static and whose batch is 1.
-ExecutionPlan build(const ir::Graph& graph);
+ExecutionPlan build(const ir::Graph& graph, const PlanOptions& options = {});
 
-// Bytes of a value in a layout.
-int64_t storage_bytes(const ir::Value& v, Layout layout);
+// Bytes of one image of a value in a layout and element type.
+int64_t storage_bytes(const ir::Value& v, Layout layout, DType dtype);
+inline int64_t storage_bytes(const ir::Value& v, Layout layout) { return storage_bytes(v, layout, v.dtype); }
 
 std::string_view layout_name(Layout layout);
 

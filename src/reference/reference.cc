@@ -238,34 +238,6 @@ Tensor max_pool(const Node& node, const Tensor& x) {
 }
 
 // Source coordinate for nearest resize, per the ONNX Resize spec.
-int64_t nearest_source(int64_t out_coord, double scale, int64_t in_len, int64_t out_len, const std::string& coord_mode,
-                       const std::string& nearest_mode) {
-    double x;
-    if (coord_mode == "asymmetric") {
-        x = out_coord / scale;
-    } else if (coord_mode == "half_pixel") {
-        x = (out_coord + 0.5) / scale - 0.5;
-    } else if (coord_mode == "pytorch_half_pixel") {
-        x = out_len > 1 ? (out_coord + 0.5) / scale - 0.5 : 0.0;
-    } else if (coord_mode == "align_corners") {
-        x = out_len > 1 ? out_coord * static_cast<double>(in_len - 1) / static_cast<double>(out_len - 1) : 0.0;
-    } else {
-        KS_FAIL("Resize: coordinate_transformation_mode '", coord_mode, "' is not supported");
-    }
-    int64_t i;
-    if (nearest_mode == "floor") {
-        i = static_cast<int64_t>(std::floor(x));
-    } else if (nearest_mode == "ceil") {
-        i = static_cast<int64_t>(std::ceil(x));
-    } else if (nearest_mode == "round_prefer_ceil") {
-        i = static_cast<int64_t>(std::floor(x + 0.5));
-    } else if (nearest_mode == "round_prefer_floor") {
-        i = static_cast<int64_t>(std::ceil(x - 0.5));
-    } else {
-        KS_FAIL("Resize: nearest_mode '", nearest_mode, "' is not supported");
-    }
-    return std::clamp<int64_t>(i, 0, in_len - 1);
-}
 
 Tensor resize_nearest(const Node& node, const Tensor& x, const Shape& out_shape) {
     KS_CHECK(node.attrs.get_string("mode", "nearest") == "nearest", "Resize: only mode 'nearest' is supported");
@@ -499,6 +471,35 @@ Tensor expand(const Tensor& x, const Shape& target) {
 }
 
 }  // namespace
+
+int64_t nearest_source(int64_t out_coord, double scale, int64_t in_len, int64_t out_len, const std::string& coord_mode,
+                       const std::string& nearest_mode) {
+    double x;
+    if (coord_mode == "asymmetric") {
+        x = out_coord / scale;
+    } else if (coord_mode == "half_pixel") {
+        x = (out_coord + 0.5) / scale - 0.5;
+    } else if (coord_mode == "pytorch_half_pixel") {
+        x = out_len > 1 ? (out_coord + 0.5) / scale - 0.5 : 0.0;
+    } else if (coord_mode == "align_corners") {
+        x = out_len > 1 ? out_coord * static_cast<double>(in_len - 1) / static_cast<double>(out_len - 1) : 0.0;
+    } else {
+        KS_FAIL("Resize: coordinate_transformation_mode '", coord_mode, "' is not supported");
+    }
+    int64_t i;
+    if (nearest_mode == "floor") {
+        i = static_cast<int64_t>(std::floor(x));
+    } else if (nearest_mode == "ceil") {
+        i = static_cast<int64_t>(std::ceil(x));
+    } else if (nearest_mode == "round_prefer_ceil") {
+        i = static_cast<int64_t>(std::floor(x + 0.5));
+    } else if (nearest_mode == "round_prefer_floor") {
+        i = static_cast<int64_t>(std::ceil(x - 0.5));
+    } else {
+        KS_FAIL("Resize: nearest_mode '", nearest_mode, "' is not supported");
+    }
+    return std::clamp<int64_t>(i, 0, in_len - 1);
+}
 
 std::vector<Tensor> evaluate(const Node& node, const std::vector<const Tensor*>& in) {
     auto req = [&](size_t i) -> const Tensor& {

@@ -39,11 +39,12 @@ void write_bytes(const std::string& p, const std::string& b) {
 }
 
 // One engine per model for the whole suite: building takes a moment.
-const kestrel::Engine& engine_for(const std::string& model) {
+// Takes const char*: a temporary class argument makes GCC 13 warn of a dangling result.
+const kestrel::Engine& engine_for(const char* model) {
     static std::map<std::string, kestrel::Engine> cache;
     auto it = cache.find(model);
     if (it == cache.end()) {
-        auto e = kestrel::Engine::build(shared("models/" + model), {});
+        auto e = kestrel::Engine::build(shared(std::string("models/") + model), {});
         if (!e.ok()) throw std::runtime_error(e.status().message());
         it = cache.emplace(model, e.value()).first;
     }
@@ -63,7 +64,7 @@ struct Golden {
 };
 
 void expect_detections(const std::string& model, const std::string& image, float iou, const std::vector<Golden>& want) {
-    auto pred = kestrel::Predictor::create(engine_for(model));
+    auto pred = kestrel::Predictor::create(engine_for(model.c_str()));
     ASSERT_TRUE(pred.ok()) << pred.status().message();
     kestrel::PredictOptions opt;
     opt.iou = iou;

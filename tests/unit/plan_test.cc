@@ -407,6 +407,49 @@ TEST_F(PlanTest, SplitHalfPlacedInConcatDoesNotClobberTheOtherHalf) {
     expect_runs_correctly();
 }
 
+// CUDA plans: the whole batch in NHWC float16, channel slices as views (the C2f concat costs no
+// copy), plain float32 at the graph's edges, buffers sized for the batch.
+TEST_F(PlanTest, CudaPlanIsBatchedNhwcWithChannelSliceViews) {
+    int x = b_.input({1, 3, 8, 8});
+    int c1 = b_.conv(x, 3, 32, {.k = 3, .pad = 1, .activation = "silu"});
+    auto s = b_.node_n(Op::kSplit, {c1, b_.ints({16, 16})}, 2, {{"axis", int64_t{1}}});
+    int m = b_.conv(s[1], 16, 16, {.k = 3, .pad = 1, .activation = "silu", .residual = s[1]});
+    int cat = b_.node(Op::kConcat, {s[0], s[1], m}, {{"axis", int64_t{1}}});
+    int out = b_.conv(cat, 48, 8, {.k = 1});
+    int flat = b_.node(Op::kReshape, {out, b_.ints({1, 8, 64})});
+    b_.output(b_.node(Op::kSigmoid, {flat}));
+    auto p = plan::build(prepare(b_.graph()), {plan::Target::kCuda, /*batch=*/4, /*half=*/true});
+
+    for (int v : {c1, cat, out}) {
+        SCOPED_TRACE(p.graph.value(v).name);
+        EXPECT_EQ(vp(p, v).layout, Layout::kNhwc);
+        EXPECT_EQ(vp(p, v).dtype, DType::kFloat16);
+    }
+    EXPECT_EQ(vp(p, cat).bytes, 4 * 48 * 64 * 2) << "sized for the batch, 2 bytes an element";
+    struct Expect {
+        int value;
+        int64_t offset;  // bytes of the channel offset within a pixel of the concat buffer
+    };
+    for (auto [v, off] : {Expect{c1, 0}, Expect{s[0], 0}, Expect{s[1], 16 * 2}, Expect{m, 32 * 2}}) {
+        SCOPED_TRACE(p.graph.value(v).name);
+        EXPECT_EQ(vp(p, v).storage, Storage::kView);
+        EXPECT_EQ(vp(p, v).root, cat);
+        EXPECT_EQ(vp(p, v).offset, off);
+    }
+    // Plain float32 where the heads begin: the image input is converted in, the conv output out.
+    int conversions = 0;
+    for (const ir::Node& n : p.graph.nodes) {
+        if (n.op != Op::kIdentity) continue;
+        ++conversions;
+        Layout from = vp(p, n.inputs[0]).layout, to = vp(p, n.outputs[0]).layout;
+        EXPECT_NE(from, to);
+        const plan::ValuePlan& plain = from == Layout::kPlain ? vp(p, n.inputs[0]) : vp(p, n.outputs[0]);
+        EXPECT_EQ(plain.dtype, DType::kFloat32);
+    }
+    EXPECT_EQ(conversions, 2);
+    EXPECT_EQ(vp(p, flat).layout, Layout::kPlain);
+}
+
 // Overlap checks on the kinds of subgraphs YOLOv8 is made of, where views and lifetimes interact.
 TEST_F(PlanTest, NoLiveBuffersOverlapInYoloLikeGraphs) {
     int x = b_.blocked_input({1, 16, 12, 12});

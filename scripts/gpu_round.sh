@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One round on the GPU machine (through the device tool, after scripts/stage_gpu.sh here): build
+# with CUDA, run the GPU tests (label "gpu"), then benchmark Kestrel's CUDA engines beside the
+# PyTorch peer in the same call. Logs go to $OUT; a summary table prints last.
+#   bash scripts/gpu_round.sh [test|bench|all]   (default all; SKIP_TORCH=1 leaves out the PyTorch peer,
+#                                                  TORCH_ARGS overrides its default --quick)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+OUT=${OUT:-/tmp/kestrel_gpu_round}; mkdir -p "$OUT"
+shared=$PWD/.gpu/shared
+eval "$(.deps/deps.sh unpack .deps /opt/deps)"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKESTREL_PYTHON="$(command -v python3)" \
+  -DKESTREL_SHARED="$shared" >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
+ninja -C build-gpu kestrel_cli kestrel_run_raw kestrel_gpu_tests >"$OUT/build.log" 2>&1 ||
+  { grep -A12 -m8 'error' "$OUT/build.log"; exit 1; }
+# The rest (CPU suites) only to learn that they build with this machine's g++ 13 too.
+ninja -C build-gpu -k 0 >"$OUT/build_rest.log" 2>&1 || grep -m5 -A6 'error' "$OUT/build_rest.log"
+status=0
+if [ "$what" != bench ]; then
+  build-gpu/kestrel_gpu_tests >"$OUT/tests.log" 2>&1 || status=1
+  grep -E '^\[  (FAILED|PASSED) |FAILED TEST|tests ran' "$OUT/tests.log" | tail -15
+  (cd build-gpu && ctest -L gpu -R py_ --output-on-failure) >>"$OUT/tests.log" 2>&1 || status=1
+  grep -E '^(FAIL|ok) |passed|Error' "$OUT/tests.log" | tail -40
+fi
+if [ "$what" != test ]; then
+  k=$PWD/build-gpu/kestrel; m=/tmp/kestrel_models; mkdir -p "$m"; cp "$shared/models/yolov8n.onnx" "$m/"
+  for p in fp16 fp32; do
+    extra=""; [ $p = fp16 ] && extra="half=True"
+    $k export model="$m/yolov8n.onnx" format=engine device=0 dynamic=True batch=128 $extra verbose=True \
+      >>"$OUT/export.log" 2>&1 || { tail -5 "$OUT/export.log"; status=1; continue; }
+    mv "$m/yolov8n.engine" "$m/yolov8n_$p.engine"
+    $k benchmark model="$m/yolov8n_$p.engine" batch=1,8,32,64,128 >"$OUT/bench_$p.txt" 2>&1 || status=1
+  done
+  $k benchmark model="$m/yolov8n_fp16.engine" batch=64 profile=True >"$OUT/profile.txt" 2>&1
+  $k benchmark model="$m/yolov8n_fp16.engine" batch=1 profile=True >>"$OUT/profile.txt" 2>&1
+  [ "${SKIP_TORCH:-0}" = 1 ] || PYTHONUNBUFFERED=1 timeout 420 python3 bench/models/gpu_vs_pytorch.py --model "$m/yolov8n.onnx" \
+    ${TORCH_ARGS:---quick} --json "$OUT/torch.json" >"$OUT/torch.txt" 2>&1 || status=1
+  echo "== Kestrel (GPU compute time) =="; cat "$OUT/bench_fp16.txt" "$OUT/bench_fp32.txt"
+  echo "== PyTorch peer =="; tail -12 "$OUT/torch.txt"
+fi
+exit $status

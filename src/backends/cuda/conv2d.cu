@@ -1,0 +1,901 @@
+// Convolution kernels (see conv2d.h). Three families share one packed weight layout per type,
+// [k][kh][kw][c/groups] (the GEMM's B matrix stored N x K, K contiguous), so the auto-tuner can time
+// every tactic on one packed copy:
+//   - SIMT: float32 FMA on register tiles, any shape and any groups. With float tensors it is the
+//     exact f32 path; with f16 tensors it is the generic fallback (grouped and depthwise convs).
+//   - MMA: f16 tensor cores (mma.sync m16n8k16, f32 accumulators) fed by cp.async 16-byte copies
+//     into a multi-stage, XOR-swizzled shared-memory ring and read back with ldmatrix. Needs
+//     groups == 1, (c/groups) % 8 == 0 and 16-byte aligned input pixels.
+//   - MMA gather: the same tensor-core main loop, but A and B are gathered element by element, so it
+//     runs any groups == 1 conv (the 3-channel stem, odd channel counts, misaligned slices).
+// Every kernel fuses the epilogue (bias, optional SiLU, optional residual) and stores through the
+// output's pixel stride; the tensor-core kernels stage the tile in shared memory so that they store
+// 16 bytes at a time when the output and residual are aligned for it.
+// Packed weights must be 16-byte aligned (cudaMalloc'd, or at a 16-byte offset in a larger blob).
+// The vectorised MMA tactics also need x 16-byte aligned with pixel_stride % 8 == 0; ConvShape
+// cannot say so, so conv2d_tactic_supports() accepts them and conv2d_nhwc() throws for such an x
+// (the heuristic, tactic < 0, falls back to the gather tactics).
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <climits>
+#include <cstring>
+#include <sstream>
+#include <type_traits>
+
+#include "backends/cuda/conv2d.h"
+#include "core/half.h"
+
+namespace kestrel::cuda {
+namespace {
+
+// Everything a kernel needs, by value in the constant bank. Channel counts are per group.
+struct ConvParams {
+    const void* x = nullptr;
+    const void* wgt = nullptr;
+    const float* bias = nullptr;
+    const void* res = nullptr;
+    void* y = nullptr;
+    int in_h = 0, in_w = 0;
+    int64_t x_ps = 0, y_ps = 0, res_ps = 0;
+    int out_h = 0, out_w = 0;
+    int kh = 1, kw = 1, sh = 1, sw = 1, pt = 0, pl = 0, dh = 1, dw = 1;
+    int cg = 0, kg = 0;  // input and output channels per group
+    int gemm_k = 0;      // kh * kw * cg
+    int gemm_m = 0;      // n * out_h * out_w
+    int silu = 0;
+    int y_vec = 0;     // y allows 16-byte stores (pixel stride % 8 == 0, 16-byte aligned base)
+    int res_vec = 0;   // likewise for residual loads
+    int a_via_l1 = 0;  // cache input loads in L1 (filters with several taps re-read their neighbours' pixels)
+};
+
+// An output row (pixel) that does not exist gets this input row origin, so every tap of it fails
+// the bounds test and loads zero; dilated taps cannot bring it back into range.
+constexpr int kDeadRow = -(1 << 29);
+
+template <bool kPrecise>
+__device__ __forceinline__ float silu_act(float v) {
+    if constexpr (kPrecise) {
+        return v / (1.f + expf(-v));
+    } else {
+        return v / (1.f + __expf(-v));  // exp overflow to inf gives -0 for very negative v, as it should
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ float to_float(T v) {
+    if constexpr (std::is_same_v<T, float>) {
+        return v;
+    } else {
+        return __half2float(v);
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ T from_float(float v) {
+    if constexpr (std::is_same_v<T, float>) {
+        return v;
+    } else {
+        return __float2half_rn(v);
+    }
+}
+
+// ---- PTX wrappers ----------------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// src_bytes == 0 zero-fills the 16 bytes without reading src: that is how padding taps and rows
+// or channels past the tensor become zeros in the tile.
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+// The same through L1: neighbouring taps of a filter read mostly the same input pixels.
+__device__ __forceinline__ void cp_async16_l1(uint32_t dst, const void* src, bool valid) {
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// ---- epilogue ---------------------------------------------------------------------------------------
+
+// Bias, activation, residual and store for 8 consecutive output channels [n, n + 8) of pixel m,
+// clipped to the k channels that exist. 16-byte accesses when the tensors' strides and bases allow.
+__device__ __forceinline__ void store8_f16(const ConvParams& p, int m, int n, float (&v)[8]) {
+    const int cnt = min(8, p.kg - n);
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+        if (j < cnt) v[j] += __ldg(p.bias + n + j);
+    if (p.silu) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] = silu_act<false>(v[j]);
+    }
+    __half* y = static_cast<__half*>(p.y) + static_cast<int64_t>(m) * p.y_ps + n;
+    const __half* res = p.res ? static_cast<const __half*>(p.res) + static_cast<int64_t>(m) * p.res_ps + n : nullptr;
+    if (cnt == 8 && p.y_vec && (!res || p.res_vec)) {
+        if (res) {
+            uint4 r = *reinterpret_cast<const uint4*>(res);
+            const __half2* rh = reinterpret_cast<const __half2*>(&r);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                float2 f = __half22float2(rh[j]);
+                v[2 * j] += f.x;
+                v[2 * j + 1] += f.y;
+            }
+        }
+        uint4 out;
+        __half2* oh = reinterpret_cast<__half2*>(&out);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) oh[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+        *reinterpret_cast<uint4*>(y) = out;
+    } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            if (j < cnt) {
+                float o = v[j];
+                if (res) o += __half2float(res[j]);
+                y[j] = __float2half_rn(o);
+            }
+        }
+    }
+}
+
+// ---- tensor-core implicit GEMM ---------------------------------------------------------------------
+//
+// CTA tile BM x BN x 32, WARPS_M x WARPS_N warps each owning a (BM / WARPS_M) x (BN / WARPS_N) block
+// of m16n8 accumulators. Shared memory rows are 32 halves (64 bytes, four 16-byte chunks); chunk c of
+// row r is stored at chunk c ^ ((r >> 1) & 3), which spreads the eight rows of every ldmatrix phase
+// and every cp.async wavefront over all 32 banks.
+
+constexpr int kMmaBK = 32;
+
+constexpr int mma_smem_bytes(int bm, int bn, int stages) {
+    // The epilogue stages the float accumulator tile in the same memory as the pipeline ring.
+    return std::max(stages * (bm + bn) * kMmaBK * 2, bm * (bn + 8) * 4);
+}
+
+__device__ __forceinline__ int swz(int row, int chunk) { return row * kMmaBK + ((chunk ^ ((row >> 1) & 3)) << 3); }
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather>
+__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WARPS_N == 8 ? 2 : 4)
+    conv_mma_kernel(const ConvParams p) {
+    constexpr int kThreads = WARPS_M * WARPS_N * 32;
+    constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
+    constexpr int MI = WM / 16, NI = WN / 8;
+    static_assert(WM % 16 == 0 && WN % 16 == 0, "a warp owns whole m16 rows and pairs of n8 columns");
+    constexpr int kRowsPerPass = kThreads / 4;  // four 16-byte chunks per 32-wide k row
+    static_assert(BM % kRowsPerPass == 0, "every thread loads the same number of A rows");
+    constexpr int kAPasses = BM / kRowsPerPass;
+    constexpr int kBPasses = (BN + kRowsPerPass - 1) / kRowsPerPass;
+    constexpr int kStageA = BM * kMmaBK, kStageB = BN * kMmaBK;  // halves
+
+    extern __shared__ __align__(128) unsigned char smem[];
+    __half* s_a = reinterpret_cast<__half*>(smem);
+    __half* s_b = s_a + STAGES * kStageA;
+    const uint32_t s_a_addr = smem_addr(s_a), s_b_addr = smem_addr(s_b);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp % WARPS_M, wn = warp / WARPS_M;
+    const int n_tiles = (p.kg + BN - 1) / BN;
+    const int tile_n = static_cast<int>(blockIdx.x % n_tiles), tile_m = static_cast<int>(blockIdx.x / n_tiles);
+
+    const unsigned short* x = static_cast<const unsigned short*>(p.x);
+    const unsigned short* wgt = static_cast<const unsigned short*>(p.wgt);
+
+    // Loader assignment: thread t copies chunk (t % 4) of rows t / 4 + i * kRowsPerPass, so the
+    // k offset it loads is the same for all its rows and advances by 32 per k-tile.
+    const int chunk = tid & 3, row0 = tid >> 2;
+    const unsigned short* a_img[kAPasses];
+    int a_ih0[kAPasses], a_iw0[kAPasses];
+    const int ohw = p.out_h * p.out_w;
+#pragma unroll
+    for (int i = 0; i < kAPasses; ++i) {
+        const int m = tile_m * BM + row0 + i * kRowsPerPass;
+        if (m < p.gemm_m) {
+            const int img = m / ohw, rem = m - img * ohw;
+            const int oy = rem / p.out_w, ox = rem - oy * p.out_w;
+            a_img[i] = x + static_cast<int64_t>(img) * p.in_h * p.in_w * p.x_ps;
+            a_ih0[i] = oy * p.sh - p.pt;
+            a_iw0[i] = ox * p.sw - p.pl;
+        } else {
+            a_img[i] = x;
+            a_ih0[i] = kDeadRow;
+            a_iw0[i] = 0;
+        }
+    }
+    // Rows are loaded kRowsPerPass (a multiple of 8) apart, so one swizzled offset serves all passes.
+    const int st_off = swz(row0, chunk);
+
+    // The k index this thread loads next, as (filter row, filter column, channel).
+    int kidx = chunk * 8;
+    int ci = kidx % p.cg, fs = (kidx / p.cg) % p.kw, fr = kidx / p.cg / p.kw;
+
+    auto load_tile = [&](int stage) {
+        const bool kvalid = kidx < p.gemm_k;
+        if constexpr (!kGather) {
+#pragma unroll
+            for (int i = 0; i < kAPasses; ++i) {
+                const int ih = a_ih0[i] + fr * p.dh, iw = a_iw0[i] + fs * p.dw;
+                const bool v = kvalid && static_cast<unsigned>(ih) < static_cast<unsigned>(p.in_h) &&
+                               static_cast<unsigned>(iw) < static_cast<unsigned>(p.in_w);
+                const unsigned short* src = v ? a_img[i] + (static_cast<int64_t>(ih) * p.in_w + iw) * p.x_ps + ci : x;
+                const uint32_t dst = s_a_addr + 2 * (stage * kStageA + st_off + i * kRowsPerPass * kMmaBK);
+                if (p.a_via_l1) {
+                    cp_async16_l1(dst, src, v);
+                } else {
+                    cp_async16(dst, src, v);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < kBPasses; ++j) {
+                const int nrow = row0 + j * kRowsPerPass;
+                if (BN % kRowsPerPass == 0 || nrow < BN) {
+                    const int n = tile_n * BN + nrow;
+                    const bool v = kvalid && n < p.kg;
+                    const unsigned short* src = v ? wgt + static_cast<int64_t>(n) * p.gemm_k + kidx : wgt;
+                    cp_async16(s_b_addr + 2 * (stage * kStageB + st_off + j * kRowsPerPass * kMmaBK), src, v);
+                }
+            }
+            // cg % 8 == 0 here, so a chunk never straddles two taps; step to the next k-tile's tap.
+            kidx += kMmaBK;
+            ci += kMmaBK;
+            while (ci >= p.cg) {
+                ci -= p.cg;
+                if (++fs == p.kw) {
+                    fs = 0;
+                    ++fr;
+                }
+            }
+        } else {
+            // Any channel count: the chunk's 8 k indices may span several taps. Work out each
+            // element's tap once, then gather it for every row.
+            int dy[8], dx[8], dc[8];
+            bool kv[8];
+            {
+                int c = ci, s = fs, r = fr;
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    kv[e] = kidx + e < p.gemm_k;
+                    dy[e] = r * p.dh;
+                    dx[e] = s * p.dw;
+                    dc[e] = c;
+                    if (++c == p.cg) {
+                        c = 0;
+                        if (++s == p.kw) {
+                            s = 0;
+                            ++r;
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int i = 0; i < kAPasses; ++i) {
+                uint32_t packed[4] = {0, 0, 0, 0};
+#pragma unroll
+                for (int e = 0; e < 8; ++e) {
+                    const int ih = a_ih0[i] + dy[e], iw = a_iw0[i] + dx[e];
+                    if (kv[e] && static_cast<unsigned>(ih) < static_cast<unsigned>(p.in_h) &&
+                        static_cast<unsigned>(iw) < static_cast<unsigned>(p.in_w)) {
+                        const uint32_t h = __ldg(a_img[i] + (static_cast<int64_t>(ih) * p.in_w + iw) * p.x_ps + dc[e]);
+                        packed[e >> 1] |= h << (16 * (e & 1));
+                    }
+                }
+                *reinterpret_cast<uint4*>(s_a + stage * kStageA + st_off + i * kRowsPerPass * kMmaBK) =
+                    make_uint4(packed[0], packed[1], packed[2], packed[3]);
+            }
+#pragma unroll
+            for (int j = 0; j < kBPasses; ++j) {
+                const int nrow = row0 + j * kRowsPerPass;
+                if (BN % kRowsPerPass == 0 || nrow < BN) {
+                    const int n = tile_n * BN + nrow;
+                    uint32_t packed[4] = {0, 0, 0, 0};
+                    if (n < p.kg) {
+                        const unsigned short* src = wgt + static_cast<int64_t>(n) * p.gemm_k + kidx;
+#pragma unroll
+                        for (int e = 0; e < 8; ++e)
+                            if (kv[e]) packed[e >> 1] |= static_cast<uint32_t>(__ldg(src + e)) << (16 * (e & 1));
+                    }
+                    *reinterpret_cast<uint4*>(s_b + stage * kStageB + st_off + j * kRowsPerPass * kMmaBK) =
+                        make_uint4(packed[0], packed[1], packed[2], packed[3]);
+                }
+            }
+            // The channel count may be below 32, so one k-tile can cross several taps.
+            kidx += kMmaBK;
+            ci += kMmaBK;
+            if (ci >= p.cg) {
+                const int q = ci / p.cg;
+                ci -= q * p.cg;
+                fs += q;
+                if (fs >= p.kw) {
+                    const int q2 = fs / p.kw;
+                    fs -= q2 * p.kw;
+                    fr += q2;
+                }
+            }
+        }
+    };
+
+    // ldmatrix addresses: lanes 0-15 give rows 0-15 of the k-low chunk, lanes 16-31 the k-high
+    // chunk (A, row-major m16k16); for B (stored n-major, which is mma's "col" operand) lanes 0-7 /
+    // 8-15 give n 0-7 at k-low / k-high and lanes 16-31 the same for n 8-15. Row bits 1-2, which pick
+    // the swizzle, come from the lane alone because the tiles start at multiples of 16 rows.
+    int a_ld[2], b_ld[2];
+#pragma unroll
+    for (int ks = 0; ks < 2; ++ks) {
+        a_ld[ks] = swz(wm * WM + (lane & 15), ks * 2 + (lane >> 4));
+        b_ld[ks] = swz(wn * WN + ((lane >> 4) << 3) + (lane & 7), ks * 2 + ((lane >> 3) & 1));
+    }
+
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.f;
+
+    const int k_tiles = (p.gemm_k + kMmaBK - 1) / kMmaBK;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < k_tiles) load_tile(s);
+        cp_async_commit();
+    }
+
+    for (int kt = 0; kt < k_tiles; ++kt) {
+        cp_async_wait<STAGES - 2>();
+        // Tile kt has landed for every thread, and every warp is done reading the stage refilled below.
+        __syncthreads();
+        if (kt + STAGES - 1 < k_tiles) load_tile((kt + STAGES - 1) % STAGES);
+        cp_async_commit();
+
+        const int stage = kt % STAGES;
+        const uint32_t a_base = s_a_addr + 2 * stage * kStageA, b_base = s_b_addr + 2 * stage * kStageB;
+#pragma unroll
+        for (int ks = 0; ks < 2; ++ks) {
+            uint32_t af[MI][4], bf[NI][2];
+#pragma unroll
+            for (int mi = 0; mi < MI; ++mi) ldmatrix_x4(af[mi], a_base + 2 * (a_ld[ks] + mi * 16 * kMmaBK));
+#pragma unroll
+            for (int nj = 0; nj < NI / 2; ++nj) {
+                uint32_t t[4];
+                ldmatrix_x4(t, b_base + 2 * (b_ld[ks] + nj * 16 * kMmaBK));
+                bf[2 * nj][0] = t[0];
+                bf[2 * nj][1] = t[1];
+                bf[2 * nj + 1][0] = t[2];
+                bf[2 * nj + 1][1] = t[3];
+            }
+#pragma unroll
+            for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+                for (int ni = 0; ni < NI; ++ni) mma_16816(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+        }
+    }
+
+    // Epilogue: accumulators -> shared (float) -> 8-channel chunks, so the global stores and residual
+    // loads are whole 16-byte runs of a pixel instead of 4-byte pieces scattered over 8 pixels.
+    cp_async_wait<0>();
+    __syncthreads();
+    constexpr int kLdc = BN + 8;  // +8 floats: the 4 rows of a half-warp's float2 stores hit distinct banks
+    float* s_c = reinterpret_cast<float*>(smem);
+#pragma unroll
+    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni) {
+            const int row = wm * WM + mi * 16 + (lane >> 2), col = wn * WN + ni * 8 + (lane & 3) * 2;
+            *reinterpret_cast<float2*>(&s_c[row * kLdc + col]) = make_float2(acc[mi][ni][0], acc[mi][ni][1]);
+            *reinterpret_cast<float2*>(&s_c[(row + 8) * kLdc + col]) = make_float2(acc[mi][ni][2], acc[mi][ni][3]);
+        }
+    __syncthreads();
+    constexpr int kChunksN = BN / 8;
+#pragma unroll 1
+    for (int idx = tid; idx < BM * kChunksN; idx += kThreads) {
+        const int row = idx / kChunksN, c8 = idx % kChunksN;
+        const int m = tile_m * BM + row, n = tile_n * BN + c8 * 8;
+        if (m >= p.gemm_m || n >= p.kg) continue;
+        const float4 lo = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8]);
+        const float4 hi = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8 + 4]);
+        float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+        store8_f16(p, m, n, v);
+    }
+}
+
+// ---- SIMT implicit GEMM (f32 exact; f16 generic) ---------------------------------------------------
+//
+// TY x TX threads, each owning a TM x TN register tile (BM = TY * TM, BN = TX * TN), BK = 16. Tiles
+// are staged k-major in shared memory (so the inner loop reads float4 runs of m and of n), double
+// buffered, with the next tile's global loads in registers while the current one is multiplied.
+// blockIdx.z is the group: a block multiplies one group's output channels by its input channels.
+
+constexpr int kSimtBK = 16;
+
+template <typename T, int TY, int TX, int TM, int TN>
+__global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) conv_simt_kernel(const ConvParams p) {
+    constexpr int kThreads = TY * TX, BM = TY * TM, BN = TX * TN, BK = kSimtBK;
+    static_assert(kThreads % BK == 0 && TM % 4 == 0 && TN % 4 == 0, "float4 shared reads");
+    constexpr int kRowStep = kThreads / BK;
+    static_assert(BM % kRowStep == 0 && BN % kRowStep == 0, "every thread loads whole columns");
+    constexpr int kAPer = BM / kRowStep, kBPer = BN / kRowStep;
+
+    __shared__ __align__(16) float s_a[2][BK][BM + 4];
+    __shared__ __align__(16) float s_b[2][BK][BN + 4];
+    // Per output pixel of the tile: first pixel of its image, and the input position of tap (0, 0).
+    __shared__ int s_pix[BM], s_ih[BM], s_iw[BM];
+
+    const int tid = threadIdx.x;
+    const int group = blockIdx.z;
+    const int n_tiles = (p.kg + BN - 1) / BN;
+    const int tile_n = static_cast<int>(blockIdx.x % n_tiles), tile_m = static_cast<int>(blockIdx.x / n_tiles);
+    const int ohw = p.out_h * p.out_w;
+    for (int r = tid; r < BM; r += kThreads) {
+        const int m = tile_m * BM + r;
+        if (m < p.gemm_m) {
+            const int img = m / ohw, rem = m - img * ohw;
+            const int oy = rem / p.out_w, ox = rem - oy * p.out_w;
+            s_pix[r] = img * p.in_h * p.in_w;
+            s_ih[r] = oy * p.sh - p.pt;
+            s_iw[r] = ox * p.sw - p.pl;
+        } else {
+            s_pix[r] = 0;
+            s_ih[r] = kDeadRow;
+            s_iw[r] = 0;
+        }
+    }
+    __syncthreads();
+
+    const T* x = static_cast<const T*>(p.x) + static_cast<int64_t>(group) * p.cg;
+    const T* wgt = static_cast<const T*>(p.wgt) + static_cast<int64_t>(group) * p.kg * p.gemm_k;
+    // Thread t loads k column t % 16 (consecutive channels of one pixel across a half-warp) of
+    // rows t / 16 + i * kRowStep.
+    const int kk = tid % BK, rbase = tid / BK;
+    int kidx = kk;
+    int ci = kidx % p.cg, fs = (kidx / p.cg) % p.kw, fr = kidx / p.cg / p.kw;
+    float ra[kAPer], rb[kBPer];
+
+    auto load_global = [&]() {
+        const bool kvalid = kidx < p.gemm_k;
+        const int dy = fr * p.dh, dx = fs * p.dw;
+#pragma unroll
+        for (int i = 0; i < kAPer; ++i) {
+            const int row = rbase + i * kRowStep;
+            const int ih = s_ih[row] + dy, iw = s_iw[row] + dx;
+            ra[i] = 0.f;
+            if (kvalid && static_cast<unsigned>(ih) < static_cast<unsigned>(p.in_h) &&
+                static_cast<unsigned>(iw) < static_cast<unsigned>(p.in_w))
+                ra[i] = to_float(x[static_cast<int64_t>(s_pix[row] + ih * p.in_w + iw) * p.x_ps + ci]);
+        }
+#pragma unroll
+        for (int j = 0; j < kBPer; ++j) {
+            const int n = tile_n * BN + rbase + j * kRowStep;
+            rb[j] = kvalid && n < p.kg ? to_float(wgt[static_cast<int64_t>(n) * p.gemm_k + kidx]) : 0.f;
+        }
+        kidx += BK;
+        ci += BK;
+        if (ci >= p.cg) {
+            const int q = ci / p.cg;
+            ci -= q * p.cg;
+            fs += q;
+            if (fs >= p.kw) {
+                const int q2 = fs / p.kw;
+                fs -= q2 * p.kw;
+                fr += q2;
+            }
+        }
+    };
+    auto store_shared = [&](int buf) {
+#pragma unroll
+        for (int i = 0; i < kAPer; ++i) s_a[buf][kk][rbase + i * kRowStep] = ra[i];
+#pragma unroll
+        for (int j = 0; j < kBPer; ++j) s_b[buf][kk][rbase + j * kRowStep] = rb[j];
+    };
+
+    const int tx = tid % TX, ty = tid / TX;
+    float acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+
+    const int k_tiles = (p.gemm_k + BK - 1) / BK;
+    load_global();
+    store_shared(0);
+    __syncthreads();
+    for (int kt = 0; kt < k_tiles; ++kt) {
+        const int buf = kt & 1;
+        if (kt + 1 < k_tiles) load_global();
+#pragma unroll
+        for (int k = 0; k < BK; ++k) {
+            float a[TM], b[TN];
+#pragma unroll
+            for (int i = 0; i < TM; i += 4) {
+                const float4 v = *reinterpret_cast<const float4*>(&s_a[buf][k][ty * TM + i]);
+                a[i] = v.x, a[i + 1] = v.y, a[i + 2] = v.z, a[i + 3] = v.w;
+            }
+#pragma unroll
+            for (int j = 0; j < TN; j += 4) {
+                const float4 v = *reinterpret_cast<const float4*>(&s_b[buf][k][tx * TN + j]);
+                b[j] = v.x, b[j + 1] = v.y, b[j + 2] = v.z, b[j + 3] = v.w;
+            }
+#pragma unroll
+            for (int i = 0; i < TM; ++i)
+#pragma unroll
+                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        // The other buffer was last read in iteration kt - 1, which every thread has finished.
+        if (kt + 1 < k_tiles) store_shared(buf ^ 1);
+        __syncthreads();
+    }
+
+    T* y = static_cast<T*>(p.y);
+    const T* res = static_cast<const T*>(p.res);
+    constexpr bool kPrecise = std::is_same_v<T, float>;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const int m = tile_m * BM + ty * TM + i;
+        if (m >= p.gemm_m) continue;
+#pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            const int n = tile_n * BN + tx * TN + j;
+            if (n >= p.kg) continue;
+            const int oc = group * p.kg + n;
+            float v = acc[i][j] + __ldg(p.bias + oc);
+            if (p.silu) v = silu_act<kPrecise>(v);
+            if (res) v += to_float(res[static_cast<int64_t>(m) * p.res_ps + oc]);
+            y[static_cast<int64_t>(m) * p.y_ps + oc] = from_float<T>(v);
+        }
+    }
+}
+
+// ---- tactics -----------------------------------------------------------------------------------------
+
+enum class Family : uint8_t { kSimt, kMma, kMmaGather };
+
+using Launch = void (*)(const ConvParams&, int groups, cudaStream_t);
+
+struct Tactic {
+    ElemType type;
+    Family family;
+    int bm, bn, bk, stages, threads;
+    double sm_eff;  // guessed throughput of an SM full of this kernel, relative (for the heuristic)
+    const void* kernel;
+    int smem;  // dynamic shared memory
+    Launch launch;
+};
+
+// Opts a kernel into more than 48 KB of dynamic shared memory, once per device (a per-device
+// function attribute). The L1/shared split is left to the driver, which sizes shared memory for
+// occupancy and leaves the rest to L1 (the input loads of 3x3 filters use it).
+void prepare_kernel(const void* kernel, int smem, std::atomic<uint64_t>& done) {
+    if (smem <= 48 * 1024) return;
+    int dev = 0;
+    KS_CUDA(cudaGetDevice(&dev));
+    const uint64_t bit = dev < 64 ? uint64_t{1} << dev : 0;
+    if (bit && (done.load(std::memory_order_relaxed) & bit)) return;
+    KS_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    done.fetch_or(bit, std::memory_order_relaxed);
+}
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather>
+void launch_mma(const ConvParams& p, int groups, cudaStream_t stream) {
+    KS_CHECK(groups == 1, "conv2d: tensor-core tactics need groups == 1");
+    constexpr int kSmem = mma_smem_bytes(BM, BN, STAGES);
+    auto kernel = conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather>;
+    static std::atomic<uint64_t> prepared{0};
+    prepare_kernel(reinterpret_cast<const void*>(kernel), kSmem, prepared);
+    const int64_t blocks = static_cast<int64_t>((p.gemm_m + BM - 1) / BM) * ((p.kg + BN - 1) / BN);
+    KS_CHECK(blocks <= INT_MAX, "conv2d: too many output tiles (", blocks, ")");
+    kernel<<<static_cast<unsigned>(blocks), WARPS_M * WARPS_N * 32, kSmem, stream>>>(p);
+    KS_CUDA(cudaGetLastError());
+}
+
+template <typename T, int TY, int TX, int TM, int TN>
+void launch_simt(const ConvParams& p, int groups, cudaStream_t stream) {
+    constexpr int BM = TY * TM, BN = TX * TN;
+    const int64_t blocks = static_cast<int64_t>((p.gemm_m + BM - 1) / BM) * ((p.kg + BN - 1) / BN);
+    KS_CHECK(blocks <= INT_MAX, "conv2d: too many output tiles (", blocks, ")");
+    KS_CHECK(groups <= 65535, "conv2d: at most 65535 groups");
+    dim3 grid(static_cast<unsigned>(blocks), 1, static_cast<unsigned>(groups));
+    conv_simt_kernel<T, TY, TX, TM, TN><<<grid, TY * TX, 0, stream>>>(p);
+    KS_CUDA(cudaGetLastError());
+}
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather>
+Tactic mma_tactic(double sm_eff) {
+    return {ElemType::kF16,
+            kGather ? Family::kMmaGather : Family::kMma,
+            BM,
+            BN,
+            kMmaBK,
+            STAGES,
+            WARPS_M * WARPS_N * 32,
+            sm_eff,
+            reinterpret_cast<const void*>(conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather>),
+            mma_smem_bytes(BM, BN, STAGES),
+            launch_mma<BM, BN, WARPS_M, WARPS_N, STAGES, kGather>};
+}
+
+template <typename T, int TY, int TX, int TM, int TN>
+Tactic simt_tactic(double sm_eff) {
+    return {std::is_same_v<T, float> ? ElemType::kF32 : ElemType::kF16,
+            Family::kSimt,
+            TY * TM,
+            TX * TN,
+            kSimtBK,
+            2,
+            TY * TX,
+            sm_eff,
+            reinterpret_cast<const void*>(conv_simt_kernel<T, TY, TX, TM, TN>),
+            0,
+            launch_simt<T, TY, TX, TM, TN>};
+}
+
+// The order is the tactic id: engines store it, so new tactics go at the end.
+const Tactic kTactics[] = {
+    // f32, exact.
+    simt_tactic<float, 16, 16, 4, 4>(0.8),  // 64x64
+    simt_tactic<float, 16, 16, 8, 8>(1.0),  // 128x128
+    simt_tactic<float, 64, 4, 4, 4>(0.5),   // 256x16: few output channels, many pixels
+    simt_tactic<float, 8, 8, 4, 4>(0.4),    // 32x32: tiny layers
+    // f16 fallback for grouped convs.
+    simt_tactic<__half, 16, 16, 4, 4>(0.8),  // 64x64
+    simt_tactic<__half, 16, 16, 8, 8>(1.0),  // 128x128
+    simt_tactic<__half, 64, 4, 4, 4>(0.5),   // 256x16
+    simt_tactic<__half, 8, 8, 4, 4>(0.4),    // 32x32
+    // f16 tensor cores, vectorised loads.
+    mma_tactic<128, 128, 2, 4, 3, false>(1.0),
+    mma_tactic<128, 64, 2, 2, 3, false>(0.92),
+    mma_tactic<64, 128, 2, 2, 3, false>(0.9),
+    mma_tactic<64, 64, 2, 2, 3, false>(0.8),
+    mma_tactic<128, 32, 4, 1, 3, false>(0.7),
+    mma_tactic<64, 32, 2, 2, 3, false>(0.6),
+    mma_tactic<128, 16, 4, 1, 3, false>(0.45),
+    // f16 tensor cores, gathered loads (any channel count or alignment, groups == 1).
+    mma_tactic<128, 64, 2, 2, 2, true>(0.6),
+    mma_tactic<128, 32, 4, 1, 2, true>(0.45),
+    mma_tactic<128, 16, 4, 1, 2, true>(0.3),
+};
+constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
+
+void check_shape(const ConvShape& s) {
+    KS_CHECK(s.k > 0 && s.c > 0 && s.groups > 0, "conv2d: channels and groups must be positive (k=", s.k, " c=", s.c,
+             " groups=", s.groups, ")");
+    KS_CHECK(s.c % s.groups == 0 && s.k % s.groups == 0, "conv2d: groups (", s.groups, ") must divide c (", s.c,
+             ") and k (", s.k, ")");
+    KS_CHECK(s.kh > 0 && s.kw > 0 && s.stride_h > 0 && s.stride_w > 0 && s.dil_h > 0 && s.dil_w > 0,
+             "conv2d: kernel size, strides and dilations must be positive");
+    KS_CHECK(s.pad_top >= 0 && s.pad_left >= 0, "conv2d: negative padding");
+    KS_CHECK(static_cast<int64_t>(s.kh) * s.kw * (s.c / s.groups) < (int64_t{1} << 30), "conv2d: filter too large");
+}
+
+bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
+    if (t.type != type) return false;
+    switch (t.family) {
+        case Family::kSimt:
+            return true;
+        case Family::kMma:
+            return s.groups == 1 && s.c % 8 == 0;
+        case Family::kMmaGather:
+            return s.groups == 1;
+    }
+    return false;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Device facts for the heuristic, looked up once per tactic on the current device.
+int num_sms() {
+    static std::atomic<int> cached{0};
+    int v = cached.load(std::memory_order_relaxed);
+    if (v == 0) {
+        int dev = 0;
+        KS_CUDA(cudaGetDevice(&dev));
+        KS_CUDA(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev));
+        cached.store(v, std::memory_order_relaxed);
+    }
+    return v;
+}
+
+int ctas_per_sm(int id) {
+    static std::atomic<int> cached[kNumTactics] = {};
+    int v = cached[id].load(std::memory_order_relaxed);
+    if (v == 0) {
+        const Tactic& t = kTactics[id];
+        // The occupancy query must see the same shared-memory opt-in as the launch.
+        static std::atomic<uint64_t> prepared[kNumTactics] = {};
+        prepare_kernel(t.kernel, t.smem, prepared[id]);
+        KS_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, t.kernel, t.threads, t.smem));
+        v = std::max(v, 1);
+        cached[id].store(v, std::memory_order_relaxed);
+    }
+    return v;
+}
+
+// A rough time model: tiles run in waves over the SMs; a wave lasts as long as one SM needs for its
+// CTAs, and an SM with fewer than 8 warps resident does not reach the family's full rate.
+double estimate(int id, int64_t m, int64_t n_per_group, int groups, int64_t k) {
+    const Tactic& t = kTactics[id];
+    const int64_t tiles = ((m + t.bm - 1) / t.bm) * ((n_per_group + t.bn - 1) / t.bn) * groups;
+    const int64_t sms = num_sms();
+    const int64_t occ = std::min<int64_t>(ctas_per_sm(id), (tiles + sms - 1) / sms);
+    const int64_t waves = (tiles + sms * occ - 1) / (sms * occ);
+    const double warps = static_cast<double>(occ * t.threads / 32);
+    const double rate = t.sm_eff * std::min(1.0, warps / 8.0);
+    const double k_tiles = static_cast<double>((k + t.bk - 1) / t.bk);
+    return static_cast<double>(waves) * static_cast<double>(occ) * t.bm * t.bn * k_tiles / rate;
+}
+
+int pick_tactic(const ConvShape& s, ElemType type, int64_t m, bool vec_ok) {
+    Family want = Family::kSimt;
+    if (type == ElemType::kF16 && s.groups == 1) want = vec_ok && s.c % 8 == 0 ? Family::kMma : Family::kMmaGather;
+    const int64_t k = static_cast<int64_t>(s.kh) * s.kw * (s.c / s.groups);
+    int best = -1;
+    double best_cost = 0;
+    for (int i = 0; i < kNumTactics; ++i) {
+        if (kTactics[i].family != want || !tactic_fits(kTactics[i], s, type)) continue;
+        const double cost = estimate(i, m, s.k / s.groups, s.groups, k);
+        if (best < 0 || cost < best_cost) {
+            best = i;
+            best_cost = cost;
+        }
+    }
+    KS_CHECK(best >= 0, "conv2d: no tactic for this convolution");
+    return best;
+}
+
+void check_tensor(const NhwcTensor& t, ElemType type, const char* what) {
+    KS_CHECK(t.data != nullptr, "conv2d: ", what, " has no data");
+    KS_CHECK(t.type == type, "conv2d: ", what, " has another element type than x");
+    KS_CHECK(t.n >= 0 && t.h > 0 && t.w > 0 && t.c > 0, "conv2d: ", what, " has an empty or negative shape [", t.n,
+             ", ", t.h, ", ", t.w, ", ", t.c, "]");
+    KS_CHECK(t.pixel_stride >= t.c, "conv2d: ", what, " pixel stride ", t.pixel_stride, " < channels ", t.c);
+    KS_CHECK(static_cast<int64_t>(t.n) * t.h * t.w < INT_MAX, "conv2d: ", what, " has too many pixels");
+    KS_CHECK(reinterpret_cast<uintptr_t>(t.data) % elem_size(type) == 0, "conv2d: ", what, " is misaligned");
+}
+
+}  // namespace
+
+std::vector<uint8_t> pack_conv_weights(const float* oihw, const ConvShape& s, ElemType type) {
+    check_shape(s);
+    KS_CHECK(oihw != nullptr, "pack_conv_weights: no weights");
+    KS_CHECK(type == ElemType::kF32 || type == ElemType::kF16, "pack_conv_weights: unknown element type");
+    const int64_t cg = s.c / s.groups, taps = static_cast<int64_t>(s.kh) * s.kw;
+    const int64_t count = s.k * taps * cg;
+    std::vector<uint8_t> out(static_cast<size_t>(count * elem_size(type)));
+    for (int64_t o = 0; o < s.k; ++o)
+        for (int64_t i = 0; i < cg; ++i)
+            for (int64_t t = 0; t < taps; ++t) {
+                const float v = oihw[(o * cg + i) * taps + t];
+                const int64_t dst = (o * taps + t) * cg + i;
+                if (type == ElemType::kF32) {
+                    std::memcpy(out.data() + dst * 4, &v, 4);
+                } else {
+                    const uint16_t h = float_to_half(v);
+                    std::memcpy(out.data() + dst * 2, &h, 2);
+                }
+            }
+    return out;
+}
+
+int conv2d_tactic_count() { return kNumTactics; }
+
+bool conv2d_tactic_supports(int tactic, const ConvShape& s, ElemType type) {
+    if (tactic < 0 || tactic >= kNumTactics) return false;
+    return tactic_fits(kTactics[tactic], s, type);
+}
+
+std::string conv2d_tactic_name(int tactic, const ConvShape&, ElemType) {
+    KS_CHECK(tactic >= 0 && tactic < kNumTactics, "conv2d: no tactic ", tactic, " (there are ", kNumTactics, ")");
+    const Tactic& t = kTactics[tactic];
+    std::ostringstream name;
+    name << "conv2d_nhwc_" << (t.type == ElemType::kF32 ? "f32" : "f16");
+    switch (t.family) {
+        case Family::kSimt:
+            name << "_simt";
+            break;
+        case Family::kMma:
+            name << "_mma_m16n8k16";
+            break;
+        case Family::kMmaGather:
+            name << "_mma_m16n8k16_gather";
+            break;
+    }
+    name << "_" << t.bm << "x" << t.bn << "x" << t.bk << "_s" << t.stages;
+    return name.str();
+}
+
+void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* bias, const ConvShape& s, bool silu,
+                 const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream) {
+    check_shape(s);
+    const ElemType type = x.type;
+    KS_CHECK(type == ElemType::kF32 || type == ElemType::kF16, "conv2d: unknown element type");
+    check_tensor(x, type, "x");
+    check_tensor(y, type, "y");
+    KS_CHECK(packed_weights != nullptr && bias != nullptr, "conv2d: weights and bias are required");
+    KS_CHECK(aligned16(packed_weights), "conv2d: packed weights must be 16-byte aligned");
+    KS_CHECK(x.c == s.c, "conv2d: x has ", x.c, " channels, the convolution expects ", s.c);
+    KS_CHECK(y.c == s.k, "conv2d: y has ", y.c, " channels, the convolution produces ", s.k);
+    KS_CHECK(y.n == x.n, "conv2d: batch of y (", y.n, ") differs from x (", x.n, ")");
+    // The bottom/right padding is whatever makes y's size. It must be >= 0 for some value in its
+    // range [pb, pb + stride), and (a sanity bound that catches a wrong y) at most one window more
+    // than the top/left padding.
+    const int64_t ext_h = static_cast<int64_t>(s.dil_h) * (s.kh - 1) + 1;
+    const int64_t ext_w = static_cast<int64_t>(s.dil_w) * (s.kw - 1) + 1;
+    const int64_t pb = (static_cast<int64_t>(y.h) - 1) * s.stride_h + ext_h - x.h - s.pad_top;
+    const int64_t pr = (static_cast<int64_t>(y.w) - 1) * s.stride_w + ext_w - x.w - s.pad_left;
+    KS_CHECK(pb > -s.stride_h && pb <= s.pad_top + ext_h, "conv2d: output height ", y.h,
+             " does not follow from input height ", x.h, ", pad_top ", s.pad_top, ", kernel ", s.kh, ", stride ",
+             s.stride_h, ", dilation ", s.dil_h);
+    KS_CHECK(pr > -s.stride_w && pr <= s.pad_left + ext_w, "conv2d: output width ", y.w,
+             " does not follow from input width ", x.w, ", pad_left ", s.pad_left, ", kernel ", s.kw, ", stride ",
+             s.stride_w, ", dilation ", s.dil_w);
+    if (residual) {
+        check_tensor(*residual, type, "residual");
+        KS_CHECK(residual->n == y.n && residual->h == y.h && residual->w == y.w && residual->c == y.c,
+                 "conv2d: residual shape differs from y");
+    }
+
+    const int64_t m = static_cast<int64_t>(y.n) * y.h * y.w;
+    KS_CHECK(m < INT_MAX, "conv2d: too many output pixels (", m, ")");
+    if (m == 0 && tactic < 0) return;  // an empty batch: nothing to pick a tactic for
+    const bool x_vec = aligned16(x.data) && x.pixel_stride % 8 == 0;
+    const int id = tactic < 0 ? pick_tactic(s, type, m, x_vec) : tactic;
+    KS_CHECK(id < kNumTactics, "conv2d: no tactic ", id, " (there are ", kNumTactics, ")");
+    const Tactic& t = kTactics[id];
+    KS_CHECK(tactic_fits(t, s, type), "conv2d: tactic ", conv2d_tactic_name(id, s, type),
+             " does not support this convolution (c=", s.c, " k=", s.k, " groups=", s.groups, ")");
+    KS_CHECK(t.family != Family::kMma || x_vec, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
+             " needs x 16-byte aligned with a pixel stride that is a multiple of 8 (got stride ", x.pixel_stride, ")");
+    if (m == 0) return;
+
+    ConvParams p;
+    p.x = x.data;
+    p.wgt = packed_weights;
+    p.bias = bias;
+    p.res = residual ? residual->data : nullptr;
+    p.y = y.data;
+    p.in_h = x.h;
+    p.in_w = x.w;
+    p.x_ps = x.pixel_stride;
+    p.y_ps = y.pixel_stride;
+    p.res_ps = residual ? residual->pixel_stride : 0;
+    p.out_h = y.h;
+    p.out_w = y.w;
+    p.kh = s.kh;
+    p.kw = s.kw;
+    p.sh = s.stride_h;
+    p.sw = s.stride_w;
+    p.pt = s.pad_top;
+    p.pl = s.pad_left;
+    p.dh = s.dil_h;
+    p.dw = s.dil_w;
+    p.cg = s.c / s.groups;
+    p.kg = s.k / s.groups;
+    p.gemm_k = s.kh * s.kw * p.cg;
+    p.gemm_m = static_cast<int>(m);
+    p.silu = silu ? 1 : 0;
+    p.y_vec = aligned16(y.data) && y.pixel_stride % 8 == 0;
+    p.res_vec = residual && aligned16(residual->data) && residual->pixel_stride % 8 == 0;
+    p.a_via_l1 = s.kh * s.kw > 1 ? 1 : 0;
+    t.launch(p, s.groups, stream);
+}
+
+}  // namespace kestrel::cuda

@@ -1,0 +1,45 @@
+// Convolution on NHWC activations, as an implicit GEMM (M = batch * out pixels, N = out channels,
+// K = kh * kw * in channels per group) with the epilogue fused:
+//   y = silu?(conv(x, w) + bias) + residual?          (accumulation in float32)
+// x, y and residual are NHWC tensors of one ElemType (f16 or f32); any of them may be a channel
+// slice of a wider buffer (pixel_stride > c), which is how Concat inputs and Split outputs are
+// read and written in place. f16 runs on the tensor cores (mma.sync, float32 accumulators);
+// f32 is exact float32 arithmetic (no TF32).
+//
+//   auto packed = cuda::pack_conv_weights(oihw_host, shape, ElemType::kF16);   // once
+//   cuda::conv2d_nhwc(x, d_packed, d_bias, shape, /*silu=*/true, nullptr, y, tactic, stream);
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/tensors.h"
+
+namespace kestrel::cuda {
+
+struct ConvShape {
+    int k = 0, c = 0;  // output and input channels (c counts all groups)
+    int kh = 1, kw = 1;
+    int stride_h = 1, stride_w = 1;
+    int pad_top = 0, pad_left = 0;  // bottom/right padding follow from the output size
+    int dil_h = 1, dil_w = 1;
+    int groups = 1;
+};
+
+// Host-side weight packing, once per session: OIHW float32 -> the kernels' layout and type.
+// The result is copied to the device as is and passed to conv2d_nhwc.
+std::vector<uint8_t> pack_conv_weights(const float* oihw, const ConvShape& s, ElemType type);
+
+// Tactics are the kernel variants (tile shapes, implementations) that can run a convolution; the
+// auto-tuner times each supported one. tactic < 0 picks by heuristic.
+int conv2d_tactic_count();
+bool conv2d_tactic_supports(int tactic, const ConvShape& s, ElemType type);
+std::string conv2d_tactic_name(int tactic, const ConvShape& s, ElemType type);  // states its configuration
+
+// bias: float32[k] on the device (never null). residual: null or an NHWC tensor shaped like y.
+// Shapes must agree (y.h/y.w follow from x, padding and strides); violations throw kestrel::Error.
+void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* bias, const ConvShape& s,
+                 bool silu, const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream);
+
+}  // namespace kestrel::cuda

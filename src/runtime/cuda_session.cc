@@ -1,0 +1,824 @@
+#include "runtime/cuda_session.h"
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <random>
+
+#include "backends/cuda/conv2d.h"
+#include "backends/cuda/ops.h"
+#include "core/error.h"
+#include "core/half.h"
+#include "reference/reference.h"
+
+namespace kestrel::runtime {
+
+namespace {
+
+using cuda::ElemType;
+using cuda::NhwcTensor;
+using cuda::StridedTensor;
+using ir::Node;
+using ir::Op;
+using plan::Layout;
+
+size_t sz(int64_t v) { return static_cast<size_t>(v); }
+
+template <typename T>
+void device_alloc(T** p, size_t bytes) {
+    void* d = nullptr;
+    KS_CUDA(cudaMalloc(&d, bytes));
+    *p = static_cast<T*>(d);
+}
+template <typename T>
+void host_alloc(T** p, size_t bytes) {
+    void* h = nullptr;
+    KS_CUDA(cudaMallocHost(&h, bytes));
+    *p = static_cast<T*>(h);
+}
+
+ElemType elem_type(const plan::ValuePlan& vp) {
+    return vp.dtype == DType::kFloat16 ? ElemType::kF16 : ElemType::kF32;
+}
+
+cuda::ConvShape conv_shape(const ir::Graph& g, const Node& n) {
+    const Shape& w = g.value(n.inputs[1]).shape;
+    auto strides = n.attrs.get_ints("strides", {1, 1});
+    auto pads = n.attrs.get_ints("pads", {0, 0, 0, 0});
+    auto dil = n.attrs.get_ints("dilations", {1, 1});
+    cuda::ConvShape s;
+    s.groups = static_cast<int>(n.attrs.get_int("group", 1));
+    s.k = static_cast<int>(w[0]);
+    s.c = static_cast<int>(w[1]) * s.groups;
+    s.kh = static_cast<int>(w[2]);
+    s.kw = static_cast<int>(w[3]);
+    s.stride_h = static_cast<int>(strides[0]);
+    s.stride_w = static_cast<int>(strides[1]);
+    s.pad_top = static_cast<int>(pads[0]);
+    s.pad_left = static_cast<int>(pads[1]);
+    s.dil_h = static_cast<int>(dil[0]);
+    s.dil_w = static_cast<int>(dil[1]);
+    return s;
+}
+
+std::string conv_suffix(const Node& n) {
+    std::string s;
+    if (n.attrs.get_string("activation", "") == "silu") s += "_silu";
+    if (n.input(3) >= 0) s += "_residual";
+    return s;
+}
+
+std::string lower(std::string_view name) {
+    std::string s(name);
+    std::transform(s.begin(), s.end(), s.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
+
+}  // namespace
+
+std::string cuda_device_arch(int device) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+        cudaGetLastError();
+        KS_FAIL("no CUDA GPU found (device=", device, "); use device=cpu");
+    }
+    KS_CHECK(device >= 0 && device < count, "device=", device, " does not exist (", count, " CUDA GPU(s))");
+    cudaDeviceProp p{};
+    KS_CUDA(cudaGetDeviceProperties(&p, device));
+    return "sm_" + std::to_string(p.major) + std::to_string(p.minor);
+}
+
+std::string cuda_device_name(int device) {
+    cudaDeviceProp p{};
+    KS_CUDA(cudaGetDeviceProperties(&p, device));
+    return p.name;
+}
+
+// ---- CudaModel ----------------------------------------------------------------------------------
+
+CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device, bool tune, std::ostream* log)
+    : plan_(std::move(plan)), device_(device) {
+    cuda_device_arch(device);  // a clear error when there is no GPU
+    KS_CUDA(cudaSetDevice(device));
+    const ir::Graph& g = plan_->graph;
+    try {
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+            const Node& n = g.nodes[i];
+            if (n.op == Op::kConv) {
+                const ir::Value& w = g.value(n.inputs[1]);
+                KS_CHECK(w.constant && w.dtype == DType::kFloat32, "'", n.name, "': conv weights must be constant");
+                cuda::ConvShape s = conv_shape(g, n);
+                auto packed = cuda::pack_conv_weights(w.constant->data<float>(), s,
+                                                      elem_type(plan_->values[sz(n.outputs[0])]));
+                std::vector<float> bias(sz(s.k), 0.f);
+                if (n.input(2) >= 0) {
+                    const ir::Value& b = g.value(n.inputs[2]);
+                    KS_CHECK(b.constant && b.constant->size() == s.k, "'", n.name, "': conv bias must be constant");
+                    std::copy_n(b.constant->data<float>(), s.k, bias.begin());
+                }
+                convs_[i] = {upload(packed.data(), packed.size()),
+                             static_cast<const float*>(upload(bias.data(), bias.size() * sizeof(float)))};
+                if (n.attrs.has("cuda_tactic")) tactics_[i] = static_cast<int>(n.attrs.get_int("cuda_tactic", -1));
+                continue;
+            }
+            if (n.op == Op::kResize) {
+                const Shape& is = g.value(n.inputs[0]).shape;
+                const Shape& os = g.value(n.outputs[0]).shape;
+                std::string cm = n.attrs.get_string("coordinate_transformation_mode", "half_pixel");
+                std::string nm = n.attrs.get_string("nearest_mode", "round_prefer_floor");
+                KS_CHECK(n.attrs.get_string("mode", "nearest") == "nearest", "'", n.name,
+                         "': only nearest Resize runs on CUDA");
+                std::array<const int32_t*, 2> maps{};
+                for (int a = 0; a < 2; ++a) {
+                    int64_t in_len = is[sz(2 + a)], out_len = os[sz(2 + a)];
+                    std::string key = a == 0 ? "scale_h" : "scale_w";
+                    double scale = n.attrs.has(key) ? n.attrs.get_float(key, 1) : double(out_len) / double(in_len);
+                    std::vector<int32_t> m(sz(out_len));
+                    for (int64_t o = 0; o < out_len; ++o)
+                        m[sz(o)] = static_cast<int32_t>(reference::nearest_source(o, scale, in_len, out_len, cm, nm));
+                    maps[sz(a)] = static_cast<const int32_t*>(upload(m.data(), m.size() * sizeof(int32_t)));
+                }
+                resize_maps_[i] = maps;
+            }
+            for (int in : n.inputs) {
+                if (!g.is_constant(in) || constants_.count(in)) continue;
+                const ir::Value& v = g.value(in);
+                if (v.dtype != DType::kFloat32) continue;  // shape-like inputs are attributes by now
+                constants_[in] = upload(v.constant->bytes.data(), v.constant->bytes.size());
+            }
+        }
+        if (tune) this->tune(log);
+        kernel_names_.resize(g.nodes.size());
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+            const Node& n = g.nodes[i];
+            const plan::ValuePlan& out = plan_->values[sz(n.outputs[0])];
+            std::string io = std::string("_") + (out.dtype == DType::kFloat16 ? "f16" : "f32") + "_" +
+                             std::string(plan::layout_name(out.layout));
+            if (n.op == Op::kConv) {
+                auto it = tactics_.find(i);
+                if (it == tactics_.end()) {
+                    // Not tuned (an engine built before tuning existed cannot be here): first supported.
+                    cuda::ConvShape s = conv_shape(g, n);
+                    for (int t = 0; t < cuda::conv2d_tactic_count(); ++t)
+                        if (cuda::conv2d_tactic_supports(t, s, elem_type(out))) {
+                            tactics_[i] = t;
+                            break;
+                        }
+                    it = tactics_.find(i);
+                    KS_CHECK(it != tactics_.end(), "'", n.name, "': no CUDA conv kernel supports this convolution");
+                }
+                kernel_names_[i] = cuda::conv2d_tactic_name(it->second, conv_shape(g, n), elem_type(out)) + conv_suffix(n);
+            } else if (n.op == Op::kIdentity) {
+                Layout from = plan_->values[sz(n.inputs[0])].layout;
+                kernel_names_[i] = from == out.layout ? "copy" + io
+                                                      : "reorder_" + std::string(plan::layout_name(from)) + "_to" + io;
+            } else if (plan_->values[sz(n.outputs[0])].storage == plan::Storage::kView) {
+                kernel_names_[i] = "view_" + lower(ir::op_name(n.op)) + io;
+            } else {
+                kernel_names_[i] = lower(ir::op_name(n.op)) + io;
+            }
+        }
+    } catch (...) {
+        for (void* p : allocations_) cudaFree(p);
+        throw;
+    }
+}
+
+CudaModel::~CudaModel() {
+    cudaSetDevice(device_);
+    for (void* p : allocations_) cudaFree(p);
+}
+
+void* CudaModel::upload(const void* data, size_t bytes) {
+    void* p = nullptr;
+    KS_CUDA(cudaMalloc(&p, std::max<size_t>(bytes, 16)));
+    allocations_.push_back(p);
+    KS_CUDA(cudaMemcpy(p, data, bytes, cudaMemcpyHostToDevice));
+    return p;
+}
+
+const void* CudaModel::constant(int value) const {
+    auto it = constants_.find(value);
+    KS_CHECK(it != constants_.end(), "CUDA: constant '", plan_->graph.value(value).name, "' is not on the device");
+    return it->second;
+}
+
+// Auto-tuning: each conv at the plan's batch on dense random tensors, every supported tactic timed
+// with CUDA events (median of 9 after 2 warm-ups); the fastest is kept.
+void CudaModel::tune(std::ostream* log) {
+    const ir::Graph& g = plan_->graph;
+    const int batch = plan_->options.batch;
+    int64_t scratch_bytes = 0;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+        const Node& n = g.nodes[i];
+        if (n.op != Op::kConv) continue;
+        int64_t b = 0;
+        for (int v : {n.inputs[0], n.outputs[0], n.outputs[0]}) b += num_elements(g.value(v).shape) * 4 + 256;
+        scratch_bytes = std::max(scratch_bytes, b * batch);
+    }
+    if (scratch_bytes == 0) return;
+    uint8_t* scratch = nullptr;
+    device_alloc(&scratch, sz(scratch_bytes));
+    cudaStream_t stream = nullptr;
+    cudaEvent_t start = nullptr, stop = nullptr;
+    try {
+        {
+            // Random halves/floats in [-1, 1): zeros would time a different (faster) machine.
+            std::mt19937 rng(7);
+            std::uniform_real_distribution<float> u(-1.f, 1.f);
+            std::vector<uint16_t> host(sz(scratch_bytes / 2));
+            for (auto& h : host) h = float_to_half(u(rng));
+            KS_CUDA(cudaMemcpy(scratch, host.data(), host.size() * 2, cudaMemcpyHostToDevice));
+        }
+        KS_CUDA(cudaStreamCreate(&stream));
+        KS_CUDA(cudaEventCreate(&start));
+        KS_CUDA(cudaEventCreate(&stop));
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+            const Node& n = g.nodes[i];
+            if (n.op != Op::kConv || tactics_.count(i)) continue;
+            ElemType type = elem_type(plan_->values[sz(n.outputs[0])]);
+            cuda::ConvShape s = conv_shape(g, n);
+            const Shape& xs = g.value(n.inputs[0]).shape;
+            const Shape& ys = g.value(n.outputs[0]).shape;
+            auto dense = [&](const Shape& shape, int64_t at) {
+                NhwcTensor t;
+                t.data = scratch + at;
+                t.type = type;
+                t.n = batch;
+                t.c = static_cast<int>(shape[1]);
+                t.h = static_cast<int>(shape[2]);
+                t.w = static_cast<int>(shape[3]);
+                t.pixel_stride = t.c;
+                return t;
+            };
+            int64_t xb = (num_elements(xs) * batch * cuda::elem_size(type) + 255) / 256 * 256;
+            int64_t yb = (num_elements(ys) * batch * cuda::elem_size(type) + 255) / 256 * 256;
+            NhwcTensor x = dense(xs, 0), y = dense(ys, xb), r = dense(ys, xb + yb);
+            const NhwcTensor* res = n.input(3) >= 0 ? &r : nullptr;
+            bool silu = n.attrs.get_string("activation", "") == "silu";
+            int best = -1;
+            float best_ms = 0;
+            for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
+                if (!cuda::conv2d_tactic_supports(t, s, type)) continue;
+                std::vector<float> ms;
+                for (int rep = 0; rep < 11; ++rep) {
+                    KS_CUDA(cudaEventRecord(start, stream));
+                    cuda::conv2d_nhwc(x, convs_[i].weights, convs_[i].bias, s, silu, res, y, t, stream);
+                    KS_CUDA(cudaEventRecord(stop, stream));
+                    KS_CUDA(cudaEventSynchronize(stop));
+                    float e = 0;
+                    KS_CUDA(cudaEventElapsedTime(&e, start, stop));
+                    if (rep >= 2) ms.push_back(e);
+                }
+                std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
+                float med = ms[ms.size() / 2];
+                if (best < 0 || med < best_ms) best = t, best_ms = med;
+            }
+            KS_CHECK(best >= 0, "'", n.name, "': no CUDA conv kernel supports this convolution");
+            tactics_[i] = best;
+            if (log)
+                *log << "tactic " << n.name << ": " << cuda::conv2d_tactic_name(best, s, type) << " " << best_ms * 1000
+                     << " us at batch " << batch << "\n";
+        }
+    } catch (...) {
+        cudaFree(scratch);
+        if (stream) cudaStreamDestroy(stream);
+        if (start) cudaEventDestroy(start);
+        if (stop) cudaEventDestroy(stop);
+        throw;
+    }
+    cudaFree(scratch);
+    cudaStreamDestroy(stream);
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+}
+
+// ---- CudaSession --------------------------------------------------------------------------------
+
+CudaSession::CudaSession(std::shared_ptr<const CudaModel> model) : model_(std::move(model)) {
+    KS_CUDA(cudaSetDevice(model_->device()));
+    const plan::ExecutionPlan& p = model_->plan();
+    const ir::Graph& g = p.graph;
+    const int batch = p.options.batch;
+    try {
+        KS_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        device_alloc(&arena_, sz(std::max<int64_t>(p.arena_bytes, 256)));
+        auto alloc_io = [&](int v) {
+            uint8_t* d = nullptr;
+            device_alloc(&d, sz(p.values[sz(v)].bytes));
+            io_.push_back(d);
+        };
+        alloc_io(g.inputs.at(0));
+        for (int o : g.outputs) alloc_io(o);
+        input_elements_ = num_elements(g.value(g.inputs[0]).shape);
+        host_alloc(&host_in_, sz(input_elements_ * batch) * sizeof(float));
+        for (int64_t e : output_elements()) {
+            float* h = nullptr;
+            host_alloc(&h, sz(e * batch) * sizeof(float));
+            host_out_.push_back(h);
+        }
+        build_steps();
+    } catch (...) {
+        release();
+        throw;
+    }
+}
+
+CudaSession::~CudaSession() { release(); }
+
+void CudaSession::release() {
+    cudaSetDevice(model_->device());
+    for (auto& [b, e] : graphs_) cudaGraphExecDestroy(e);
+    graphs_.clear();
+    for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    events_.clear();
+    for (uint8_t* d : io_) cudaFree(d);
+    io_.clear();
+    if (host_in_) cudaFreeHost(host_in_);
+    host_in_ = nullptr;
+    for (float* h : host_out_) cudaFreeHost(h);
+    host_out_.clear();
+    if (arena_) cudaFree(arena_);
+    arena_ = nullptr;
+    if (stream_) cudaStreamDestroy(stream_);
+    stream_ = nullptr;
+}
+
+std::vector<int64_t> CudaSession::output_elements() const {
+    std::vector<int64_t> out;
+    for (int o : model_->plan().graph.outputs) out.push_back(num_elements(model_->plan().graph.value(o).shape));
+    return out;
+}
+
+float* CudaSession::device_input() const { return reinterpret_cast<float*>(io_.at(0)); }
+float* CudaSession::device_output(size_t k) const { return reinterpret_cast<float*>(io_.at(k + 1)); }
+
+uint8_t* CudaSession::address(int v) const {
+    const plan::ExecutionPlan& p = model_->plan();
+    const plan::ValuePlan& vp = p.values[sz(v)];
+    switch (vp.storage) {
+        case plan::Storage::kArena:
+            return arena_ + vp.offset;
+        case plan::Storage::kView:
+            return address(vp.root) + vp.offset;
+        case plan::Storage::kInput:
+            return io_[0];
+        case plan::Storage::kOutput: {
+            const auto& outs = p.graph.outputs;
+            return io_[1 + sz(std::find(outs.begin(), outs.end(), v) - outs.begin())];
+        }
+        case plan::Storage::kConstant:
+            return static_cast<uint8_t*>(const_cast<void*>(model_->constant(v)));
+    }
+    return nullptr;
+}
+
+void CudaSession::build_steps() {
+    const plan::ExecutionPlan& p = model_->plan();
+    const ir::Graph& g = p.graph;
+    const CudaModel& m = *model_;
+
+    // Descriptors are made for batch 1 and given the run's batch at launch: dim 0 is the batch.
+    auto nhwc = [&](int v) {
+        const plan::ValuePlan& vp = p.values[sz(v)];
+        KS_CHECK(vp.layout == Layout::kNhwc, "CUDA: '", g.value(v).name, "' is not NHWC");
+        const Shape& s = g.value(v).shape;
+        NhwcTensor t;
+        t.data = address(v);
+        t.type = elem_type(vp);
+        t.n = 1;
+        t.c = static_cast<int>(s[1]);
+        t.h = static_cast<int>(s[2]);
+        t.w = static_cast<int>(s[3]);
+        int root = vp.storage == plan::Storage::kView ? vp.root : v;
+        t.pixel_stride = g.value(root).shape[1];
+        return t;
+    };
+    auto strided = [&](int v) {
+        const plan::ValuePlan& vp = p.values[sz(v)];
+        KS_CHECK(vp.layout == Layout::kPlain && vp.dtype == DType::kFloat32, "CUDA: '", g.value(v).name,
+                 "' is not plain float32");
+        const Shape& s = g.value(v).shape;
+        KS_CHECK(s.size() <= sz(cuda::kMaxRank) && !s.empty(), "CUDA: rank ", s.size(), " of '", g.value(v).name,
+                 "' is not supported");
+        StridedTensor t;
+        t.data = reinterpret_cast<float*>(address(v));
+        t.rank = static_cast<int>(s.size());
+        int64_t st = 1;
+        for (int a = t.rank - 1; a >= 0; --a) {
+            t.shape[a] = s[sz(a)];
+            t.stride[a] = st;
+            st *= s[sz(a)];
+        }
+        return t;
+    };
+    // An operand of a broadcasting op seen with y's shape (zero strides where it broadcasts, the
+    // leading dims it lacks included): activations carry the batch in dim 0, constants broadcast it.
+    auto operand = [&](int v, const StridedTensor& y) {
+        const Shape& s = g.value(v).shape;  // may be a scalar (rank 0) constant
+        StridedTensor r = y;
+        r.data = reinterpret_cast<float*>(address(v));
+        int rank = static_cast<int>(s.size());
+        int shift = y.rank - rank;
+        KS_CHECK(shift >= 0, "CUDA: '", g.value(v).name, "' has a higher rank than the result");
+        int64_t stride = 1;
+        for (int a = y.rank - 1; a >= 0; --a) {
+            int src = a - shift;
+            r.stride[a] = src >= 0 && s[sz(src)] != 1 ? stride : 0;
+            if (src >= 0) stride *= s[sz(src)];
+        }
+        if (!g.is_constant(v)) {
+            KS_CHECK(shift == 0, "CUDA: '", g.value(v).name, "' broadcasts over the batch");
+            r.stride[0] = stride;  // one image's elements
+        }
+        return r;
+    };
+    auto with_batch = [](StridedTensor t, int batch) {
+        t.shape[0] *= batch;
+        return t;
+    };
+    auto with_n = [](NhwcTensor t, int batch) {
+        t.n = batch;
+        return t;
+    };
+    auto unary_op = [](Op op) {
+        switch (op) {
+            case Op::kSigmoid: return cuda::UnaryOp::kSigmoid;
+            case Op::kRelu: return cuda::UnaryOp::kRelu;
+            case Op::kSin: return cuda::UnaryOp::kSin;
+            case Op::kCos: return cuda::UnaryOp::kCos;
+            default: return cuda::UnaryOp::kCopy;
+        }
+    };
+    auto binary_op = [](Op op) {
+        switch (op) {
+            case Op::kAdd: return cuda::BinaryOp::kAdd;
+            case Op::kSub: return cuda::BinaryOp::kSub;
+            case Op::kMul: return cuda::BinaryOp::kMul;
+            default: return cuda::BinaryOp::kDiv;
+        }
+    };
+    // A copy of x (strided) into y's slot at `start` along `axis` (Concat) or of x's slot into y (Split).
+    auto slot = [](StridedTensor t, int axis, int64_t start, int64_t len) {
+        t.data += start * t.stride[axis];
+        t.shape[axis] = len;
+        return t;
+    };
+
+    flops_.assign(g.nodes.size(), 0.0);
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+        const Node& n = g.nodes[i];
+        Step st{n.name, m.kernel_names()[i], nullptr};
+        int in = n.input(0), out = n.outputs[0];
+        const plan::ValuePlan& op = p.values[sz(out)];
+        const bool nhwc_out = op.layout == Layout::kNhwc;
+        switch (n.op) {
+            case Op::kConv: {
+                cuda::ConvShape s = conv_shape(g, n);
+                NhwcTensor x = nhwc(in), y = nhwc(out);
+                bool has_res = n.input(3) >= 0;
+                NhwcTensor r = has_res ? nhwc(n.inputs[3]) : NhwcTensor{};
+                bool silu = n.attrs.get_string("activation", "") == "silu";
+                const void* w = m.conv_weights(i);
+                const float* b = m.conv_bias(i);
+                int tactic = m.tactics().at(i);
+                flops_[i] = 2.0 * y.h * y.w * s.k * (s.c / s.groups) * s.kh * s.kw;
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    NhwcTensor rb = with_n(r, batch);
+                    cuda::conv2d_nhwc(with_n(x, batch), w, b, s, silu, has_res ? &rb : nullptr, with_n(y, batch),
+                                      tactic, stream);
+                };
+                break;
+            }
+            case Op::kConvTranspose: {
+                KS_CHECK(n.attrs.get_int("group", 1) == 1, "'", n.name, "': grouped ConvTranspose is not supported on CUDA");
+                NhwcTensor x = nhwc(in), y = nhwc(out);
+                const Shape& ws = g.value(n.inputs[1]).shape;
+                auto k = n.attrs.get_ints("kernel_shape", {ws[2], ws[3]});
+                auto strides = n.attrs.get_ints("strides", {1, 1});
+                auto pads = n.attrs.get_ints("pads", {0, 0, 0, 0});
+                const float* w = static_cast<const float*>(m.constant(n.inputs[1]));
+                const float* b = n.input(2) >= 0 ? static_cast<const float*>(m.constant(n.inputs[2])) : nullptr;
+                flops_[i] = 2.0 * x.h * x.w * x.c * y.c * k[0] * k[1];
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    cuda::conv_transpose2d_nhwc(with_n(x, batch), w, b, int(k[0]), int(k[1]), int(strides[0]),
+                                                int(strides[1]), int(pads[0]), int(pads[1]), with_n(y, batch), stream);
+                };
+                break;
+            }
+            case Op::kMaxPool: {
+                NhwcTensor x = nhwc(in), y = nhwc(out);
+                auto k = n.attrs.get_ints("kernel_shape");
+                auto strides = n.attrs.get_ints("strides", {1, 1});
+                auto pads = n.attrs.get_ints("pads", {0, 0, 0, 0});
+                KS_CHECK(n.attrs.get_ints("dilations", {1, 1}) == std::vector<int64_t>({1, 1}), "'", n.name,
+                         "': dilated MaxPool is not supported on CUDA");
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    cuda::maxpool2d_nhwc(with_n(x, batch), with_n(y, batch), int(k[0]), int(k[1]), int(strides[0]),
+                                         int(strides[1]), int(pads[0]), int(pads[1]), stream);
+                };
+                break;
+            }
+            case Op::kResize: {
+                NhwcTensor x = nhwc(in), y = nhwc(out);
+                const int32_t* my = m.resize_map(i, 0);
+                const int32_t* mx = m.resize_map(i, 1);
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    cuda::resize_nearest_nhwc(with_n(x, batch), with_n(y, batch), my, mx, stream);
+                };
+                break;
+            }
+            case Op::kSigmoid:
+            case Op::kRelu:
+            case Op::kSin:
+            case Op::kCos: {
+                cuda::UnaryOp u = unary_op(n.op);
+                if (nhwc_out) {
+                    NhwcTensor x = nhwc(in), y = nhwc(out);
+                    st.launch = [=](cudaStream_t stream, int batch) {
+                        cuda::unary_nhwc(u, with_n(x, batch), with_n(y, batch), stream);
+                    };
+                } else {
+                    StridedTensor x = strided(in), y = strided(out);
+                    st.launch = [=](cudaStream_t stream, int batch) {
+                        cuda::unary_strided(u, with_batch(x, batch), with_batch(y, batch), stream);
+                    };
+                }
+                break;
+            }
+            case Op::kAdd:
+            case Op::kSub:
+            case Op::kMul:
+            case Op::kDiv: {
+                cuda::BinaryOp b = binary_op(n.op);
+                if (nhwc_out) {
+                    NhwcTensor a = nhwc(n.inputs[0]), c = nhwc(n.inputs[1]), y = nhwc(out);
+                    st.launch = [=](cudaStream_t stream, int batch) {
+                        cuda::binary_nhwc(b, with_n(a, batch), with_n(c, batch), with_n(y, batch), stream);
+                    };
+                } else {
+                    StridedTensor y = strided(out);
+                    StridedTensor a = operand(n.inputs[0], y), c = operand(n.inputs[1], y);
+                    st.launch = [=](cudaStream_t stream, int batch) {
+                        cuda::binary_strided(b, with_batch(a, batch), with_batch(c, batch), with_batch(y, batch),
+                                             stream);
+                    };
+                }
+                break;
+            }
+            case Op::kSplit:
+            case Op::kConcat: {
+                // Copies only for the parts the planner could not place in their slot (constants,
+                // graph inputs, plain tensors at batch > 1).
+                bool split = n.op == Op::kSplit;
+                int axis = static_cast<int>(n.attrs.get_int("axis", 0));
+                int whole = split ? in : out;
+                bool nhwc_whole = p.values[sz(whole)].layout == Layout::kNhwc;
+                std::vector<std::function<void(cudaStream_t, int)>> copies;
+                int64_t start = 0;
+                for (int v : split ? n.outputs : n.inputs) {
+                    int64_t len = g.value(v).shape[sz(axis)];
+                    int64_t at = start;
+                    start += len;
+                    if (nhwc_whole) {
+                        KS_CHECK(axis == 1, "'", n.name, "': NHWC ", ir::op_name(n.op), " must be along channels");
+                        NhwcTensor part = nhwc(v), slice = nhwc(whole);
+                        slice.data = static_cast<uint8_t*>(slice.data) + at * cuda::elem_size(slice.type);
+                        slice.c = static_cast<int>(len);
+                        if (part.data == slice.data && part.pixel_stride == slice.pixel_stride) continue;
+                        NhwcTensor from = split ? slice : part, to = split ? part : slice;
+                        copies.push_back([=](cudaStream_t stream, int batch) {
+                            cuda::unary_nhwc(cuda::UnaryOp::kCopy, with_n(from, batch), with_n(to, batch), stream);
+                        });
+                    } else {
+                        StridedTensor slice = slot(strided(whole), axis, at, len);
+                        if (!g.is_constant(v) && address(v) == reinterpret_cast<uint8_t*>(slice.data) &&
+                            p.options.batch == 1)
+                            continue;
+                        StridedTensor part = g.is_constant(v) ? operand(v, slice) : strided(v);
+                        StridedTensor from = split ? slice : part, to = split ? part : slice;
+                        copies.push_back([=](cudaStream_t stream, int batch) {
+                            cuda::unary_strided(cuda::UnaryOp::kCopy, with_batch(from, batch), with_batch(to, batch),
+                                                stream);
+                        });
+                    }
+                }
+                if (copies.empty()) break;
+                st.launch = [copies](cudaStream_t stream, int batch) {
+                    for (const auto& c : copies) c(stream, batch);
+                };
+                break;
+            }
+            case Op::kSlice: {
+                if (op.storage == plan::Storage::kView) break;
+                StridedTensor x = strided(in), y = strided(out);
+                auto starts = n.attrs.get_ints("starts"), steps = n.attrs.get_ints("steps");
+                KS_CHECK(starts[0] == 0 && steps[0] == 1, "'", n.name, "': slicing the batch is not supported on CUDA");
+                StridedTensor s = x;
+                for (int a = 0; a < x.rank; ++a) {
+                    s.data += starts[sz(a)] * x.stride[a];
+                    s.stride[a] = x.stride[a] * steps[sz(a)];
+                    s.shape[a] = y.shape[a];
+                }
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    cuda::unary_strided(cuda::UnaryOp::kCopy, with_batch(s, batch), with_batch(y, batch), stream);
+                };
+                break;
+            }
+            case Op::kReshape:
+            case Op::kFlatten:
+            case Op::kSqueeze:
+            case Op::kUnsqueeze: {
+                if (op.storage == plan::Storage::kView) break;
+                const uint8_t* x = address(in);
+                uint8_t* y = address(out);
+                int64_t bytes = num_elements(g.value(out).shape) * 4;
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    KS_CUDA(cudaMemcpyAsync(y, x, sz(bytes * batch), cudaMemcpyDeviceToDevice, stream));
+                };
+                break;
+            }
+            case Op::kIdentity: {
+                Layout from = p.values[sz(in)].layout;
+                if (from == Layout::kPlain && nhwc_out) {
+                    const float* x = reinterpret_cast<const float*>(address(in));
+                    NhwcTensor y = nhwc(out);
+                    st.launch = [=](cudaStream_t stream, int batch) { cuda::nchw_to_nhwc(x, with_n(y, batch), stream); };
+                } else if (from == Layout::kNhwc && !nhwc_out) {
+                    NhwcTensor x = nhwc(in);
+                    float* y = reinterpret_cast<float*>(address(out));
+                    st.launch = [=](cudaStream_t stream, int batch) { cuda::nhwc_to_nchw(with_n(x, batch), y, stream); };
+                } else if (nhwc_out) {
+                    NhwcTensor x = nhwc(in), y = nhwc(out);
+                    st.launch = [=](cudaStream_t stream, int batch) {
+                        cuda::unary_nhwc(cuda::UnaryOp::kCopy, with_n(x, batch), with_n(y, batch), stream);
+                    };
+                } else {
+                    StridedTensor x = strided(in), y = strided(out);
+                    st.launch = [=](cudaStream_t stream, int batch) {
+                        cuda::unary_strided(cuda::UnaryOp::kCopy, with_batch(x, batch), with_batch(y, batch), stream);
+                    };
+                }
+                break;
+            }
+            case Op::kTranspose: {
+                StridedTensor x = strided(in), y = strided(out);
+                auto perm = n.attrs.get_ints("perm");
+                KS_CHECK(!perm.empty() && perm[0] == 0, "'", n.name, "': a Transpose that moves the batch is not supported on CUDA");
+                StridedTensor s = x;
+                for (int a = 0; a < x.rank; ++a) {
+                    s.shape[a] = x.shape[perm[sz(a)]];
+                    s.stride[a] = x.stride[perm[sz(a)]];
+                }
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    cuda::unary_strided(cuda::UnaryOp::kCopy, with_batch(s, batch), with_batch(y, batch), stream);
+                };
+                break;
+            }
+            case Op::kSoftmax: {
+                const Shape& s = g.value(in).shape;
+                int rank = static_cast<int>(s.size());
+                int axis = static_cast<int>(n.attrs.get_int("axis", -1));
+                if (axis < 0) axis += rank;
+                KS_CHECK(axis >= 1, "'", n.name, "': a Softmax over the batch is not supported on CUDA");
+                bool flat = n.attrs.get_int("coerce_2d", 0) != 0;
+                int64_t outer = 1, len = 1, inner = 1;
+                for (int a = 0; a < rank; ++a) {
+                    int64_t d = s[sz(a)];
+                    if (a < axis) outer *= d;
+                    else if (a == axis || flat) len *= d;
+                    else inner *= d;
+                }
+                const float* x = reinterpret_cast<const float*>(address(in));
+                float* y = reinterpret_cast<float*>(address(out));
+                st.launch = [=](cudaStream_t stream, int batch) { cuda::softmax(x, y, outer * batch, len, inner, stream); };
+                break;
+            }
+            case Op::kGlobalAveragePool: {
+                NhwcTensor x = nhwc(in);
+                float* y = reinterpret_cast<float*>(address(out));
+                st.launch = [=](cudaStream_t stream, int batch) { cuda::global_avgpool_nhwc(with_n(x, batch), y, stream); };
+                break;
+            }
+            case Op::kGemm: {
+                KS_CHECK(n.attrs.get_int("transA", 0) == 0, "'", n.name, "': Gemm with transA is not supported on CUDA");
+                const Shape& ws = g.value(n.inputs[1]).shape;
+                bool tw = n.attrs.get_int("transB", 0) != 0;
+                int k = static_cast<int>(tw ? ws[1] : ws[0]), nn = static_cast<int>(tw ? ws[0] : ws[1]);
+                const float* x = reinterpret_cast<const float*>(address(in));
+                const float* w = static_cast<const float*>(m.constant(n.inputs[1]));
+                const float* b = n.input(2) >= 0 ? static_cast<const float*>(m.constant(n.inputs[2])) : nullptr;
+                KS_CHECK(n.input(2) < 0 || num_elements(g.value(n.inputs[2]).shape) == nn, "'", n.name,
+                         "': Gemm bias must have one value per output");
+                float alpha = n.attrs.get_float("alpha", 1.f), beta = n.attrs.get_float("beta", 1.f);
+                float* y = reinterpret_cast<float*>(address(out));
+                flops_[i] = 2.0 * k * nn;
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    cuda::gemm_f32(x, w, b, y, batch, nn, k, tw, alpha, beta, stream);
+                };
+                break;
+            }
+            default:
+                KS_FAIL("'", n.name, "': ", ir::op_name(n.op), " is not supported on CUDA");
+        }
+        steps_.push_back(std::move(st));
+    }
+}
+
+void CudaSession::launch_all(int batch) {
+    for (const Step& s : steps_)
+        if (s.launch) s.launch(stream_, batch);
+}
+
+void CudaSession::enqueue(int batch) {
+    const int max_batch = model_->plan().options.batch;
+    KS_CHECK(batch >= 1 && batch <= max_batch, "batch ", batch, " is outside 1..", max_batch);
+    KS_CUDA(cudaSetDevice(model_->device()));
+    if (profiling_) {
+        if (events_.empty()) {
+            events_.resize(steps_.size() + 1);
+            for (cudaEvent_t& e : events_) KS_CUDA(cudaEventCreate(&e));
+        }
+        KS_CUDA(cudaEventRecord(events_[0], stream_));
+        for (size_t i = 0; i < steps_.size(); ++i) {
+            if (steps_[i].launch) steps_[i].launch(stream_, batch);
+            KS_CUDA(cudaEventRecord(events_[i + 1], stream_));
+        }
+        KS_CUDA(cudaEventSynchronize(events_.back()));
+        times_.clear();
+        for (size_t i = 0; i < steps_.size(); ++i) {
+            float ms = 0;
+            KS_CUDA(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]));
+            times_.push_back({steps_[i].name, steps_[i].kernel, double(ms)});
+        }
+        return;
+    }
+    auto it = graphs_.find(batch);
+    if (it == graphs_.end()) {
+        // One graph per batch size: every launch's grid depends on the batch.
+        cudaGraph_t graph = nullptr;
+        KS_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+        try {
+            launch_all(batch);
+        } catch (...) {
+            cudaStreamEndCapture(stream_, &graph);
+            if (graph) cudaGraphDestroy(graph);
+            throw;
+        }
+        KS_CUDA(cudaStreamEndCapture(stream_, &graph));
+        cudaGraphExec_t exec = nullptr;
+        cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+        cudaGraphDestroy(graph);
+        KS_CUDA(e);
+        it = graphs_.emplace(batch, exec).first;
+    }
+    KS_CUDA(cudaGraphLaunch(it->second, stream_));
+}
+
+std::vector<double> CudaSession::time_compute(int batch, int iterations) {
+    KS_CUDA(cudaSetDevice(model_->device()));
+    bool profiling = profiling_;
+    profiling_ = false;
+    std::vector<cudaEvent_t> ev(sz(iterations) + 1, nullptr);
+    std::vector<double> ms;
+    try {
+        for (cudaEvent_t& e : ev) KS_CUDA(cudaEventCreate(&e));
+        for (int i = 0; i < 10; ++i) enqueue(batch);  // capture and warm up
+        KS_CUDA(cudaEventRecord(ev[0], stream_));
+        for (int i = 0; i < iterations; ++i) {
+            enqueue(batch);
+            KS_CUDA(cudaEventRecord(ev[sz(i) + 1], stream_));
+        }
+        KS_CUDA(cudaEventSynchronize(ev.back()));
+        for (int i = 0; i < iterations; ++i) {
+            float e = 0;
+            KS_CUDA(cudaEventElapsedTime(&e, ev[sz(i)], ev[sz(i) + 1]));
+            ms.push_back(e);
+        }
+    } catch (...) {
+        for (cudaEvent_t e : ev)
+            if (e) cudaEventDestroy(e);
+        profiling_ = profiling;
+        throw;
+    }
+    for (cudaEvent_t e : ev) cudaEventDestroy(e);
+    profiling_ = profiling;
+    return ms;
+}
+
+void CudaSession::run(const float* input, int batch, const std::vector<float*>& outputs) {
+    KS_CUDA(cudaSetDevice(model_->device()));
+    size_t in_bytes = sz(input_elements_ * batch) * sizeof(float);
+    std::memcpy(host_in_, input, in_bytes);
+    KS_CUDA(cudaMemcpyAsync(io_[0], host_in_, in_bytes, cudaMemcpyHostToDevice, stream_));
+    enqueue(batch);
+    auto sizes = output_elements();
+    for (size_t k = 0; k < sizes.size(); ++k)
+        KS_CUDA(cudaMemcpyAsync(host_out_[k], io_[k + 1], sz(sizes[k] * batch) * sizeof(float), cudaMemcpyDeviceToHost,
+                                stream_));
+    KS_CUDA(cudaStreamSynchronize(stream_));
+    for (size_t k = 0; k < sizes.size(); ++k)
+        std::memcpy(outputs.at(k), host_out_[k], sz(sizes[k] * batch) * sizeof(float));
+}
+
+}  // namespace kestrel::runtime

@@ -1,0 +1,122 @@
+// Executes an ExecutionPlan (built for Target::kCuda) on an NVIDIA GPU, TensorRT-style:
+//   CudaModel   - the engine on the device: weights packed and uploaded once, conv tactics chosen
+//                 (auto-tuned at build, read from the engine at load). Shared by all sessions.
+//   CudaSession - an execution context: its own stream, activation arena and I/O buffers, and one
+//                 CUDA graph per batch size (captured on the first run of that batch, replayed
+//                 after). One per thread; any number per model.
+//
+//   auto model = std::make_shared<runtime::CudaModel>(plan, device, /*tune=*/false);
+//   runtime::CudaSession s(model);
+//   s.run(input, batch, {output0});     // host in, host out (pinned staging, async copies)
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <array>
+#include <functional>
+#include <ostream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "plan/execution_plan.h"
+#include "runtime/session.h"
+
+namespace kestrel::runtime {
+
+// "sm_90" for the GPU `device`; throws when there is no usable CUDA device.
+std::string cuda_device_arch(int device);
+std::string cuda_device_name(int device);
+
+class CudaModel {
+   public:
+    // tune: time every conv tactic at the plan's batch and keep the fastest (build time).
+    CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device, bool tune, std::ostream* log = nullptr);
+    ~CudaModel();
+    CudaModel(const CudaModel&) = delete;
+    CudaModel& operator=(const CudaModel&) = delete;
+
+    const plan::ExecutionPlan& plan() const { return *plan_; }
+    int device() const { return device_; }
+    // Device copy of constant `value` (float32 as stored; conv weights packed: conv_weights()).
+    const void* constant(int value) const;
+    const void* conv_weights(size_t node) const { return convs_.at(node).weights; }
+    const float* conv_bias(size_t node) const { return convs_.at(node).bias; }
+    const int32_t* resize_map(size_t node, int axis) const { return resize_maps_.at(node)[static_cast<size_t>(axis)]; }
+    // The tactic of each conv node (node index -> tactic), and every node's kernel name.
+    const std::map<size_t, int>& tactics() const { return tactics_; }
+    const std::vector<std::string>& kernel_names() const { return kernel_names_; }
+
+   private:
+    void* upload(const void* data, size_t bytes);
+    void tune(std::ostream* log);
+
+    std::shared_ptr<const plan::ExecutionPlan> plan_;
+    int device_;
+    std::vector<void*> allocations_;
+    std::map<int, const void*> constants_;
+    struct ConvData {
+        const void* weights;  // packed by cuda::pack_conv_weights
+        const float* bias;    // zeros for a conv without bias
+    };
+    std::map<size_t, ConvData> convs_;
+    std::map<size_t, std::array<const int32_t*, 2>> resize_maps_;
+    std::map<size_t, int> tactics_;
+    std::vector<std::string> kernel_names_;
+};
+
+class CudaSession {
+   public:
+    explicit CudaSession(std::shared_ptr<const CudaModel> model);
+    ~CudaSession();
+    CudaSession(const CudaSession&) = delete;
+    CudaSession& operator=(const CudaSession&) = delete;
+
+    // Host in, host out: input batch x C x H x W floats; outputs[k]: batch x per-image size of output k.
+    void run(const float* input, int batch, const std::vector<float*>& outputs);
+
+    // Device side, for benchmarks and GPU pipelines: the bound I/O buffers, and the enqueue of one
+    // inference of `batch` images on stream() (a CUDA graph replay unless profiling).
+    float* device_input() const;
+    float* device_output(size_t k) const;
+    void enqueue(int batch);
+    cudaStream_t stream() const { return stream_; }
+    // GPU time of each of `iterations` enqueues (events around each graph replay), after warm-up.
+    std::vector<double> time_compute(int batch, int iterations);
+
+    // Per-layer GPU times (CUDA events) of the last run when profiling is on.
+    void set_profiling(bool on) { profiling_ = on; }
+    const std::vector<LayerTime>& layer_times() const { return times_; }
+    // Floating-point operations of one image (convs and gemms, 2 per multiply-add), per layer.
+    const std::vector<double>& layer_flops() const { return flops_; }
+
+    int64_t input_elements() const { return input_elements_; }  // per image
+    std::vector<int64_t> output_elements() const;                // per image, per output
+
+   private:
+    struct Step {
+        std::string name, kernel;
+        std::function<void(cudaStream_t, int)> launch;  // (stream, batch)
+    };
+    void build_steps();
+    void release();
+    uint8_t* address(int value) const;
+    void launch_all(int batch);
+
+    std::shared_ptr<const CudaModel> model_;
+    cudaStream_t stream_ = nullptr;
+    uint8_t* arena_ = nullptr;
+    std::vector<uint8_t*> io_;  // graph input then outputs, on the device
+    float* host_in_ = nullptr;  // pinned staging
+    std::vector<float*> host_out_;
+    std::vector<Step> steps_;
+    std::map<int, cudaGraphExec_t> graphs_;  // by batch
+    std::vector<cudaEvent_t> events_;
+    bool profiling_ = false;
+    std::vector<LayerTime> times_;
+    std::vector<double> flops_;
+    int64_t input_elements_ = 0;
+};
+
+}  // namespace kestrel::runtime

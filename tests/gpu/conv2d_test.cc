@@ -1,0 +1,482 @@
+// CUDA convolution kernels (backends/cuda/conv2d.h) against the reference oracle.
+//
+// Every row of the table below runs in f32 and f16 through EVERY tactic that supports it, plus the
+// heuristic (tactic -1). Inputs are seeded random data; x, y and the residual live in wider NHWC
+// buffers when a row asks for channel slices. Channels outside a slice are poisoned with NaN: in x
+// and the residual so that a kernel reading them would spoil its output, in y so that we can check
+// they come back bit-identical, and that every element inside the slice was written.
+// Tolerances (relative L2): f32 1e-5 against the float64 reference; f16 2e-3 against the reference
+// run on the f16-rounded inputs, weights and residual.
+#include "backends/cuda/conv2d.h"
+
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/rng.h"
+#include "core/half.h"
+#include "ir/graph.h"
+#include "reference/reference.h"
+
+namespace kestrel::test {
+namespace {
+
+using cuda::ConvShape;
+using cuda::ElemType;
+using cuda::NhwcTensor;
+
+// Why the GPU tests cannot run on this machine, or "" when a CUDA device is present.
+std::string no_device_reason() {
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return std::string("no CUDA device (cudaGetDeviceCount: ") + cudaGetErrorString(e) + ")";
+    }
+    return count == 0 ? "no CUDA device" : "";
+}
+
+#define SKIP_WITHOUT_GPU()                                    \
+    do {                                                      \
+        const std::string why = no_device_reason();           \
+        if (!why.empty()) GTEST_SKIP() << why << "; skipped"; \
+    } while (0)
+
+class DeviceBuffer {
+   public:
+    explicit DeviceBuffer(size_t bytes) : bytes_(bytes) { KS_CUDA(cudaMalloc(&ptr_, bytes_ ? bytes_ : 1)); }
+    ~DeviceBuffer() { cudaFree(ptr_); }
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+
+    void upload(const std::vector<uint8_t>& host) {
+        KS_CHECK(host.size() == bytes_, "upload size");
+        KS_CUDA(cudaMemcpy(ptr_, host.data(), bytes_, cudaMemcpyHostToDevice));
+    }
+    std::vector<uint8_t> download() const {
+        std::vector<uint8_t> host(bytes_);
+        KS_CUDA(cudaMemcpy(host.data(), ptr_, bytes_, cudaMemcpyDeviceToHost));
+        return host;
+    }
+    uint8_t* get() const { return static_cast<uint8_t*>(ptr_); }
+
+   private:
+    void* ptr_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+float round_to_half(float v) { return half_to_float(float_to_half(v)); }
+
+// Poison bit patterns: NaNs that no kernel computes from finite data.
+constexpr uint32_t kPoisonF32 = 0x7fbadbadu;
+constexpr uint16_t kPoisonF16 = 0x7dadu;
+
+// An NHWC buffer of `ps` channels per pixel on the host, holding an NCHW tensor's data at channels
+// [off, off + c) and poison elsewhere.
+std::vector<uint8_t> to_nhwc(const ir::Tensor* nchw, int n, int h, int w, int c, int ps, int off, ElemType type) {
+    const size_t es = static_cast<size_t>(cuda::elem_size(type));
+    std::vector<uint8_t> buf(static_cast<size_t>(n) * h * w * ps * es);
+    for (size_t i = 0; i < buf.size() / es; ++i) {
+        if (type == ElemType::kF32) {
+            std::memcpy(buf.data() + i * 4, &kPoisonF32, 4);
+        } else {
+            std::memcpy(buf.data() + i * 2, &kPoisonF16, 2);
+        }
+    }
+    if (!nchw) return buf;
+    for (int b = 0; b < n; ++b)
+        for (int ch = 0; ch < c; ++ch)
+            for (int y = 0; y < h; ++y)
+                for (int x = 0; x < w; ++x) {
+                    const float v = nchw->data<float>()[((static_cast<int64_t>(b) * c + ch) * h + y) * w + x];
+                    const size_t dst = ((static_cast<size_t>(b) * h + y) * w + x) * ps + off + ch;
+                    if (type == ElemType::kF32) {
+                        std::memcpy(buf.data() + dst * 4, &v, 4);
+                    } else {
+                        const uint16_t hv = float_to_half(v);
+                        std::memcpy(buf.data() + dst * 2, &hv, 2);
+                    }
+                }
+    return buf;
+}
+
+struct Case {
+    std::string name;
+    int n, c, h, w, k;
+    int kh = 3, kw = 3;
+    int stride = 1;
+    int pt = 0, pl = 0, pb = 0, pr = 0;
+    int dil = 1, groups = 1;
+    bool silu = false;
+    bool residual = false;
+    bool inplace = false;  // the residual is y itself (y = conv + y)
+    // Channel slices: pixel stride (0: dense) and channel offset of x, y and the residual.
+    int x_ps = 0, x_off = 0, y_ps = 0, y_off = 0, r_ps = 0, r_off = 0;
+
+    int oh() const { return (h + pt + pb - dil * (kh - 1) - 1) / stride + 1; }
+    int ow() const { return (w + pl + pr - dil * (kw - 1) - 1) / stride + 1; }
+    int xps() const { return x_ps ? x_ps : c; }
+    int yps() const { return y_ps ? y_ps : k; }
+    int rps() const { return r_ps ? r_ps : k; }
+    ConvShape shape() const {
+        ConvShape s;
+        s.k = k;
+        s.c = c;
+        s.kh = kh;
+        s.kw = kw;
+        s.stride_h = s.stride_w = stride;
+        s.pad_top = pt;
+        s.pad_left = pl;
+        s.dil_h = s.dil_w = dil;
+        s.groups = groups;
+        return s;
+    }
+    // Slices the vectorised tensor-core loads accept: 16-byte aligned pixels of x.
+    bool x_vectorisable() const { return xps() % 8 == 0 && x_off % 8 == 0; }
+    std::string describe() const {
+        std::ostringstream os;
+        os << name << ": n=" << n << " c=" << c << " h=" << h << " w=" << w << " k=" << k << " kernel " << kh << "x"
+           << kw << " stride " << stride << " pads " << pt << "," << pl << "," << pb << "," << pr << " dil " << dil
+           << " groups " << groups << " silu " << silu << " residual " << residual << (inplace ? " (in place)" : "")
+           << " x[ps " << xps() << " off " << x_off << "] y[ps " << yps() << " off " << y_off << "] res[ps " << rps()
+           << " off " << r_off << "]";
+        return os.str();
+    }
+};
+
+// clang-format off
+const Case kCases[] = {
+    // YOLOv8 stem: 3 channels, 3x3 stride 2 pad 1.
+    {.name = "stem", .n = 1, .c = 3, .h = 32, .w = 32, .k = 16, .stride = 2, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    {.name = "stem_batch3_odd", .n = 3, .c = 3, .h = 17, .w = 22, .k = 16, .stride = 2, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    // 1x1 convs (C2f cv1/cv2, SPPF), including a long K and the detect head's 80 classes.
+    {.name = "1x1", .n = 1, .c = 32, .h = 20, .w = 20, .k = 32, .kh = 1, .kw = 1, .silu = true},
+    {.name = "1x1_k256_to_128", .n = 1, .c = 256, .h = 10, .w = 9, .k = 128, .kh = 1, .kw = 1, .silu = true},
+    {.name = "1x1_head_80", .n = 2, .c = 80, .h = 7, .w = 9, .k = 80, .kh = 1, .kw = 1},
+    {.name = "1x1_c24_k40_plain", .n = 1, .c = 24, .h = 9, .w = 7, .k = 40, .kh = 1, .kw = 1},
+    {.name = "1x1_stride2", .n = 1, .c = 16, .h = 11, .w = 10, .k = 32, .kh = 1, .kw = 1, .stride = 2},
+    // 3x3 stride 1 (bottlenecks, with their residual) and stride 2 (downsampling), odd sizes, batch 3.
+    {.name = "3x3_bottleneck_res", .n = 3, .c = 16, .h = 13, .w = 11, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
+    {.name = "3x3_s2_odd", .n = 1, .c = 32, .h = 13, .w = 11, .k = 64, .stride = 2, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    {.name = "3x3_k96", .n = 1, .c = 64, .h = 12, .w = 12, .k = 96, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    {.name = "3x3_c128_k256_batch3", .n = 3, .c = 128, .h = 6, .w = 5, .k = 256, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
+    {.name = "3x3_many_tiles", .n = 2, .c = 16, .h = 40, .w = 36, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    {.name = "3x3_c64_40x40", .n = 1, .c = 64, .h = 40, .w = 40, .k = 64, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    {.name = "3x3_no_pad", .n = 1, .c = 8, .h = 9, .w = 12, .k = 24},
+    // Odd channel counts (gather and scalar epilogue tails), kernels other than 1 and 3, dilation,
+    // asymmetric padding, groups.
+    {.name = "odd_channels_res", .n = 2, .c = 5, .h = 9, .w = 9, .k = 7, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
+    {.name = "5x5_p2", .n = 1, .c = 8, .h = 12, .w = 12, .k = 16, .kh = 5, .kw = 5, .pt = 2, .pl = 2, .pb = 2, .pr = 2},
+    {.name = "3x1_asym_dil2", .n = 1, .c = 16, .h = 10, .w = 9, .k = 16, .kh = 3, .kw = 1, .pt = 2, .pl = 0, .pb = 1, .pr = 1, .dil = 2, .silu = true},
+    {.name = "3x3_dil2_s2_asym", .n = 2, .c = 24, .h = 15, .w = 14, .k = 24, .stride = 2, .pt = 2, .pl = 1, .pb = 3, .pr = 2, .dil = 2},
+    {.name = "grouped_4", .n = 1, .c = 16, .h = 8, .w = 8, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .groups = 4, .silu = true},
+    {.name = "depthwise", .n = 2, .c = 16, .h = 10, .w = 10, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .groups = 16, .residual = true},
+    // Channel slices of wider buffers (Split outputs read, Concat inputs written in place).
+    {.name = "slices", .n = 2, .c = 16, .h = 11, .w = 13, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true,
+     .x_ps = 48, .x_off = 16, .y_ps = 64, .y_off = 8, .r_ps = 40, .r_off = 8},
+    {.name = "slices_1x1", .n = 1, .c = 32, .h = 9, .w = 10, .k = 64, .kh = 1, .kw = 1, .silu = true,
+     .x_ps = 64, .x_off = 32, .y_ps = 128, .y_off = 64},
+    {.name = "slices_misaligned", .n = 2, .c = 16, .h = 7, .w = 9, .k = 24, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true,
+     .x_ps = 27, .x_off = 3, .y_ps = 45, .y_off = 5, .r_ps = 33, .r_off = 1},
+    {.name = "slices_y_misaligned", .n = 1, .c = 32, .h = 8, .w = 7, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .residual = true,
+     .y_ps = 21, .y_off = 3, .r_ps = 17, .r_off = 1},
+    {.name = "inplace_residual", .n = 2, .c = 32, .h = 9, .w = 8, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true,
+     .inplace = true, .y_ps = 48, .y_off = 16},
+};
+// clang-format on
+
+// Runs one case in one element type through the heuristic and every supporting tactic.
+void run_case(const Case& cs, ElemType type, Rng& rng) {
+    SCOPED_TRACE(cs.describe() + (type == ElemType::kF32 ? " [f32]" : " [f16]"));
+    const bool f16 = type == ElemType::kF16;
+    const int oh = cs.oh(), ow = cs.ow(), cg = cs.c / cs.groups;
+    auto rnd = [&](Shape s, float lo, float hi) {
+        std::vector<float> v = rng.uniform_floats(static_cast<size_t>(num_elements(s)), lo, hi);
+        if (f16)
+            for (float& f : v) f = round_to_half(f);
+        return ir::Tensor::from_floats(std::move(s), v);
+    };
+    const float bound = std::sqrt(3.f / static_cast<float>(cg * cs.kh * cs.kw));
+    const ir::Tensor x = rnd({cs.n, cs.c, cs.h, cs.w}, -1.f, 1.f);
+    const ir::Tensor w = rnd({cs.k, cg, cs.kh, cs.kw}, -bound, bound);
+    const ir::Tensor b = ir::Tensor::from_floats({cs.k}, rng.uniform_floats(static_cast<size_t>(cs.k), -0.5f, 0.5f));
+    const ir::Tensor r = rnd({cs.n, cs.k, oh, ow}, -1.f, 1.f);
+
+    ir::Node node;
+    node.op = ir::Op::kConv;
+    node.name = cs.name;
+    node.attrs.set("kernel_shape", std::vector<int64_t>{cs.kh, cs.kw});
+    node.attrs.set("strides", std::vector<int64_t>{cs.stride, cs.stride});
+    node.attrs.set("pads", std::vector<int64_t>{cs.pt, cs.pl, cs.pb, cs.pr});
+    node.attrs.set("dilations", std::vector<int64_t>{cs.dil, cs.dil});
+    node.attrs.set("group", int64_t{cs.groups});
+    if (cs.silu) node.attrs.set("activation", std::string("silu"));
+    const ir::Tensor want = reference::evaluate(node, {&x, &w, &b, cs.residual ? &r : nullptr}).at(0);
+    ASSERT_EQ(want.shape, (Shape{cs.n, cs.k, oh, ow}));
+
+    const ConvShape s = cs.shape();
+    const size_t es = static_cast<size_t>(cuda::elem_size(type));
+    const std::vector<uint8_t> x_host = to_nhwc(&x, cs.n, cs.h, cs.w, cs.c, cs.xps(), cs.x_off, type);
+    const std::vector<uint8_t> y_init =
+        to_nhwc(cs.inplace ? &r : nullptr, cs.n, oh, ow, cs.k, cs.yps(), cs.y_off, type);
+    DeviceBuffer dx(x_host.size()), dy(y_init.size());
+    dx.upload(x_host);
+    std::unique_ptr<DeviceBuffer> dr;
+    if (cs.residual && !cs.inplace) {
+        const std::vector<uint8_t> r_host = to_nhwc(&r, cs.n, oh, ow, cs.k, cs.rps(), cs.r_off, type);
+        dr = std::make_unique<DeviceBuffer>(r_host.size());
+        dr->upload(r_host);
+    }
+    const std::vector<uint8_t> packed = cuda::pack_conv_weights(w.data<float>(), s, type);
+    DeviceBuffer dw(packed.size()), db(static_cast<size_t>(cs.k) * 4);
+    dw.upload(packed);
+    db.upload(b.bytes);
+
+    NhwcTensor tx{dx.get() + cs.x_off * es, type, cs.n, cs.h, cs.w, cs.c, cs.xps()};
+    NhwcTensor ty{dy.get() + cs.y_off * es, type, cs.n, oh, ow, cs.k, cs.yps()};
+    NhwcTensor tr = ty;
+    if (dr) tr = NhwcTensor{dr->get() + cs.r_off * es, type, cs.n, oh, ow, cs.k, cs.rps()};
+
+    std::vector<int> tactics = {-1};
+    for (int t = 0; t < cuda::conv2d_tactic_count(); ++t)
+        if (cuda::conv2d_tactic_supports(t, s, type)) tactics.push_back(t);
+    ASSERT_GE(tactics.size(), 2u) << "no tactic supports this convolution";
+
+    const double tol = f16 ? 2e-3 : 1e-5;
+    for (int t : tactics) {
+        const std::string tname = t < 0 ? "heuristic" : cuda::conv2d_tactic_name(t, s, type);
+        SCOPED_TRACE("tactic " + std::to_string(t) + " " + tname);
+        dy.upload(y_init);
+        try {
+            cuda::conv2d_nhwc(tx, dw.get(), reinterpret_cast<const float*>(db.get()), s, cs.silu,
+                              cs.residual ? &tr : nullptr, ty, t, nullptr);
+        } catch (const Error& e) {
+            // Only the vectorised tensor-core tactics may refuse, and only an x they cannot load in
+            // 16-byte pieces (which conv2d_tactic_supports cannot see).
+            EXPECT_TRUE(t >= 0 && !cs.x_vectorisable() && tname.find("mma") != std::string::npos &&
+                        tname.find("gather") == std::string::npos)
+                << "refused: " << e.what();
+            continue;
+        }
+        const cudaError_t err = cudaDeviceSynchronize();
+        ASSERT_EQ(err, cudaSuccess) << "the kernel failed: " << cudaGetErrorString(err);
+        const std::vector<uint8_t> got = dy.download();
+
+        double num = 0, den = 0, max_diff = 0;
+        int64_t bad_poison = 0, unwritten = 0, first_bad = -1;
+        const int yps = cs.yps();
+        for (int64_t pix = 0; pix < static_cast<int64_t>(cs.n) * oh * ow; ++pix) {
+            const int64_t bi = pix / (oh * ow), yx = pix % (oh * ow);
+            for (int ch = 0; ch < yps; ++ch) {
+                const size_t at = static_cast<size_t>(pix * yps + ch);
+                const bool inside = ch >= cs.y_off && ch < cs.y_off + cs.k;
+                if (!inside) {
+                    if (std::memcmp(got.data() + at * es, y_init.data() + at * es, es) != 0) {
+                        ++bad_poison;
+                        if (first_bad < 0) first_bad = static_cast<int64_t>(at);
+                    }
+                    continue;
+                }
+                float v;
+                if (f16) {
+                    uint16_t h;
+                    std::memcpy(&h, got.data() + at * 2, 2);
+                    v = half_to_float(h);
+                } else {
+                    std::memcpy(&v, got.data() + at * 4, 4);
+                }
+                if (!std::isfinite(v)) {
+                    ++unwritten;
+                    continue;
+                }
+                const double ref = want.data<float>()[(bi * cs.k + (ch - cs.y_off)) * oh * ow + yx];
+                const double d = v - ref;
+                num += d * d;
+                den += ref * ref;
+                max_diff = std::max(max_diff, std::fabs(d));
+            }
+        }
+        EXPECT_EQ(bad_poison, 0) << "channels outside the output slice were written (first at element " << first_bad
+                                 << ")";
+        EXPECT_EQ(unwritten, 0) << "output elements left unwritten or not finite";
+        const double rel = std::sqrt(num / std::max(den, 1e-30));
+        EXPECT_LE(rel, tol) << "relative L2 error " << rel << ", max abs diff " << max_diff;
+    }
+}
+
+TEST(CudaConv2d, TacticTable) {
+    const int count = cuda::conv2d_tactic_count();
+    ASSERT_GT(count, 0);
+    std::set<std::string> names;
+    ConvShape dense;
+    dense.c = 64;
+    dense.k = 64;
+    ConvShape stem;
+    stem.c = 3;
+    stem.k = 16;
+    ConvShape grouped;
+    grouped.c = 16;
+    grouped.k = 16;
+    grouped.groups = 16;
+    bool mma_dense = false;
+    for (int t = 0; t < count; ++t) {
+        const ElemType type = cuda::conv2d_tactic_supports(t, dense, ElemType::kF32) ? ElemType::kF32 : ElemType::kF16;
+        const std::string name = cuda::conv2d_tactic_name(t, dense, type);
+        EXPECT_TRUE(names.insert(name).second) << "duplicate tactic name " << name;
+        EXPECT_NE(name.find(type == ElemType::kF32 ? "f32" : "f16"), std::string::npos) << name;
+        // The float32 path is exact: FFMA only, never the tensor cores (no TF32).
+        if (type == ElemType::kF32) {
+            EXPECT_NE(name.find("simt"), std::string::npos) << name;
+        }
+        if (name.find("mma") != std::string::npos) {
+            EXPECT_TRUE(cuda::conv2d_tactic_supports(t, dense, ElemType::kF16)) << name;
+            EXPECT_FALSE(cuda::conv2d_tactic_supports(t, grouped, ElemType::kF16)) << name;
+            mma_dense = true;
+        }
+    }
+    EXPECT_TRUE(mma_dense) << "no tensor-core tactic for a 64->64 f16 conv";
+    for (const ConvShape& s : {dense, stem, grouped})
+        for (ElemType type : {ElemType::kF32, ElemType::kF16}) {
+            int supported = 0;
+            for (int t = 0; t < count; ++t) supported += cuda::conv2d_tactic_supports(t, s, type);
+            EXPECT_GT(supported, 0) << "c=" << s.c << " k=" << s.k << " groups=" << s.groups;
+        }
+    EXPECT_FALSE(cuda::conv2d_tactic_supports(-1, dense, ElemType::kF16));
+    EXPECT_FALSE(cuda::conv2d_tactic_supports(count, dense, ElemType::kF16));
+    EXPECT_THROW(cuda::conv2d_tactic_name(count, dense, ElemType::kF16), Error);
+}
+
+TEST(CudaConv2d, PackedWeightLayout) {
+    ConvShape s;
+    s.k = 6;
+    s.c = 8;
+    s.kh = 3;
+    s.kw = 2;
+    s.groups = 2;
+    const int cg = s.c / s.groups;
+    std::vector<float> oihw(static_cast<size_t>(s.k * cg * s.kh * s.kw));
+    for (size_t i = 0; i < oihw.size(); ++i) oihw[i] = 0.25f * static_cast<float>(i) - 3.f;
+    const std::vector<uint8_t> f32 = cuda::pack_conv_weights(oihw.data(), s, ElemType::kF32);
+    const std::vector<uint8_t> f16 = cuda::pack_conv_weights(oihw.data(), s, ElemType::kF16);
+    ASSERT_EQ(f32.size(), oihw.size() * 4);
+    ASSERT_EQ(f16.size(), oihw.size() * 2);
+    // [k][kh][kw][c/groups]
+    for (int o = 0; o < s.k; ++o)
+        for (int i = 0; i < cg; ++i)
+            for (int y = 0; y < s.kh; ++y)
+                for (int x = 0; x < s.kw; ++x) {
+                    const float want = oihw[static_cast<size_t>(((o * cg + i) * s.kh + y) * s.kw + x)];
+                    const size_t at = static_cast<size_t>(((o * s.kh + y) * s.kw + x) * cg + i);
+                    float got;
+                    std::memcpy(&got, f32.data() + at * 4, 4);
+                    EXPECT_EQ(got, want);
+                    uint16_t h;
+                    std::memcpy(&h, f16.data() + at * 2, 2);
+                    EXPECT_EQ(h, float_to_half(want));
+                }
+    s.groups = 3;  // does not divide c
+    EXPECT_THROW(cuda::pack_conv_weights(oihw.data(), s, ElemType::kF32), Error);
+}
+
+TEST(CudaConv2d, MatchesReferenceF32) {
+    SKIP_WITHOUT_GPU();
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    for (const Case& cs : kCases) {
+        run_case(cs, ElemType::kF32, rng);
+        if (HasFatalFailure()) return;  // a failed launch leaves the CUDA context unusable
+    }
+}
+
+TEST(CudaConv2d, MatchesReferenceF16) {
+    SKIP_WITHOUT_GPU();
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    for (const Case& cs : kCases) {
+        run_case(cs, ElemType::kF16, rng);
+        if (HasFatalFailure()) return;
+    }
+}
+
+// A longer reduction with many k-tiles through every pipeline stage, at a size where the heuristic
+// picks large tiles; f16 only (the tensor-core path is the one with a multi-stage ring).
+TEST(CudaConv2d, LongReductionF16) {
+    SKIP_WITHOUT_GPU();
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    const Case cs{.name = "long_k",
+                  .n = 2,
+                  .c = 256,
+                  .h = 16,
+                  .w = 12,
+                  .k = 192,
+                  .pt = 1,
+                  .pl = 1,
+                  .pb = 1,
+                  .pr = 1,
+                  .silu = true,
+                  .residual = true};
+    run_case(cs, ElemType::kF16, rng);
+}
+
+TEST(CudaConv2d, RejectsBadArguments) {
+    SKIP_WITHOUT_GPU();
+    ConvShape s;
+    s.c = 16;
+    s.k = 32;
+    s.kh = s.kw = 3;
+    s.pad_top = s.pad_left = 1;
+    DeviceBuffer dx(1 * 8 * 8 * 16 * 4), dy(1 * 8 * 8 * 32 * 4), dw(32 * 9 * 16 * 4), db(32 * 4);
+    const auto* bias = reinterpret_cast<const float*>(db.get());
+    NhwcTensor x{dx.get(), ElemType::kF32, 1, 8, 8, 16, 16};
+    NhwcTensor y{dy.get(), ElemType::kF32, 1, 8, 8, 32, 32};
+    EXPECT_NO_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, nullptr, y, -1, nullptr));
+    KS_CUDA(cudaDeviceSynchronize());
+
+    const int count = cuda::conv2d_tactic_count();
+    EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, nullptr, y, count, nullptr), Error);
+    NhwcTensor bad = y;
+    bad.c = 31;  // not k
+    EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, nullptr, bad, -1, nullptr), Error);
+    bad = y;
+    bad.h = 5;  // pad 1, stride 1 give 8 (7 with no bottom padding)
+    EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, nullptr, bad, -1, nullptr), Error);
+    bad.h = 12;  // would need a bottom padding of 5
+    EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, nullptr, bad, -1, nullptr), Error);
+    bad = y;
+    bad.pixel_stride = 16;  // narrower than its channels
+    EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, nullptr, bad, -1, nullptr), Error);
+    bad = y;
+    bad.type = ElemType::kF16;  // x is f32
+    EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, nullptr, bad, -1, nullptr), Error);
+    NhwcTensor res = y;
+    res.w = 4;
+    EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, &res, y, -1, nullptr), Error);
+    EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), nullptr, s, false, nullptr, y, -1, nullptr), Error);
+
+    // A tactic that does not support the shape or type is refused, not run.
+    NhwcTensor xh{dx.get(), ElemType::kF16, 1, 8, 8, 16, 16}, yh{dy.get(), ElemType::kF16, 1, 8, 8, 32, 32};
+    ConvShape grouped = s;
+    grouped.groups = 2;
+    for (int t = 0; t < count; ++t) {
+        if (!cuda::conv2d_tactic_supports(t, s, ElemType::kF32)) {
+            EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, nullptr, y, t, nullptr), Error) << t;
+        }
+        if (!cuda::conv2d_tactic_supports(t, grouped, ElemType::kF16)) {
+            EXPECT_THROW(cuda::conv2d_nhwc(xh, dw.get(), bias, grouped, false, nullptr, yh, t, nullptr), Error) << t;
+        }
+    }
+    KS_CUDA(cudaDeviceSynchronize());
+}
+
+}  // namespace
+}  // namespace kestrel::test
