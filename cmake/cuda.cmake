@@ -20,6 +20,7 @@ set(KESTREL_CUDA_FLAGS -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compu
 add_library(kestrel_cuda STATIC
   src/backends/cuda/conv2d.cu
   src/backends/cuda/ops.cu
+  src/backends/cuda/yolo_decode.cu
   src/runtime/cuda_session.cc)
 target_compile_options(kestrel_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${KESTREL_CUDA_FLAGS}>)
 target_include_directories(kestrel_cuda PUBLIC src)

@@ -35,9 +35,14 @@ if [ "$what" != test ]; then
   done
   $k benchmark model="$m/yolov8n_fp16.engine" batch=64 profile=True >"$OUT/profile.txt" 2>&1
   $k benchmark model="$m/yolov8n_fp16.engine" batch=1 profile=True >>"$OUT/profile.txt" 2>&1
+  for p in fp32 fp16; do
+    echo "== val $p ==" >>"$OUT/val.txt"
+    (cd /tmp && $k val model="$m/yolov8n_$p.engine" data="$shared/datasets/coco128/coco128.yaml") >>"$OUT/val.txt" 2>&1 || status=1
+  done
   [ "${SKIP_TORCH:-0}" = 1 ] || PYTHONUNBUFFERED=1 timeout 420 python3 bench/models/gpu_vs_pytorch.py --model "$m/yolov8n.onnx" \
     ${TORCH_ARGS:---quick} --json "$OUT/torch.json" >"$OUT/torch.txt" 2>&1 || status=1
   echo "== Kestrel (GPU compute time) =="; cat "$OUT/bench_fp16.txt" "$OUT/bench_fp32.txt"
-  echo "== PyTorch peer =="; tail -12 "$OUT/torch.txt"
+  echo "== val on COCO128 (fp32, fp16) =="; grep -E '^ +all ' "$OUT/val.txt"
+  [ "${SKIP_TORCH:-0}" = 1 ] || { echo "== PyTorch peer =="; tail -12 "$OUT/torch.txt"; }
 fi
 exit $status

@@ -127,6 +127,8 @@ std::shared_ptr<Engine::Impl> finish(engine::EngineData data) {
     if (data.target.rfind("cuda:", 0) == 0) {
         // Engines are tuned for one GPU architecture, like TensorRT's: refuse any other.
         device = 0;
+        KS_CHECK(runtime::cuda_device_count() > 0, "this engine runs on a CUDA GPU (", data.target.substr(5),
+                 ") and no CUDA GPU was found; export one with device=cpu for this machine");
         std::string arch = runtime::cuda_device_arch(device);
         KS_CHECK(data.target == "cuda:" + arch, "this engine was built for ", data.target.substr(5),
                  " but GPU 0 is ", arch, " (", runtime::cuda_device_name(device), "); re-export it on this GPU");
@@ -164,7 +166,8 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
     d.opt_batch = o.batch;
     if (o.log)
         *o.log << "Layers before optimisation (" << d.graph.nodes.size() << "):\n" << layer_table_of(d.graph, nullptr);
-    passes::run_pipeline(d.graph, o.log);
+    // The fused Detect-head decode has a CUDA kernel only; CPU engines keep the exported ops.
+    passes::run_pipeline(d.graph, o.log, {.fuse_yolo_decode = device >= 0});
     if (o.half && !o.int8) {
         // FP16: weights stored as binary16 (half the file). On the CPU the arithmetic stays float32 —
         // x86 CPUs without AVX512-FP16 have no FP16 arithmetic, and oneDNN computes f16 as f32 there;
@@ -199,10 +202,14 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
     lower(*impl, device, /*tune=*/true, o.log);
     if (impl->cuda) {
         // The tuned tactics travel in the engine as node attributes, so loading re-tunes nothing.
-        std::map<std::string, int> by_name;
+        std::map<std::string, std::array<int, 2>> by_name;
         for (auto [node, tactic] : impl->cuda->tactics()) by_name[impl->plan->graph.nodes[node].name] = tactic;
-        for (ir::Node& n : d.graph.nodes)
-            if (by_name.count(n.name)) n.attrs.set("cuda_tactic", static_cast<int64_t>(by_name[n.name]));
+        for (ir::Node& n : d.graph.nodes) {
+            auto it = by_name.find(n.name);
+            if (it == by_name.end()) continue;
+            n.attrs.set("cuda_tactic_b1", static_cast<int64_t>(it->second[0]));
+            n.attrs.set("cuda_tactic", static_cast<int64_t>(it->second[1]));
+        }
     }
     d.kernels = impl->kernels;
     int64_t weights = 0;

@@ -57,7 +57,7 @@ ir::Attribute attr_from_json(const json& j) {
 }  // namespace
 
 uint64_t fnv1a64(const uint8_t* data, size_t size) {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 14695981039346656037ull;  // FNV-1a's 64-bit offset basis
     for (size_t i = 0; i < size; ++i) {
         h ^= data[i];
         h *= 1099511628211ull;
@@ -127,6 +127,9 @@ EngineData deserialize(const std::string& s, const std::string& what) {
     KS_CHECK(version <= kFormatVersion, what, ": engine format version ", version,
              " is newer than this Kestrel supports (", kFormatVersion, "); re-export the model with this version");
     KS_CHECK(version >= 1, what, ": invalid engine format version ", version);
+    // Version 1 files carry a checksum seeded with a mistyped offset basis (and CPU-only targets).
+    KS_CHECK(version == kFormatVersion, what, ": engine format version ", version,
+             " is older than this Kestrel's (", kFormatVersion, "); re-export the model with this version");
     uint64_t hsize = get<uint64_t>(s, 16), bsize = get<uint64_t>(s, 24);
     KS_CHECK(hsize < s.size() && bsize < s.size() && kHeaderSize + hsize + bsize + 8 == s.size(), what,
              ": truncated or corrupted engine file (sizes do not match the file length)");

@@ -13,7 +13,7 @@
 
 namespace kestrel::engine {
 
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 
 struct EngineData {
     ir::Graph graph;                              // optimised IR at batch 1, with metadata

@@ -299,6 +299,38 @@ void infer_split(NodeContext& c, Node& n) {
     c.drop_inputs_from(1);
 }
 
+// YoloDecode(x_0..x_{L-1}, anchors, strides, dfl_weights): level maps [n, 4 * reg_max + nc, H_l, W_l],
+// constant anchors (2 * A values: the x row then the y row), strides (A) and DFL weights (reg_max);
+// output [n, 4 + nc, A] with A = sum H_l * W_l.
+void infer_yolo_decode(NodeContext& c, Node& n, const Graph& g) {
+    const int64_t levels = n.attrs.get_int("num_levels", 0), reg_max = n.attrs.get_int("reg_max", 0),
+                  nc = n.attrs.get_int("nc", 0);
+    KS_CHECK(levels >= 1 && reg_max >= 1 && nc >= 1, "YoloDecode: num_levels=", levels, ", reg_max=", reg_max,
+             ", nc=", nc, " must all be positive");
+    KS_CHECK(static_cast<int64_t>(n.inputs.size()) == levels + 3, "YoloDecode: ", n.inputs.size(), " inputs for ",
+             levels, " levels (want the levels, anchors, strides, dfl weights)");
+    const int64_t batch = c.in(0).shape.empty() ? -1 : c.in(0).shape[0];
+    int64_t anchors = 0;
+    for (size_t l = 0; l < static_cast<size_t>(levels); ++l) {
+        const Value& x = c.in(l);
+        KS_CHECK(
+            x.dtype == DType::kFloat32 && x.shape.size() == 4 && x.shape[0] == batch && x.shape[1] == 4 * reg_max + nc,
+            "YoloDecode: level ", l, " is ", dtype_name(x.dtype), " ", shape_str(x.shape), ", want float32 [", batch,
+            ", ", 4 * reg_max + nc, ", H, W]");
+        anchors += x.shape[2] * x.shape[3];
+    }
+    const int64_t want[3] = {2 * anchors, anchors, reg_max};
+    const char* what[3] = {"anchors", "strides", "dfl weights"};
+    for (size_t k = 0; k < 3; ++k) {
+        const Value& v = c.in(static_cast<size_t>(levels) + k);
+        KS_CHECK(g.is_constant(n.inputs[static_cast<size_t>(levels) + k]) && v.dtype == DType::kFloat32 &&
+                     num_elements(v.shape) == want[k],
+                 "YoloDecode: ", what[k], " must be a float32 constant of ", want[k], " values (got ",
+                 dtype_name(v.dtype), " ", shape_str(v.shape), ")");
+    }
+    c.set_out(0, {batch, 4 + nc, anchors}, DType::kFloat32);
+}
+
 }  // namespace
 
 void infer_node(Graph& g, size_t index) {
@@ -343,6 +375,9 @@ void infer_node(Graph& g, size_t index) {
                 break;
             case Op::kSplit:
                 infer_split(c, n);
+                break;
+            case Op::kYoloDecode:
+                infer_yolo_decode(c, n, g);
                 break;
             case Op::kConcat: {
                 Shape s = c.in(0).shape;

@@ -26,6 +26,13 @@ bool fuse_conv_silu(ir::Graph& g);
 // activation (YOLOv8's Bottleneck: x + SiLU(conv(...))).
 bool fuse_conv_residual_add(ir::Graph& g);
 
+// Ultralytics' Detect-head decode (per-level Reshape + Concat, Split, DFL Reshape/Transpose/Softmax/
+// 1x1 Conv, the box arithmetic against constant anchors and strides, Sigmoid, final Concat) becomes
+// one YoloDecode node reading the level maps; a pattern that differs in any op, axis, size or
+// constant, or whose intermediate values are read elsewhere, is left alone. For backends with a
+// fused decode kernel (CUDA): run_pipeline runs it only when asked.
+bool fuse_yolo_decode(ir::Graph& g);
+
 // Removes nodes none of whose outputs is read or is a graph output.
 bool eliminate_dead_nodes(ir::Graph& g);
 

@@ -5,8 +5,8 @@
 
 namespace kestrel::passes {
 
-const std::vector<Pass>& pipeline() {
-    static const std::vector<Pass> kPipeline = {
+std::vector<Pass> pipeline(const PipelineOptions& options) {
+    std::vector<Pass> passes = {
         // Resolve shapes for the chosen input size; fold what is constant.
         {"fold_constants", fold_constants},
         {"eliminate_identity", eliminate_identity},
@@ -15,14 +15,16 @@ const std::vector<Pass>& pipeline() {
         {"fuse_conv_bn", fuse_conv_bn},
         {"fuse_conv_silu", fuse_conv_silu},
         {"fuse_conv_residual_add", fuse_conv_residual_add},
-        // Clean up.
-        {"eliminate_dead_nodes", eliminate_dead_nodes},
     };
-    return kPipeline;
+    // Backend-specific fusions, after the generic ones: they match the graph those leave.
+    if (options.fuse_yolo_decode) passes.push_back({"fuse_yolo_decode", fuse_yolo_decode});
+    // Clean up.
+    passes.push_back({"eliminate_dead_nodes", eliminate_dead_nodes});
+    return passes;
 }
 
-void run_pipeline(ir::Graph& graph, std::ostream* log) {
-    for (const Pass& pass : pipeline()) {
+void run_pipeline(ir::Graph& graph, std::ostream* log, const PipelineOptions& options) {
+    for (const Pass& pass : pipeline(options)) {
         size_t before = graph.live_node_count();
         bool changed = pass.run(graph);
         graph.compact();

@@ -8,10 +8,15 @@
 
 namespace kestrel::passes {
 
-// The passes in the order run_pipeline applies them.
-const std::vector<Pass>& pipeline();
+// Passes that only pay off on some backends (a fused kernel exists there), off by default.
+struct PipelineOptions {
+    bool fuse_yolo_decode = false;  // the Detect-head decode as one YoloDecode node (CUDA engines)
+};
+
+// The passes in the order run_pipeline applies them with `options`.
+std::vector<Pass> pipeline(const PipelineOptions& options = {});
 
 // Runs every pass once, verifying the graph after each. With `log`, prints one line per pass.
-void run_pipeline(ir::Graph& graph, std::ostream* log = nullptr);
+void run_pipeline(ir::Graph& graph, std::ostream* log = nullptr, const PipelineOptions& options = {});
 
 }  // namespace kestrel::passes

@@ -78,6 +78,9 @@ Layout cuda_required_input_layout(const Node& n, size_t i, Layout out, Layout in
         case Op::kSplit:
         case Op::kConcat:
             return out;
+        case Op::kYoloDecode:
+            // The level maps in NHWC: each anchor's channels are contiguous (one vector load each).
+            return i < static_cast<size_t>(n.attrs.get_int("num_levels", 0)) ? Layout::kNhwc : Layout::kPlain;
         default:
             return Layout::kPlain;
     }
@@ -289,6 +292,29 @@ ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
         vp.dtype = lay[v] == Layout::kNhwc && options.half ? DType::kFloat16 : g.values[v].dtype;
         vp.bytes = storage_bytes(g.values[v], lay[v], vp.dtype) * (g.values[v].constant ? 1 : batch);
         vp.storage = g.values[v].constant ? Storage::kConstant : Storage::kArena;
+    }
+    if (cuda) {
+        for (size_t v = 0; v < nv; ++v)
+            if (lay[v] == Layout::kNhwc) plan.values[v].channels = g.values[v].shape[1];
+        // The image stem: 3 channels converted to NHWC are stored as 8, zeros after the third, so
+        // the stem conv runs on the vectorised tensor-core path (its weights are padded alike).
+        auto consumers = g.consumers();
+        for (const Node& n : g.nodes) {
+            int out = n.outputs[0];
+            ValuePlan& vp = plan.values[static_cast<size_t>(out)];
+            if (n.op != Op::kIdentity || lay[static_cast<size_t>(n.inputs[0])] != Layout::kPlain ||
+                vp.layout != Layout::kNhwc || vp.channels % 8 == 0 || vp.channels > 8)
+                continue;
+            bool convs_only = !consumers[static_cast<size_t>(out)].empty();
+            for (int c : consumers[static_cast<size_t>(out)]) {
+                const Node& cn = g.nodes[static_cast<size_t>(c)];
+                convs_only =
+                    convs_only && cn.op == Op::kConv && cn.inputs[0] == out && cn.attrs.get_int("group", 1) == 1;
+            }
+            if (!convs_only) continue;
+            vp.bytes = vp.bytes / vp.channels * 8;
+            vp.channels = 8;
+        }
     }
     for (int in : g.inputs) plan.values[static_cast<size_t>(in)].storage = Storage::kInput;
     for (int out : g.outputs) plan.values[static_cast<size_t>(out)].storage = Storage::kOutput;

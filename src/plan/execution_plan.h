@@ -51,6 +51,7 @@ struct ValuePlan {
     int root = -1;          // for kView: the value whose buffer holds this one (itself a root)
     int64_t offset = 0;     // kView: byte offset in root's buffer (kNhwc: of the first pixel); kArena: in the arena
     int64_t bytes = 0;      // storage size for the plan's batch (blocked layouts pad channels to 8)
+    int64_t channels = 0;   // kNhwc: channels stored per pixel (more than the value's when padded)
 };
 
 struct ExecutionPlan {

@@ -285,6 +285,64 @@ Tensor softmax(const Node& node, const Tensor& x) {
     return out;
 }
 
+// YoloDecode (passes/fuse_yolo_decode.cc): Ultralytics' Detect-head decode on NCHW level maps
+// x_l [n, 4R + nc, H_l, W_l]. Anchor a (levels in order, pixels row-major) gets, with
+// d_j = sum_k w_k softmax_k(x[j R + k]) (j = 0..3: left, top, right, bottom distances),
+//   x1 = ax - d0, y1 = ay - d1, x2 = ax + d2, y2 = ay + d3,
+//   y[:4] = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1) * stride, y[4 + c] = sigmoid(x[4R + c]).
+// anchors: 2 * A values (x row, then y row); strides: A; w: R. Output [n, 4 + nc, A]; all in double.
+Tensor yolo_decode(const Node& node, const std::vector<const Tensor*>& in) {
+    const int64_t levels = node.attrs.get_int("num_levels", 0), R = node.attrs.get_int("reg_max", 0),
+                  nc = node.attrs.get_int("nc", 0), C = 4 * R + nc;
+    KS_CHECK(levels >= 1 && R >= 1 && nc >= 1 && static_cast<int64_t>(in.size()) == levels + 3,
+             "YoloDecode: bad attributes or input count");
+    for (const Tensor* t : in) KS_CHECK(t && t->dtype == DType::kFloat32, "YoloDecode: inputs must be float32");
+    const int64_t n = in[0]->shape.at(0);
+    int64_t A = 0;
+    for (int64_t l = 0; l < levels; ++l) {
+        const Shape& s = in[static_cast<size_t>(l)]->shape;
+        KS_CHECK(s.size() == 4 && s[0] == n && s[1] == C, "YoloDecode: level ", l, " has shape ", shape_str(s));
+        A += s[2] * s[3];
+    }
+    const Tensor &anchors = *in[static_cast<size_t>(levels)], &strides = *in[static_cast<size_t>(levels) + 1],
+                 &w = *in[static_cast<size_t>(levels) + 2];
+    KS_CHECK(anchors.size() == 2 * A && strides.size() == A && w.size() == R,
+             "YoloDecode: anchors/strides/dfl weights sizes do not match the levels");
+    Tensor out(DType::kFloat32, {n, 4 + nc, A});
+    float* y = out.data<float>();
+    for (int64_t b = 0; b < n; ++b) {
+        int64_t a = 0;
+        for (int64_t l = 0; l < levels; ++l) {
+            const Tensor& x = *in[static_cast<size_t>(l)];
+            const int64_t hw = x.shape[2] * x.shape[3];
+            const float* xb = x.data<float>() + b * C * hw;
+            for (int64_t p = 0; p < hw; ++p, ++a) {
+                double d[4];
+                for (int64_t j = 0; j < 4; ++j) {
+                    double m = -INFINITY, s = 0, e = 0;
+                    for (int64_t k = 0; k < R; ++k) m = std::max(m, static_cast<double>(xb[(j * R + k) * hw + p]));
+                    for (int64_t k = 0; k < R; ++k) {
+                        double v = std::exp(xb[(j * R + k) * hw + p] - m);
+                        s += v;
+                        e += v * w.data<float>()[k];
+                    }
+                    d[j] = e / s;
+                }
+                const double ax = anchors.data<float>()[a], ay = anchors.data<float>()[A + a];
+                const double st = strides.data<float>()[a];
+                const double x1 = ax - d[0], y1 = ay - d[1], x2 = ax + d[2], y2 = ay + d[3];
+                const double box[4] = {(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1};
+                float* yb = y + b * (4 + nc) * A + a;
+                for (int64_t j = 0; j < 4; ++j) yb[j * A] = static_cast<float>(box[j] * st);
+                for (int64_t c = 0; c < nc; ++c)
+                    yb[(4 + c) * A] =
+                        static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(xb[(4 * R + c) * hw + p]))));
+            }
+        }
+    }
+    return out;
+}
+
 Tensor gemm(const Node& node, const Tensor& A, const Tensor& B, const Tensor* C) {
     bool ta = node.attrs.get_int("transA", 0) != 0, tb = node.attrs.get_int("transB", 0) != 0;
     double alpha = node.attrs.get_float("alpha", 1.f), beta = node.attrs.get_float("beta", 1.f);
@@ -559,6 +617,11 @@ std::vector<Tensor> evaluate(const Node& node, const std::vector<const Tensor*>&
             return {softmax(node, req(0))};
         case Op::kGemm:
             return {gemm(node, req(0), req(1), opt(2))};
+        case Op::kYoloDecode: {
+            std::vector<const Tensor*> xs;
+            for (size_t i = 0; i < in.size(); ++i) xs.push_back(&req(i));
+            return {yolo_decode(node, xs)};
+        }
         case Op::kShape: {
             const Tensor& x = req(0);
             return {Tensor::from_int64s({static_cast<int64_t>(x.shape.size())}, x.shape)};

@@ -7,6 +7,7 @@
 
 #include "backends/cuda/conv2d.h"
 #include "backends/cuda/ops.h"
+#include "backends/cuda/yolo_decode.h"
 #include "core/error.h"
 #include "core/half.h"
 #include "reference/reference.h"
@@ -37,11 +38,11 @@ void host_alloc(T** p, size_t bytes) {
     *p = static_cast<T*>(h);
 }
 
-ElemType elem_type(const plan::ValuePlan& vp) {
-    return vp.dtype == DType::kFloat16 ? ElemType::kF16 : ElemType::kF32;
-}
+ElemType elem_type(const plan::ValuePlan& vp) { return vp.dtype == DType::kFloat16 ? ElemType::kF16 : ElemType::kF32; }
 
-cuda::ConvShape conv_shape(const ir::Graph& g, const Node& n) {
+// The conv as the kernels see it: over the input's stored channels (the stem's are padded).
+cuda::ConvShape conv_shape(const plan::ExecutionPlan& p, const Node& n) {
+    const ir::Graph& g = p.graph;
     const Shape& w = g.value(n.inputs[1]).shape;
     auto strides = n.attrs.get_ints("strides", {1, 1});
     auto pads = n.attrs.get_ints("pads", {0, 0, 0, 0});
@@ -58,7 +59,19 @@ cuda::ConvShape conv_shape(const ir::Graph& g, const Node& n) {
     s.pad_left = static_cast<int>(pads[1]);
     s.dil_h = static_cast<int>(dil[0]);
     s.dil_w = static_cast<int>(dil[1]);
+    int64_t stored = p.values[sz(n.inputs[0])].channels;
+    if (s.groups == 1 && stored > s.c) s.c = static_cast<int>(stored);
     return s;
+}
+
+// OIHW weights with input channels zero-padded to s.c (as the stored input is).
+std::vector<float> padded_weights(const ir::Tensor& w, const cuda::ConvShape& s) {
+    const int64_t k = w.shape[0], c = w.shape[1], taps = w.shape[2] * w.shape[3];
+    std::vector<float> out(sz(k * s.c * taps), 0.f);
+    for (int64_t o = 0; o < k; ++o)
+        for (int64_t i = 0; i < c; ++i)
+            std::copy_n(w.data<float>() + (o * c + i) * taps, taps, out.begin() + (o * s.c + i) * taps);
+    return out;
 }
 
 std::string conv_suffix(const Node& n) {
@@ -76,12 +89,18 @@ std::string lower(std::string_view name) {
 
 }  // namespace
 
-std::string cuda_device_arch(int device) {
+int cuda_device_count() {
     int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-        cudaGetLastError();
-        KS_FAIL("no CUDA GPU found (device=", device, "); use device=cpu");
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        cudaGetLastError();  // no driver or no device: not an error to carry into later calls
+        return 0;
     }
+    return count;
+}
+
+std::string cuda_device_arch(int device) {
+    int count = cuda_device_count();
+    KS_CHECK(count > 0, "device=", device, ": no CUDA GPU found; use device=cpu");
     KS_CHECK(device >= 0 && device < count, "device=", device, " does not exist (", count, " CUDA GPU(s))");
     cudaDeviceProp p{};
     KS_CUDA(cudaGetDeviceProperties(&p, device));
@@ -107,8 +126,8 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
             if (n.op == Op::kConv) {
                 const ir::Value& w = g.value(n.inputs[1]);
                 KS_CHECK(w.constant && w.dtype == DType::kFloat32, "'", n.name, "': conv weights must be constant");
-                cuda::ConvShape s = conv_shape(g, n);
-                auto packed = cuda::pack_conv_weights(w.constant->data<float>(), s,
+                cuda::ConvShape s = conv_shape(*plan_, n);
+                auto packed = cuda::pack_conv_weights(padded_weights(*w.constant, s).data(), s,
                                                       elem_type(plan_->values[sz(n.outputs[0])]));
                 std::vector<float> bias(sz(s.k), 0.f);
                 if (n.input(2) >= 0) {
@@ -118,7 +137,9 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                 }
                 convs_[i] = {upload(packed.data(), packed.size()),
                              static_cast<const float*>(upload(bias.data(), bias.size() * sizeof(float)))};
-                if (n.attrs.has("cuda_tactic")) tactics_[i] = static_cast<int>(n.attrs.get_int("cuda_tactic", -1));
+                if (n.attrs.has("cuda_tactic"))
+                    tactics_[i] = {static_cast<int>(n.attrs.get_int("cuda_tactic_b1", -1)),
+                                   static_cast<int>(n.attrs.get_int("cuda_tactic", -1))};
                 continue;
             }
             if (n.op == Op::kResize) {
@@ -156,22 +177,30 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                              std::string(plan::layout_name(out.layout));
             if (n.op == Op::kConv) {
                 auto it = tactics_.find(i);
-                if (it == tactics_.end()) {
-                    // Not tuned (an engine built before tuning existed cannot be here): first supported.
-                    cuda::ConvShape s = conv_shape(g, n);
-                    for (int t = 0; t < cuda::conv2d_tactic_count(); ++t)
-                        if (cuda::conv2d_tactic_supports(t, s, elem_type(out))) {
-                            tactics_[i] = t;
-                            break;
-                        }
-                    it = tactics_.find(i);
-                    KS_CHECK(it != tactics_.end(), "'", n.name, "': no CUDA conv kernel supports this convolution");
-                }
-                kernel_names_[i] = cuda::conv2d_tactic_name(it->second, conv_shape(g, n), elem_type(out)) + conv_suffix(n);
+                cuda::ConvShape s = conv_shape(*plan_, n);
+                KS_CHECK(it != tactics_.end(), "'", n.name, "': no tuned CUDA conv kernel");
+                for (int t : it->second)
+                    KS_CHECK(
+                        t >= 0 && t < cuda::conv2d_tactic_count() && cuda::conv2d_tactic_supports(t, s, elem_type(out)),
+                        "'", n.name, "': tactic ", t, " does not run this convolution; re-export the engine");
+                kernel_names_[i] = cuda::conv2d_tactic_name(it->second[1], s, elem_type(out)) + conv_suffix(n);
+                if (it->second[0] != it->second[1])
+                    kernel_names_[i] +=
+                        " | small batches: " + cuda::conv2d_tactic_name(it->second[0], s, elem_type(out));
             } else if (n.op == Op::kIdentity) {
                 Layout from = plan_->values[sz(n.inputs[0])].layout;
-                kernel_names_[i] = from == out.layout ? "copy" + io
-                                                      : "reorder_" + std::string(plan::layout_name(from)) + "_to" + io;
+                kernel_names_[i] =
+                    from == out.layout ? "copy" + io : "reorder_" + std::string(plan::layout_name(from)) + "_to" + io;
+            } else if (n.op == Op::kConcat) {
+                // Elided when every input was planned inside the output: nothing runs.
+                auto root = [&](int v) {
+                    return plan_->values[sz(v)].storage == plan::Storage::kView ? plan_->values[sz(v)].root : v;
+                };
+                bool elided = true;
+                for (int in : n.inputs)
+                    elided = elided && !g.is_constant(in) && plan_->values[sz(in)].storage == plan::Storage::kView &&
+                             root(in) == root(n.outputs[0]);
+                kernel_names_[i] = (elided ? "elided_concat" : "concat") + io;
             } else if (plan_->values[sz(n.outputs[0])].storage == plan::Storage::kView) {
                 kernel_names_[i] = "view_" + lower(ir::op_name(n.op)) + io;
             } else {
@@ -203,22 +232,42 @@ const void* CudaModel::constant(int value) const {
     return it->second;
 }
 
-// Auto-tuning: each conv at the plan's batch on dense random tensors, every supported tactic timed
-// with CUDA events (median of 9 after 2 warm-ups); the fastest is kept.
+// Auto-tuning: each conv on dense random tensors, every supported tactic timed with CUDA events
+// (median of 9 after 2 warm-ups), at the plan's (max) batch and at batch 1: the fastest of each is
+// kept, and a run uses the one tuned nearer its batch (small_batch()). Large tiles win big
+// batches; at batch 1 the same tiles leave most SMs idle.
 void CudaModel::tune(std::ostream* log) {
     const ir::Graph& g = plan_->graph;
-    const int batch = plan_->options.batch;
+    const int max_batch = plan_->options.batch;
     int64_t scratch_bytes = 0;
     for (size_t i = 0; i < g.nodes.size(); ++i) {
         const Node& n = g.nodes[i];
         if (n.op != Op::kConv) continue;
         int64_t b = 0;
         for (int v : {n.inputs[0], n.outputs[0], n.outputs[0]}) b += num_elements(g.value(v).shape) * 4 + 256;
-        scratch_bytes = std::max(scratch_bytes, b * batch);
+        b += num_elements(g.value(n.inputs[0]).shape) / g.value(n.inputs[0]).shape[1] * 8 * 4;  // stem padding
+        scratch_bytes = std::max(scratch_bytes, b * max_batch);
     }
     if (scratch_bytes == 0) return;
+    // Split-K tactics need a zero-filled workspace (they leave it zero-filled): the largest any
+    // candidate needs at the max batch, after the activations in one allocation.
+    int64_t workspace_bytes = 0;
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+        const Node& n = g.nodes[i];
+        if (n.op != Op::kConv) continue;
+        cuda::ConvShape s = conv_shape(*plan_, n);
+        const Shape& ys = g.value(n.outputs[0]).shape;
+        ElemType type = elem_type(plan_->values[sz(n.outputs[0])]);
+        for (int t = 0; t < cuda::conv2d_tactic_count(); ++t)
+            if (cuda::conv2d_tactic_supports(t, s, type))
+                workspace_bytes = std::max<int64_t>(
+                    workspace_bytes, static_cast<int64_t>(cuda::conv2d_workspace_bytes(
+                                         t, s, type, max_batch, static_cast<int>(ys[2]), static_cast<int>(ys[3]))));
+    }
+    scratch_bytes = (scratch_bytes + 255) / 256 * 256;
     uint8_t* scratch = nullptr;
-    device_alloc(&scratch, sz(scratch_bytes));
+    device_alloc(&scratch, sz(scratch_bytes + workspace_bytes));
+    void* workspace = scratch + scratch_bytes;
     cudaStream_t stream = nullptr;
     cudaEvent_t start = nullptr, stop = nullptr;
     try {
@@ -229,57 +278,71 @@ void CudaModel::tune(std::ostream* log) {
             std::vector<uint16_t> host(sz(scratch_bytes / 2));
             for (auto& h : host) h = float_to_half(u(rng));
             KS_CUDA(cudaMemcpy(scratch, host.data(), host.size() * 2, cudaMemcpyHostToDevice));
+            KS_CUDA(cudaMemset(workspace, 0, sz(workspace_bytes)));
         }
         KS_CUDA(cudaStreamCreate(&stream));
         KS_CUDA(cudaEventCreate(&start));
         KS_CUDA(cudaEventCreate(&stop));
-        for (size_t i = 0; i < g.nodes.size(); ++i) {
-            const Node& n = g.nodes[i];
-            if (n.op != Op::kConv || tactics_.count(i)) continue;
-            ElemType type = elem_type(plan_->values[sz(n.outputs[0])]);
-            cuda::ConvShape s = conv_shape(g, n);
-            const Shape& xs = g.value(n.inputs[0]).shape;
-            const Shape& ys = g.value(n.outputs[0]).shape;
-            auto dense = [&](const Shape& shape, int64_t at) {
-                NhwcTensor t;
-                t.data = scratch + at;
-                t.type = type;
-                t.n = batch;
-                t.c = static_cast<int>(shape[1]);
-                t.h = static_cast<int>(shape[2]);
-                t.w = static_cast<int>(shape[3]);
-                t.pixel_stride = t.c;
-                return t;
-            };
-            int64_t xb = (num_elements(xs) * batch * cuda::elem_size(type) + 255) / 256 * 256;
-            int64_t yb = (num_elements(ys) * batch * cuda::elem_size(type) + 255) / 256 * 256;
-            NhwcTensor x = dense(xs, 0), y = dense(ys, xb), r = dense(ys, xb + yb);
-            const NhwcTensor* res = n.input(3) >= 0 ? &r : nullptr;
-            bool silu = n.attrs.get_string("activation", "") == "silu";
-            int best = -1;
-            float best_ms = 0;
-            for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
-                if (!cuda::conv2d_tactic_supports(t, s, type)) continue;
-                std::vector<float> ms;
-                for (int rep = 0; rep < 11; ++rep) {
-                    KS_CUDA(cudaEventRecord(start, stream));
-                    cuda::conv2d_nhwc(x, convs_[i].weights, convs_[i].bias, s, silu, res, y, t, stream);
-                    KS_CUDA(cudaEventRecord(stop, stream));
-                    KS_CUDA(cudaEventSynchronize(stop));
-                    float e = 0;
-                    KS_CUDA(cudaEventElapsedTime(&e, start, stop));
-                    if (rep >= 2) ms.push_back(e);
+        for (size_t i = 0; i < g.nodes.size(); ++i)
+            for (int slot : {1, 0}) {
+                const Node& n = g.nodes[i];
+                if (n.op != Op::kConv || (slot == 1 && tactics_.count(i))) continue;
+                if (slot == 0 && max_batch == 1) {
+                    tactics_[i][0] = tactics_[i][1];
+                    continue;
                 }
-                std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
-                float med = ms[ms.size() / 2];
-                if (best < 0 || med < best_ms) best = t, best_ms = med;
+                const int batch = slot == 1 ? max_batch : 1;
+                ElemType type = elem_type(plan_->values[sz(n.outputs[0])]);
+                cuda::ConvShape s = conv_shape(*plan_, n);
+                const Shape& xs = g.value(n.inputs[0]).shape;
+                const Shape& ys = g.value(n.outputs[0]).shape;
+                auto dense = [&](const Shape& shape, int64_t at) {
+                    NhwcTensor t;
+                    t.data = scratch + at;
+                    t.type = type;
+                    t.n = batch;
+                    t.c = static_cast<int>(shape[1]);
+                    t.h = static_cast<int>(shape[2]);
+                    t.w = static_cast<int>(shape[3]);
+                    t.pixel_stride = t.c;
+                    return t;
+                };
+                int64_t xb = (num_elements(xs) / xs[1] * s.c * batch * cuda::elem_size(type) + 255) / 256 * 256;
+                int64_t yb = (num_elements(ys) * batch * cuda::elem_size(type) + 255) / 256 * 256;
+                NhwcTensor x = dense(xs, 0), y = dense(ys, xb), r = dense(ys, xb + yb);
+                x.c = s.c;  // stored channels (the stem's are padded)
+                x.pixel_stride = s.c;
+                const NhwcTensor* res = n.input(3) >= 0 ? &r : nullptr;
+                bool silu = n.attrs.get_string("activation", "") == "silu";
+                int best = -1;
+                float best_ms = 0;
+                // Groups of back-to-back launches between events, so that the host's launch gap
+                // (microseconds, as long as a batch-1 conv) is not what gets timed.
+                const int group = batch == 1 ? 20 : 3;
+                for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
+                    if (!cuda::conv2d_tactic_supports(t, s, type)) continue;
+                    std::vector<float> ms;
+                    for (int rep = 0; rep < 7; ++rep) {
+                        KS_CUDA(cudaEventRecord(start, stream));
+                        for (int k = 0; k < group; ++k)
+                            cuda::conv2d_nhwc(x, convs_[i].weights, convs_[i].bias, s, silu, res, y, t, stream,
+                                              workspace);
+                        KS_CUDA(cudaEventRecord(stop, stream));
+                        KS_CUDA(cudaEventSynchronize(stop));
+                        float e = 0;
+                        KS_CUDA(cudaEventElapsedTime(&e, start, stop));
+                        if (rep >= 2) ms.push_back(e / static_cast<float>(group));
+                    }
+                    std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
+                    float med = ms[ms.size() / 2];
+                    if (best < 0 || med < best_ms) best = t, best_ms = med;
+                }
+                KS_CHECK(best >= 0, "'", n.name, "': no CUDA conv kernel supports this convolution");
+                tactics_[i][sz(slot)] = best;
+                if (log)
+                    *log << "tactic " << n.name << ": " << cuda::conv2d_tactic_name(best, s, type) << " "
+                         << best_ms * 1000 << " us at batch " << batch << "\n";
             }
-            KS_CHECK(best >= 0, "'", n.name, "': no CUDA conv kernel supports this convolution");
-            tactics_[i] = best;
-            if (log)
-                *log << "tactic " << n.name << ": " << cuda::conv2d_tactic_name(best, s, type) << " " << best_ms * 1000
-                     << " us at batch " << batch << "\n";
-        }
     } catch (...) {
         cudaFree(scratch);
         if (stream) cudaStreamDestroy(stream);
@@ -318,6 +381,10 @@ CudaSession::CudaSession(std::shared_ptr<const CudaModel> model) : model_(std::m
             host_out_.push_back(h);
         }
         build_steps();
+        if (workspace_bytes_ > 0) {
+            device_alloc(&workspace_, workspace_bytes_);
+            KS_CUDA(cudaMemset(workspace_, 0, workspace_bytes_));  // split-K kernels keep it zero-filled
+        }
     } catch (...) {
         release();
         throw;
@@ -340,6 +407,8 @@ void CudaSession::release() {
     host_out_.clear();
     if (arena_) cudaFree(arena_);
     arena_ = nullptr;
+    if (workspace_) cudaFree(workspace_);
+    workspace_ = nullptr;
     if (stream_) cudaStreamDestroy(stream_);
     stream_ = nullptr;
 }
@@ -387,11 +456,11 @@ void CudaSession::build_steps() {
         t.data = address(v);
         t.type = elem_type(vp);
         t.n = 1;
-        t.c = static_cast<int>(s[1]);
+        t.c = static_cast<int>(vp.channels);
         t.h = static_cast<int>(s[2]);
         t.w = static_cast<int>(s[3]);
         int root = vp.storage == plan::Storage::kView ? vp.root : v;
-        t.pixel_stride = g.value(root).shape[1];
+        t.pixel_stride = p.values[sz(root)].channels;
         return t;
     };
     auto strided = [&](int v) {
@@ -443,19 +512,28 @@ void CudaSession::build_steps() {
     };
     auto unary_op = [](Op op) {
         switch (op) {
-            case Op::kSigmoid: return cuda::UnaryOp::kSigmoid;
-            case Op::kRelu: return cuda::UnaryOp::kRelu;
-            case Op::kSin: return cuda::UnaryOp::kSin;
-            case Op::kCos: return cuda::UnaryOp::kCos;
-            default: return cuda::UnaryOp::kCopy;
+            case Op::kSigmoid:
+                return cuda::UnaryOp::kSigmoid;
+            case Op::kRelu:
+                return cuda::UnaryOp::kRelu;
+            case Op::kSin:
+                return cuda::UnaryOp::kSin;
+            case Op::kCos:
+                return cuda::UnaryOp::kCos;
+            default:
+                return cuda::UnaryOp::kCopy;
         }
     };
     auto binary_op = [](Op op) {
         switch (op) {
-            case Op::kAdd: return cuda::BinaryOp::kAdd;
-            case Op::kSub: return cuda::BinaryOp::kSub;
-            case Op::kMul: return cuda::BinaryOp::kMul;
-            default: return cuda::BinaryOp::kDiv;
+            case Op::kAdd:
+                return cuda::BinaryOp::kAdd;
+            case Op::kSub:
+                return cuda::BinaryOp::kSub;
+            case Op::kMul:
+                return cuda::BinaryOp::kMul;
+            default:
+                return cuda::BinaryOp::kDiv;
         }
     };
     // A copy of x (strided) into y's slot at `start` along `axis` (Concat) or of x's slot into y (Split).
@@ -474,24 +552,35 @@ void CudaSession::build_steps() {
         const bool nhwc_out = op.layout == Layout::kNhwc;
         switch (n.op) {
             case Op::kConv: {
-                cuda::ConvShape s = conv_shape(g, n);
+                cuda::ConvShape s = conv_shape(p, n);
                 NhwcTensor x = nhwc(in), y = nhwc(out);
                 bool has_res = n.input(3) >= 0;
                 NhwcTensor r = has_res ? nhwc(n.inputs[3]) : NhwcTensor{};
                 bool silu = n.attrs.get_string("activation", "") == "silu";
                 const void* w = m.conv_weights(i);
                 const float* b = m.conv_bias(i);
-                int tactic = m.tactics().at(i);
-                flops_[i] = 2.0 * y.h * y.w * s.k * (s.c / s.groups) * s.kh * s.kw;
+                std::array<int, 2> tactic = m.tactics().at(i);
+                const int max_batch = p.options.batch;
+                // Split-K tactics' workspace: for the batch-1 tactic up to the batches that use it.
+                int small = 1;
+                while ((small + 1) * (small + 1) <= max_batch) ++small;
+                workspace_bytes_ =
+                    std::max({workspace_bytes_, cuda::conv2d_workspace_bytes(tactic[0], s, x.type, small, y.h, y.w),
+                              cuda::conv2d_workspace_bytes(tactic[1], s, x.type, max_batch, y.h, y.w)});
+                void* const* workspace = &workspace_;
+                flops_[i] = 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
                 st.launch = [=](cudaStream_t stream, int batch) {
                     NhwcTensor rb = with_n(r, batch);
-                    cuda::conv2d_nhwc(with_n(x, batch), w, b, s, silu, has_res ? &rb : nullptr, with_n(y, batch),
-                                      tactic, stream);
+                    // The tactic tuned nearer this batch (geometrically): batch 1's up to sqrt(max).
+                    int t = batch * batch <= max_batch ? tactic[0] : tactic[1];
+                    cuda::conv2d_nhwc(with_n(x, batch), w, b, s, silu, has_res ? &rb : nullptr, with_n(y, batch), t,
+                                      stream, *workspace);
                 };
                 break;
             }
             case Op::kConvTranspose: {
-                KS_CHECK(n.attrs.get_int("group", 1) == 1, "'", n.name, "': grouped ConvTranspose is not supported on CUDA");
+                KS_CHECK(n.attrs.get_int("group", 1) == 1, "'", n.name,
+                         "': grouped ConvTranspose is not supported on CUDA");
                 NhwcTensor x = nhwc(in), y = nhwc(out);
                 const Shape& ws = g.value(n.inputs[1]).shape;
                 auto k = n.attrs.get_ints("kernel_shape", {ws[2], ws[3]});
@@ -643,11 +732,16 @@ void CudaSession::build_steps() {
                 if (from == Layout::kPlain && nhwc_out) {
                     const float* x = reinterpret_cast<const float*>(address(in));
                     NhwcTensor y = nhwc(out);
-                    st.launch = [=](cudaStream_t stream, int batch) { cuda::nchw_to_nhwc(x, with_n(y, batch), stream); };
+                    int xc = static_cast<int>(g.value(in).shape[1]);
+                    st.launch = [=](cudaStream_t stream, int batch) {
+                        cuda::nchw_to_nhwc(x, with_n(y, batch), stream, xc);
+                    };
                 } else if (from == Layout::kNhwc && !nhwc_out) {
                     NhwcTensor x = nhwc(in);
                     float* y = reinterpret_cast<float*>(address(out));
-                    st.launch = [=](cudaStream_t stream, int batch) { cuda::nhwc_to_nchw(with_n(x, batch), y, stream); };
+                    st.launch = [=](cudaStream_t stream, int batch) {
+                        cuda::nhwc_to_nchw(with_n(x, batch), y, stream);
+                    };
                 } else if (nhwc_out) {
                     NhwcTensor x = nhwc(in), y = nhwc(out);
                     st.launch = [=](cudaStream_t stream, int batch) {
@@ -664,7 +758,8 @@ void CudaSession::build_steps() {
             case Op::kTranspose: {
                 StridedTensor x = strided(in), y = strided(out);
                 auto perm = n.attrs.get_ints("perm");
-                KS_CHECK(!perm.empty() && perm[0] == 0, "'", n.name, "': a Transpose that moves the batch is not supported on CUDA");
+                KS_CHECK(!perm.empty() && perm[0] == 0, "'", n.name,
+                         "': a Transpose that moves the batch is not supported on CUDA");
                 StridedTensor s = x;
                 for (int a = 0; a < x.rank; ++a) {
                     s.shape[a] = x.shape[perm[sz(a)]];
@@ -685,23 +780,31 @@ void CudaSession::build_steps() {
                 int64_t outer = 1, len = 1, inner = 1;
                 for (int a = 0; a < rank; ++a) {
                     int64_t d = s[sz(a)];
-                    if (a < axis) outer *= d;
-                    else if (a == axis || flat) len *= d;
-                    else inner *= d;
+                    if (a < axis)
+                        outer *= d;
+                    else if (a == axis || flat)
+                        len *= d;
+                    else
+                        inner *= d;
                 }
                 const float* x = reinterpret_cast<const float*>(address(in));
                 float* y = reinterpret_cast<float*>(address(out));
-                st.launch = [=](cudaStream_t stream, int batch) { cuda::softmax(x, y, outer * batch, len, inner, stream); };
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    cuda::softmax(x, y, outer * batch, len, inner, stream);
+                };
                 break;
             }
             case Op::kGlobalAveragePool: {
                 NhwcTensor x = nhwc(in);
                 float* y = reinterpret_cast<float*>(address(out));
-                st.launch = [=](cudaStream_t stream, int batch) { cuda::global_avgpool_nhwc(with_n(x, batch), y, stream); };
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    cuda::global_avgpool_nhwc(with_n(x, batch), y, stream);
+                };
                 break;
             }
             case Op::kGemm: {
-                KS_CHECK(n.attrs.get_int("transA", 0) == 0, "'", n.name, "': Gemm with transA is not supported on CUDA");
+                KS_CHECK(n.attrs.get_int("transA", 0) == 0, "'", n.name,
+                         "': Gemm with transA is not supported on CUDA");
                 const Shape& ws = g.value(n.inputs[1]).shape;
                 bool tw = n.attrs.get_int("transB", 0) != 0;
                 int k = static_cast<int>(tw ? ws[1] : ws[0]), nn = static_cast<int>(tw ? ws[0] : ws[1]);
@@ -715,6 +818,31 @@ void CudaSession::build_steps() {
                 flops_[i] = 2.0 * k * nn;
                 st.launch = [=](cudaStream_t stream, int batch) {
                     cuda::gemm_f32(x, w, b, y, batch, nn, k, tw, alpha, beta, stream);
+                };
+                break;
+            }
+            case Op::kYoloDecode: {
+                const int levels = static_cast<int>(n.attrs.get_int("num_levels", 0));
+                const int reg_max = static_cast<int>(n.attrs.get_int("reg_max", 0));
+                const int nc = static_cast<int>(n.attrs.get_int("nc", 0));
+                KS_CHECK(levels >= 1 && n.inputs.size() == sz(levels) + 3, "'", n.name, "': bad YoloDecode inputs");
+                std::vector<NhwcTensor> xs;
+                for (int l = 0; l < levels; ++l) {
+                    // The decode reads the level's own channels (a padded map stores more).
+                    xs.push_back(nhwc(n.inputs[sz(l)]));
+                    KS_CHECK(xs.back().c >= 4 * reg_max + nc, "'", n.name, "': level ", l, " has ", xs.back().c,
+                             " channels");
+                    xs.back().c = 4 * reg_max + nc;
+                }
+                const float* anchors = static_cast<const float*>(m.constant(n.inputs[sz(levels)]));
+                const float* strides = static_cast<const float*>(m.constant(n.inputs[sz(levels) + 1]));
+                const float* dfl = static_cast<const float*>(m.constant(n.inputs[sz(levels) + 2]));
+                StridedTensor y = strided(out);
+                st.launch = [=](cudaStream_t stream, int batch) {
+                    std::vector<NhwcTensor> at(xs);
+                    for (NhwcTensor& x : at) x = with_n(x, batch);
+                    cuda::yolo_decode(at.data(), levels, anchors, strides, dfl, reg_max, nc, with_batch(y, batch),
+                                      stream);
                 };
                 break;
             }

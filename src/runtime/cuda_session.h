@@ -14,9 +14,9 @@
 
 #include <array>
 #include <functional>
-#include <ostream>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -25,6 +25,7 @@
 
 namespace kestrel::runtime {
 
+int cuda_device_count();  // 0 without a driver or GPU
 // "sm_90" for the GPU `device`; throws when there is no usable CUDA device.
 std::string cuda_device_arch(int device);
 std::string cuda_device_name(int device);
@@ -44,8 +45,9 @@ class CudaModel {
     const void* conv_weights(size_t node) const { return convs_.at(node).weights; }
     const float* conv_bias(size_t node) const { return convs_.at(node).bias; }
     const int32_t* resize_map(size_t node, int axis) const { return resize_maps_.at(node)[static_cast<size_t>(axis)]; }
-    // The tactic of each conv node (node index -> tactic), and every node's kernel name.
-    const std::map<size_t, int>& tactics() const { return tactics_; }
+    // The tactics of each conv node (node index -> {tuned at batch 1, tuned at the max batch}), and
+    // every node's kernel name.
+    const std::map<size_t, std::array<int, 2>>& tactics() const { return tactics_; }
     const std::vector<std::string>& kernel_names() const { return kernel_names_; }
 
    private:
@@ -62,7 +64,7 @@ class CudaModel {
     };
     std::map<size_t, ConvData> convs_;
     std::map<size_t, std::array<const int32_t*, 2>> resize_maps_;
-    std::map<size_t, int> tactics_;
+    std::map<size_t, std::array<int, 2>> tactics_;
     std::vector<std::string> kernel_names_;
 };
 
@@ -92,7 +94,7 @@ class CudaSession {
     const std::vector<double>& layer_flops() const { return flops_; }
 
     int64_t input_elements() const { return input_elements_; }  // per image
-    std::vector<int64_t> output_elements() const;                // per image, per output
+    std::vector<int64_t> output_elements() const;               // per image, per output
 
    private:
     struct Step {
@@ -107,6 +109,8 @@ class CudaSession {
     std::shared_ptr<const CudaModel> model_;
     cudaStream_t stream_ = nullptr;
     uint8_t* arena_ = nullptr;
+    void* workspace_ = nullptr;  // split-K partial sums, shared by the convs (one stream: never concurrent)
+    size_t workspace_bytes_ = 0;
     std::vector<uint8_t*> io_;  // graph input then outputs, on the device
     float* host_in_ = nullptr;  // pinned staging
     std::vector<float*> host_out_;

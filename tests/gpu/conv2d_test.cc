@@ -7,6 +7,9 @@
 // they come back bit-identical, and that every element inside the slice was written.
 // Tolerances (relative L2): f32 1e-5 against the float64 reference; f16 2e-3 against the reference
 // run on the f16-rounded inputs, weights and residual.
+// Tactics that need a workspace (split-K) share one zero-filled buffer per case, as a stream's convs
+// do in the runtime: each must leave it all zeros. They run twice on it (atomics may reorder the
+// float sums, so the two results need not be bit-identical, but both must meet the tolerance).
 #include "backends/cuda/conv2d.h"
 
 #include <cuda_runtime_api.h>
@@ -20,6 +23,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/rng.h"
@@ -194,8 +198,13 @@ const Case kCases[] = {
 };
 // clang-format on
 
+bool all_zero(const std::vector<uint8_t>& bytes) {
+    return std::all_of(bytes.begin(), bytes.end(), [](uint8_t b) { return b == 0; });
+}
+
 // Runs one case in one element type through the heuristic and every supporting tactic.
-void run_case(const Case& cs, ElemType type, Rng& rng) {
+// only_workspace: just the tactics that need a workspace (split-K).
+void run_case(const Case& cs, ElemType type, Rng& rng, bool only_workspace = false) {
     SCOPED_TRACE(cs.describe() + (type == ElemType::kF32 ? " [f32]" : " [f16]"));
     const bool f16 = type == ElemType::kF16;
     const int oh = cs.oh(), ow = cs.ow(), cg = cs.c / cs.groups;
@@ -246,70 +255,87 @@ void run_case(const Case& cs, ElemType type, Rng& rng) {
     NhwcTensor tr = ty;
     if (dr) tr = NhwcTensor{dr->get() + cs.r_off * es, type, cs.n, oh, ow, cs.k, cs.rps()};
 
-    std::vector<int> tactics = {-1};
-    for (int t = 0; t < cuda::conv2d_tactic_count(); ++t)
-        if (cuda::conv2d_tactic_supports(t, s, type)) tactics.push_back(t);
-    ASSERT_GE(tactics.size(), 2u) << "no tactic supports this convolution";
+    std::vector<int> tactics;
+    if (!only_workspace) tactics.push_back(-1);
+    size_t ws_bytes = 0;
+    for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
+        if (!cuda::conv2d_tactic_supports(t, s, type)) continue;
+        const size_t need = cuda::conv2d_workspace_bytes(t, s, type, cs.n, oh, ow);
+        if (only_workspace && need == 0) continue;
+        ws_bytes = std::max(ws_bytes, need);
+        tactics.push_back(t);
+    }
+    ASSERT_GE(tactics.size(), only_workspace ? 1u : 2u) << "no tactic supports this convolution";
+    // One zero-filled workspace for every tactic of the case, as the runtime shares one per stream.
+    DeviceBuffer dws(ws_bytes);
+    KS_CUDA(cudaMemset(dws.get(), 0, ws_bytes ? ws_bytes : 1));
 
     const double tol = f16 ? 2e-3 : 1e-5;
-    for (int t : tactics) {
-        const std::string tname = t < 0 ? "heuristic" : cuda::conv2d_tactic_name(t, s, type);
-        SCOPED_TRACE("tactic " + std::to_string(t) + " " + tname);
-        dy.upload(y_init);
-        try {
-            cuda::conv2d_nhwc(tx, dw.get(), reinterpret_cast<const float*>(db.get()), s, cs.silu,
-                              cs.residual ? &tr : nullptr, ty, t, nullptr);
-        } catch (const Error& e) {
-            // Only the vectorised tensor-core tactics may refuse, and only an x they cannot load in
-            // 16-byte pieces (which conv2d_tactic_supports cannot see).
-            EXPECT_TRUE(t >= 0 && !cs.x_vectorisable() && tname.find("mma") != std::string::npos &&
-                        tname.find("gather") == std::string::npos)
-                << "refused: " << e.what();
-            continue;
-        }
-        const cudaError_t err = cudaDeviceSynchronize();
-        ASSERT_EQ(err, cudaSuccess) << "the kernel failed: " << cudaGetErrorString(err);
-        const std::vector<uint8_t> got = dy.download();
-
-        double num = 0, den = 0, max_diff = 0;
-        int64_t bad_poison = 0, unwritten = 0, first_bad = -1;
-        const int yps = cs.yps();
-        for (int64_t pix = 0; pix < static_cast<int64_t>(cs.n) * oh * ow; ++pix) {
-            const int64_t bi = pix / (oh * ow), yx = pix % (oh * ow);
-            for (int ch = 0; ch < yps; ++ch) {
-                const size_t at = static_cast<size_t>(pix * yps + ch);
-                const bool inside = ch >= cs.y_off && ch < cs.y_off + cs.k;
-                if (!inside) {
-                    if (std::memcmp(got.data() + at * es, y_init.data() + at * es, es) != 0) {
-                        ++bad_poison;
-                        if (first_bad < 0) first_bad = static_cast<int64_t>(at);
-                    }
-                    continue;
-                }
-                float v;
-                if (f16) {
-                    uint16_t h;
-                    std::memcpy(&h, got.data() + at * 2, 2);
-                    v = half_to_float(h);
-                } else {
-                    std::memcpy(&v, got.data() + at * 4, 4);
-                }
-                if (!std::isfinite(v)) {
-                    ++unwritten;
-                    continue;
-                }
-                const double ref = want.data<float>()[(bi * cs.k + (ch - cs.y_off)) * oh * ow + yx];
-                const double d = v - ref;
-                num += d * d;
-                den += ref * ref;
-                max_diff = std::max(max_diff, std::fabs(d));
+    for (const int t : tactics) {
+        const bool needs_ws = t >= 0 && cuda::conv2d_workspace_bytes(t, s, type, cs.n, oh, ow) > 0;
+        for (int run = 0; run < (needs_ws ? 2 : 1); ++run) {
+            const std::string tname = t < 0 ? "heuristic" : cuda::conv2d_tactic_name(t, s, type);
+            SCOPED_TRACE("tactic " + std::to_string(t) + " " + tname + " run " + std::to_string(run));
+            dy.upload(y_init);
+            try {
+                cuda::conv2d_nhwc(tx, dw.get(), reinterpret_cast<const float*>(db.get()), s, cs.silu,
+                                  cs.residual ? &tr : nullptr, ty, t, nullptr, needs_ws ? dws.get() : nullptr);
+            } catch (const Error& e) {
+                // Only the vectorised tensor-core tactics may refuse, and only an x they cannot load in
+                // 16-byte pieces (which conv2d_tactic_supports cannot see).
+                EXPECT_TRUE(t >= 0 && !cs.x_vectorisable() && tname.find("mma") != std::string::npos &&
+                            tname.find("gather") == std::string::npos)
+                    << "refused: " << e.what();
+                continue;
             }
+            const cudaError_t err = cudaDeviceSynchronize();
+            ASSERT_EQ(err, cudaSuccess) << "the kernel failed: " << cudaGetErrorString(err);
+            const std::vector<uint8_t> got = dy.download();
+            if (ws_bytes) {
+                EXPECT_TRUE(all_zero(dws.download())) << "the workspace is not zero-filled after the kernel";
+                KS_CUDA(cudaMemset(dws.get(), 0, ws_bytes));  // so one failure does not cascade
+            }
+
+            double num = 0, den = 0, max_diff = 0;
+            int64_t bad_poison = 0, unwritten = 0, first_bad = -1;
+            const int yps = cs.yps();
+            for (int64_t pix = 0; pix < static_cast<int64_t>(cs.n) * oh * ow; ++pix) {
+                const int64_t bi = pix / (oh * ow), yx = pix % (oh * ow);
+                for (int ch = 0; ch < yps; ++ch) {
+                    const size_t at = static_cast<size_t>(pix * yps + ch);
+                    const bool inside = ch >= cs.y_off && ch < cs.y_off + cs.k;
+                    if (!inside) {
+                        if (std::memcmp(got.data() + at * es, y_init.data() + at * es, es) != 0) {
+                            ++bad_poison;
+                            if (first_bad < 0) first_bad = static_cast<int64_t>(at);
+                        }
+                        continue;
+                    }
+                    float v;
+                    if (f16) {
+                        uint16_t h;
+                        std::memcpy(&h, got.data() + at * 2, 2);
+                        v = half_to_float(h);
+                    } else {
+                        std::memcpy(&v, got.data() + at * 4, 4);
+                    }
+                    if (!std::isfinite(v)) {
+                        ++unwritten;
+                        continue;
+                    }
+                    const double ref = want.data<float>()[(bi * cs.k + (ch - cs.y_off)) * oh * ow + yx];
+                    const double d = v - ref;
+                    num += d * d;
+                    den += ref * ref;
+                    max_diff = std::max(max_diff, std::fabs(d));
+                }
+            }
+            EXPECT_EQ(bad_poison, 0) << "channels outside the output slice were written (first at element " << first_bad
+                                     << ")";
+            EXPECT_EQ(unwritten, 0) << "output elements left unwritten or not finite";
+            const double rel = std::sqrt(num / std::max(den, 1e-30));
+            EXPECT_LE(rel, tol) << "relative L2 error " << rel << ", max abs diff " << max_diff;
         }
-        EXPECT_EQ(bad_poison, 0) << "channels outside the output slice were written (first at element " << first_bad
-                                 << ")";
-        EXPECT_EQ(unwritten, 0) << "output elements left unwritten or not finite";
-        const double rel = std::sqrt(num / std::max(den, 1e-30));
-        EXPECT_LE(rel, tol) << "relative L2 error " << rel << ", max abs diff " << max_diff;
     }
 }
 
@@ -317,9 +343,10 @@ TEST(CudaConv2d, TacticTable) {
     const int count = cuda::conv2d_tactic_count();
     ASSERT_GT(count, 0);
     std::set<std::string> names;
-    ConvShape dense;
-    dense.c = 64;
+    ConvShape dense;  // 3x3 with a long K, which every tactic (split-K included) supports in its type
+    dense.c = 256;
     dense.k = 64;
+    dense.kh = dense.kw = 3;
     ConvShape stem;
     stem.c = 3;
     stem.k = 16;
@@ -343,7 +370,7 @@ TEST(CudaConv2d, TacticTable) {
             mma_dense = true;
         }
     }
-    EXPECT_TRUE(mma_dense) << "no tensor-core tactic for a 64->64 f16 conv";
+    EXPECT_TRUE(mma_dense) << "no tensor-core tactic for a 3x3 256->64 f16 conv";
     for (const ConvShape& s : {dense, stem, grouped})
         for (ElemType type : {ElemType::kF32, ElemType::kF16}) {
             int supported = 0;
@@ -428,6 +455,93 @@ TEST(CudaConv2d, LongReductionF16) {
     run_case(cs, ElemType::kF16, rng);
 }
 
+// YOLOv8 deep layers at batch 1: small M (20x20, 40x40 pixels), long K. Every split-K tactic that
+// supports them, with SiLU, a residual (itself a channel slice) and the output written into a
+// channel slice of a Concat buffer. run_case checks the workspace is zero-filled after every run.
+TEST(CudaConv2d, SplitKYoloBatch1F16) {
+    SKIP_WITHOUT_GPU();
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    // clang-format off
+    const Case cases[] = {
+        {.name = "yolo_20x20_c256_3x3_k256", .n = 1, .c = 256, .h = 20, .w = 20, .k = 256, .pt = 1, .pl = 1, .pb = 1, .pr = 1,
+         .silu = true, .residual = true, .y_ps = 512, .y_off = 256, .r_ps = 384, .r_off = 128},
+        {.name = "yolo_40x40_c128_3x3_k128", .n = 1, .c = 128, .h = 40, .w = 40, .k = 128, .pt = 1, .pl = 1, .pb = 1, .pr = 1,
+         .silu = true, .residual = true, .y_ps = 256, .y_off = 128, .r_ps = 192, .r_off = 64},
+        {.name = "yolo_20x20_c512_1x1_k256", .n = 1, .c = 512, .h = 20, .w = 20, .k = 256, .kh = 1, .kw = 1,
+         .silu = true, .residual = true, .x_ps = 768, .x_off = 256, .y_ps = 384, .y_off = 128},
+        // The detect head: few output channels, the longest K, and a misaligned output slice
+        // (scalar stores) with 80 classes.
+        {.name = "yolo_head_20x20_c256_3x3_k80", .n = 1, .c = 256, .h = 20, .w = 20, .k = 80, .pt = 1, .pl = 1, .pb = 1, .pr = 1,
+         .silu = true, .y_ps = 85, .y_off = 3},
+    };
+    // clang-format on
+    for (const Case& cs : cases) {
+        run_case(cs, ElemType::kF16, rng, /*only_workspace=*/true);
+        if (HasFatalFailure()) return;
+    }
+}
+
+// Split-K tactics: supported only for long enough K (f16 also needs c % 8 == 0 and groups == 1);
+// the workspace size follows the output tiles and is 0 for every other tactic.
+TEST(CudaConv2d, SplitKSupportAndWorkspace) {
+    ConvShape big;
+    big.c = 256;
+    big.k = 256;
+    big.kh = big.kw = 3;
+    ConvShape tiny;  // K = 16
+    tiny.c = 16;
+    tiny.k = 64;
+    ConvShape odd = big;
+    odd.c = 252;
+    int split_tactics = 0;
+    for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
+        for (ElemType type : {ElemType::kF32, ElemType::kF16}) {
+            const std::string name = cuda::conv2d_tactic_name(t, big, type);
+            const bool split = name.find("splitk") != std::string::npos;
+            if (!cuda::conv2d_tactic_supports(t, big, type)) {
+                EXPECT_EQ(cuda::conv2d_workspace_bytes(t, big, type, 1, 20, 20), 0u) << name;
+                continue;
+            }
+            const size_t ws = cuda::conv2d_workspace_bytes(t, big, type, 1, 20, 20);
+            if (!split) {
+                EXPECT_EQ(ws, 0u) << name;
+                continue;
+            }
+            ++split_tactics;
+            // At least one float per output element, and it grows with the batch.
+            EXPECT_GE(ws, 20u * 20 * 256 * 4) << name;
+            EXPECT_EQ(ws % 16, 0u) << name;
+            EXPECT_GT(cuda::conv2d_workspace_bytes(t, big, type, 8, 20, 20), ws) << name;
+            EXPECT_FALSE(cuda::conv2d_tactic_supports(t, tiny, type)) << name;
+            if (type == ElemType::kF16) {
+                EXPECT_FALSE(cuda::conv2d_tactic_supports(t, odd, type)) << name;
+            }
+        }
+    }
+    EXPECT_GE(split_tactics, 4);
+
+    // The YOLOv8 batch-1 shapes of SplitKYoloBatch1F16 get every f16 split-K tactic whose splits
+    // each keep at least two 32-wide k-tiles.
+    for (const auto& [kernel, c] : {std::pair{3, 256}, std::pair{3, 128}, std::pair{1, 512}}) {
+        ConvShape s;
+        s.c = c;
+        s.k = 256;
+        s.kh = s.kw = kernel;
+        int supported = 0;
+        for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
+            const std::string name = cuda::conv2d_tactic_name(t, s, ElemType::kF16);
+            const size_t at = name.find("f16_mma_m16n8k16_splitk");
+            if (at == std::string::npos) continue;
+            const int splits = std::stoi(name.substr(at + std::strlen("f16_mma_m16n8k16_splitk")));
+            const bool long_enough = kernel * kernel * c >= splits * 2 * 32;
+            EXPECT_EQ(cuda::conv2d_tactic_supports(t, s, ElemType::kF16), long_enough) << name << " c=" << c;
+            supported += long_enough;
+        }
+        EXPECT_GE(supported, 3) << "c=" << c;
+    }
+}
+
 TEST(CudaConv2d, RejectsBadArguments) {
     SKIP_WITHOUT_GPU();
     ConvShape s;
@@ -468,6 +582,11 @@ TEST(CudaConv2d, RejectsBadArguments) {
     ConvShape grouped = s;
     grouped.groups = 2;
     for (int t = 0; t < count; ++t) {
+        // A split-K tactic refuses to run without its workspace.
+        if (cuda::conv2d_tactic_supports(t, s, ElemType::kF32) &&
+            cuda::conv2d_workspace_bytes(t, s, ElemType::kF32, 1, 8, 8) > 0) {
+            EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, nullptr, y, t, nullptr), Error) << t;
+        }
         if (!cuda::conv2d_tactic_supports(t, s, ElemType::kF32)) {
             EXPECT_THROW(cuda::conv2d_nhwc(x, dw.get(), bias, s, false, nullptr, y, t, nullptr), Error) << t;
         }

@@ -712,6 +712,30 @@ TEST_F(CudaOpsLayout, NchwToNhwc) {
         }
 }
 
+// The stem's input: 3 image channels stored as 8 (zeros after the third) for the tensor cores.
+TEST_F(CudaOpsLayout, NchwToNhwcPadsChannelsWithZeros) {
+    SCOPED_TRACE(rng.trace());
+    for (ElemType t : kTypes) {
+        SCOPED_TRACE(type_name(t));
+        const int64_t n = 2, c = 3, h = 17, w = 13;
+        Tensor x = random_away_from_zero(rng, {n, c, h, w}, -3.f, 3.f);
+        Tensor want(DType::kFloat32, {n, 8, h, w});
+        for (int64_t i = 0; i < n; ++i)
+            for (int64_t ch = 0; ch < 8; ++ch)
+                for (int64_t p = 0; p < h * w; ++p)
+                    want.data<float>()[(i * 8 + ch) * h * w + p] = ch < c ? x.data<float>()[(i * c + ch) * h * w + p] : 0.f;
+        FloatBuf xb(x);
+        NhwcBuf yb(t, n, h, w, 8);
+        nchw_to_nhwc(xb.get(), yb.view(), nullptr, static_cast<int>(c));
+        sync();
+        EXPECT_TRUE(close(key("nchw_to_nhwc padded", t), yb.get(), want, tol_for(t, 0.0)));
+        EXPECT_TRUE(yb.only_slice_written());
+    }
+    NhwcBuf wide(ElemType::kF16, 1, 4, 4, 16);
+    FloatBuf xb(random_tensor(rng, {1, 3, 4, 4}, 0.f, 1.f));
+    EXPECT_THROW(nchw_to_nhwc(xb.get(), wide.view(), nullptr, 3), Error) << "only small channel counts pad";
+}
+
 TEST_F(CudaOpsLayout, NhwcToNchw) {
     SCOPED_TRACE(rng.trace());
     for (ElemType t : kTypes)

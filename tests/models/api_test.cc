@@ -199,11 +199,14 @@ TEST_F(DamagedEngine, TruncatedOrMissingBytes) {
     EXPECT_FALSE(load_error("").empty());
 }
 
-TEST_F(DamagedEngine, ForeignAndNewerFiles) {
+TEST_F(DamagedEngine, ForeignNewerAndOlderFiles) {
     EXPECT_NE(load_error("TRT engine bytes").find("not a Kestrel engine"), std::string::npos);
     std::string newer = bytes_;
     newer[8] = 99;  // format version field
     EXPECT_NE(load_error(newer).find("newer"), std::string::npos);
+    std::string older = bytes_;
+    older[8] = 1;  // version 1: refused with "re-export", not reported as corrupted
+    EXPECT_NE(load_error(older).find("older than this Kestrel's"), std::string::npos);
 }
 
 TEST(BadInput, MissingAndInvalidModels) {

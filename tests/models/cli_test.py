@@ -3,6 +3,7 @@ and every kind of bad input giving a one-line error, a non-zero exit and nothing
 import json
 import os
 import shutil
+import struct
 
 import numpy as np
 import onnx
@@ -70,6 +71,22 @@ flipped = bytearray(engine)
 flipped[len(flipped) // 3] ^= 0x01
 open(os.path.join(work, "flipped.engine"), "wb").write(bytes(flipped))
 k.one_line_error(k("predict", "model=flipped.engine", f"source={bus}"), "engine with a flipped byte", "corrupt")
+# CUDA engines on a machine without a GPU (CI's): export and load both say so in one line.
+if shutil.which("nvidia-smi") is None:
+    k.one_line_error(k("export", "model=yolov8n.onnx", "device=0", "half=True"), "export device=0 without a GPU",
+                     "no CUDA GPU")
+    _, _, _, j_size, b_size = struct.unpack_from("<8sIIQQ", engine, 0)
+    desc = json.loads(engine[32:32 + j_size])
+    desc["target"] = "cuda:sm_90"
+    body = bytearray(engine[:32 + j_size + b_size])
+    new_json = json.dumps(desc).encode()
+    body = bytearray(struct.pack("<8sIIQQ", engine[:8], *struct.unpack_from("<II", engine, 8), len(new_json), b_size)
+                     ) + new_json + body[32 + j_size:]
+    h = 0xCBF29CE484222325
+    for byte in bytes(body):
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    open(os.path.join(work, "cuda.engine"), "wb").write(bytes(body) + struct.pack("<Q", h))
+    k.one_line_error(k("predict", "model=cuda.engine", f"source={bus}"), "CUDA engine without a GPU", "no CUDA GPU")
 open(os.path.join(work, "short.engine"), "wb").write(engine[:-100])
 k.one_line_error(k("predict", "model=short.engine", f"source={bus}"), "engine with missing bytes", "truncated")
 

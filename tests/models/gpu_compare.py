@@ -1,8 +1,9 @@
 """CUDA engines vs the CPU FP32 engine on real images (needs a GPU; ctest label "gpu").
 
 For every model present in <shared>/models: a CUDA FP32 engine (relative L2 <= 1e-3) and a CUDA
-FP16 engine (<= 1e-2), built with dynamic batch up to 8, on a batch of real letterboxed images; the
-batch result equals the same images run one at a time. Bad input: int8 on CUDA is refused with a
+FP16 engine (<= 1e-2), built with dynamic batch up to 8, on a batch of real letterboxed images; an
+image run alone gives its result in the batch (to a tenth of those tolerances: batch 1 uses the conv
+tactics tuned for small batches). Bad input: int8 on CUDA is refused with a
 one-line error.
 """
 import os
@@ -50,11 +51,13 @@ for name, (size, n_out) in MODELS.items():
         for i in range(n_out):
             err = rel_l2(got[i], ref[i])
             c.check(err <= tol, f"{name} {precision} output{i}: relative L2 to CPU FP32 {err:.2e} <= {tol}")
+        # Batch 1 runs the conv tactics tuned for small batches (other tiles, split-K): the same
+        # result up to summation order.
         one = outputs(engine, x[:1], 1, n_out, precision + "1")
         for i in range(n_out):
             per_image = got[i].size // 4
-            same = np.array_equal(one[i], got[i][:per_image])
-            c.check(same, f"{name} {precision} output{i}: image 0 alone equals image 0 of the batch")
+            err = rel_l2(one[i], got[i][:per_image])
+            c.check(err <= tol / 10, f"{name} {precision} output{i}: image 0 alone vs in the batch {err:.2e} <= {tol / 10}")
 
 r = k("export", f"model={os.path.join(tmp, 'yolov8n.onnx')}", "format=engine", "device=0", "int8=True")
 k.one_line_error(r, "int8 on CUDA", "no CUDA INT8 kernels", after_warnings=True)

@@ -445,6 +445,11 @@ TEST_F(PlanTest, CudaPlanIsBatchedNhwcWithChannelSliceViews) {
         EXPECT_NE(from, to);
         const plan::ValuePlan& plain = from == Layout::kPlain ? vp(p, n.inputs[0]) : vp(p, n.outputs[0]);
         EXPECT_EQ(plain.dtype, DType::kFloat32);
+        if (from == Layout::kPlain) {
+            // The 3-channel image is stored as 8 channels for the stem conv's vectorised path.
+            EXPECT_EQ(vp(p, n.outputs[0]).channels, 8);
+            EXPECT_EQ(vp(p, n.outputs[0]).bytes, 4 * 8 * 64 * 2);
+        }
     }
     EXPECT_EQ(conversions, 2);
     EXPECT_EQ(vp(p, flat).layout, Layout::kPlain);

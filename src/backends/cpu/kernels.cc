@@ -591,6 +591,7 @@ std::unique_ptr<Kernel> create_kernel(const plan::ExecutionPlan& p, size_t index
         case Op::kExpand:
         case Op::kEqual:
         case Op::kWhere:
+        case Op::kYoloDecode:  // fused for CUDA engines only (passes::PipelineOptions)
             break;
     }
     KS_FAIL("cpu: ", ir::op_name(n.op), " node '", n.name, "' is not supported on the cpu backend");

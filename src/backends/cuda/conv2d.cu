@@ -8,6 +8,10 @@
 //     groups == 1, (c/groups) % 8 == 0 and 16-byte aligned input pixels.
 //   - MMA gather: the same tensor-core main loop, but A and B are gathered element by element, so it
 //     runs any groups == 1 conv (the 3-channel stem, odd channel counts, misaligned slices).
+//   - Split-K (MMA and f32 SIMT, "_splitk<S>_" in the name): the same kernels with the reduction
+//     spread over S CTAs per output tile, summed in a caller-provided float32 workspace (see
+//     conv2d_workspace_bytes); for small-M, long-K layers (batch-1 deep layers). Never picked by the
+//     heuristic, which has no workspace to give.
 // Every kernel fuses the epilogue (bias, optional SiLU, optional residual) and stores through the
 // output's pixel stride; the tensor-core kernels stage the tile in shared memory so that they store
 // 16 bytes at a time when the output and residual are aligned for it.
@@ -49,6 +53,9 @@ struct ConvParams {
     int y_vec = 0;     // y allows 16-byte stores (pixel stride % 8 == 0, 16-byte aligned base)
     int res_vec = 0;   // likewise for residual loads
     int a_via_l1 = 0;  // cache input loads in L1 (filters with several taps re-read their neighbours' pixels)
+    // Split-K tactics: zero-filled float32 partial-sum tiles (one per output tile, BM * BN floats,
+    // row-major) followed by one arrival counter per tile. Left zero-filled again by the kernel.
+    float* ws = nullptr;
 };
 
 // An output row (pixel) that does not exist gets this input row origin, so every tap of it fails
@@ -160,6 +167,57 @@ __device__ __forceinline__ void store8_f16(const ConvParams& p, int m, int n, fl
     }
 }
 
+// ---- split-K ---------------------------------------------------------------------------------------
+//
+// grid.z (tensor cores) or grid.y (SIMT) is the split: CTA z of an output tile multiplies k-tiles
+// [z * T / S, (z + 1) * T / S) of the T = ceil(K / BK) and adds its partial tile into the float32
+// workspace tile with vector reductions (red.global.add.v4.f32, performed at L2). Then every thread
+// fences (release), the CTA bumps the tile's counter, and the CTA that arrives last fences again
+// (acquire), reads the complete sums from L2 (ld.global.cg; L1 is not coherent), writes zeros back,
+// resets the counter and runs the usual epilogue. So one launch, no memset, and the workspace is
+// zero-filled again when the kernel ends.
+
+// The workspace is laid out as [tiles][BM * BN] floats, then [tiles] unsigned counters.
+__device__ __forceinline__ void red_add4(float* dst, float4 v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float4*>(dst), v);  // result unused: compiles to red.global.add.v4.f32
+#else
+    atomicAdd(dst, v.x);
+    atomicAdd(dst + 1, v.y);
+    atomicAdd(dst + 2, v.z);
+    atomicAdd(dst + 3, v.w);
+#endif
+}
+
+// Called by every thread of the CTA after its partial sums were added into the workspace.
+// Returns true in every thread of the CTA that completed the tile (the others may exit).
+__device__ __forceinline__ bool splitk_arrive(unsigned* counter, unsigned splits, int* s_flag) {
+    __threadfence();  // release: this thread's reductions are visible device-wide before the count
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const unsigned old = atomicAdd(counter, 1u);
+        const bool last = old == splits - 1;
+        if (last) *counter = 0;  // every other split has arrived: nobody touches it again this launch
+        *s_flag = last ? 1 : 0;
+    }
+    __syncthreads();
+    const bool last = *s_flag != 0;
+    if (last) __threadfence();  // acquire: the other splits' sums, ordered after the counter
+    return last;
+}
+
+// Takes the summed 4 floats at src and leaves zeros there.
+__device__ __forceinline__ float4 take4(float* src) {
+    const float4 v = __ldcg(reinterpret_cast<const float4*>(src));
+    __stcg(reinterpret_cast<float4*>(src), make_float4(0.f, 0.f, 0.f, 0.f));
+    return v;
+}
+
+__device__ __forceinline__ void splitk_range(int k_tiles, int z, int splits, int& begin, int& end) {
+    begin = static_cast<int>(static_cast<int64_t>(k_tiles) * z / splits);
+    end = static_cast<int>(static_cast<int64_t>(k_tiles) * (z + 1) / splits);
+}
+
 // ---- tensor-core implicit GEMM ---------------------------------------------------------------------
 //
 // CTA tile BM x BN x 32, WARPS_M x WARPS_N warps each owning a (BM / WARPS_M) x (BN / WARPS_N) block
@@ -176,7 +234,7 @@ constexpr int mma_smem_bytes(int bm, int bn, int stages) {
 
 __device__ __forceinline__ int swz(int row, int chunk) { return row * kMmaBK + ((chunk ^ ((row >> 1) & 3)) << 3); }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, bool kSplitK>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WARPS_N == 8 ? 2 : 4)
     conv_mma_kernel(const ConvParams p) {
     constexpr int kThreads = WARPS_M * WARPS_N * 32;
@@ -226,8 +284,13 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     // Rows are loaded kRowsPerPass (a multiple of 8) apart, so one swizzled offset serves all passes.
     const int st_off = swz(row0, chunk);
 
+    // This CTA's k-tiles: all of them, or its split's share.
+    int kt_begin = 0, kt_end = (p.gemm_k + kMmaBK - 1) / kMmaBK;
+    if constexpr (kSplitK)
+        splitk_range(kt_end, static_cast<int>(blockIdx.z), static_cast<int>(gridDim.z), kt_begin, kt_end);
+
     // The k index this thread loads next, as (filter row, filter column, channel).
-    int kidx = chunk * 8;
+    int kidx = kt_begin * kMmaBK + chunk * 8;
     int ci = kidx % p.cg, fs = (kidx / p.cg) % p.kw, fr = kidx / p.cg / p.kw;
 
     auto load_tile = [&](int stage) {
@@ -354,7 +417,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.f;
 
-    const int k_tiles = (p.gemm_k + kMmaBK - 1) / kMmaBK;
+    const int k_tiles = kt_end - kt_begin;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
         if (s < k_tiles) load_tile(s);
@@ -407,15 +470,41 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
         }
     __syncthreads();
     constexpr int kChunksN = BN / 8;
+    if constexpr (kSplitK) {
+        // Add the partial tile into the workspace (rows and 4-channel runs that exist), 16 bytes a
+        // thread, consecutive threads on consecutive addresses.
+        float* ws = p.ws + static_cast<int64_t>(blockIdx.x) * (BM * BN);
+        constexpr int kChunks4 = BN / 4;
 #pragma unroll 1
-    for (int idx = tid; idx < BM * kChunksN; idx += kThreads) {
-        const int row = idx / kChunksN, c8 = idx % kChunksN;
-        const int m = tile_m * BM + row, n = tile_n * BN + c8 * 8;
-        if (m >= p.gemm_m || n >= p.kg) continue;
-        const float4 lo = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8]);
-        const float4 hi = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8 + 4]);
-        float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-        store8_f16(p, m, n, v);
+        for (int idx = tid; idx < BM * kChunks4; idx += kThreads) {
+            const int row = idx / kChunks4, c4 = idx % kChunks4;
+            if (tile_m * BM + row >= p.gemm_m || tile_n * BN + c4 * 4 >= p.kg) continue;
+            red_add4(ws + row * BN + c4 * 4, *reinterpret_cast<const float4*>(&s_c[row * kLdc + c4 * 4]));
+        }
+        __shared__ int s_last;
+        unsigned* counters = reinterpret_cast<unsigned*>(p.ws + static_cast<int64_t>(gridDim.x) * (BM * BN));
+        if (!splitk_arrive(counters + blockIdx.x, gridDim.z, &s_last)) return;
+#pragma unroll 1
+        for (int idx = tid; idx < BM * kChunksN; idx += kThreads) {
+            const int row = idx / kChunksN, c8 = idx % kChunksN;
+            const int m = tile_m * BM + row, n = tile_n * BN + c8 * 8;
+            if (m >= p.gemm_m || n >= p.kg) continue;
+            const float4 lo = take4(ws + row * BN + c8 * 8);
+            const float4 hi = take4(ws + row * BN + c8 * 8 + 4);
+            float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+            store8_f16(p, m, n, v);
+        }
+    } else {
+#pragma unroll 1
+        for (int idx = tid; idx < BM * kChunksN; idx += kThreads) {
+            const int row = idx / kChunksN, c8 = idx % kChunksN;
+            const int m = tile_m * BM + row, n = tile_n * BN + c8 * 8;
+            if (m >= p.gemm_m || n >= p.kg) continue;
+            const float4 lo = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8]);
+            const float4 hi = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8 + 4]);
+            float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+            store8_f16(p, m, n, v);
+        }
     }
 }
 
@@ -428,7 +517,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
 
 constexpr int kSimtBK = 16;
 
-template <typename T, int TY, int TX, int TM, int TN>
+template <typename T, int TY, int TX, int TM, int TN, bool kSplitK>
 __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) conv_simt_kernel(const ConvParams p) {
     constexpr int kThreads = TY * TX, BM = TY * TM, BN = TX * TN, BK = kSimtBK;
     static_assert(kThreads % BK == 0 && TM % 4 == 0 && TN % 4 == 0, "float4 shared reads");
@@ -467,7 +556,11 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
     // Thread t loads k column t % 16 (consecutive channels of one pixel across a half-warp) of
     // rows t / 16 + i * kRowStep.
     const int kk = tid % BK, rbase = tid / BK;
-    int kidx = kk;
+    // This CTA's k-tiles: all of them, or its split's share (blockIdx.y).
+    int kt_begin = 0, kt_end = (p.gemm_k + BK - 1) / BK;
+    if constexpr (kSplitK)
+        splitk_range(kt_end, static_cast<int>(blockIdx.y), static_cast<int>(gridDim.y), kt_begin, kt_end);
+    int kidx = kt_begin * BK + kk;
     int ci = kidx % p.cg, fs = (kidx / p.cg) % p.kw, fr = kidx / p.cg / p.kw;
     float ra[kAPer], rb[kBPer];
 
@@ -515,7 +608,7 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
 #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
 
-    const int k_tiles = (p.gemm_k + BK - 1) / BK;
+    const int k_tiles = kt_end - kt_begin;
     load_global();
     store_shared(0);
     __syncthreads();
@@ -545,6 +638,37 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
         __syncthreads();
     }
 
+    if constexpr (kSplitK) {
+        // Each thread adds its own TM x TN block (rows that exist) into the workspace tile and, in
+        // the CTA that completes the tile, takes the same block back.
+        const int64_t tile = static_cast<int64_t>(group) * gridDim.x + blockIdx.x;
+        float* ws = p.ws + tile * (BM * BN);
+#pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            if (tile_m * BM + ty * TM + i >= p.gemm_m) continue;
+#pragma unroll
+            for (int j = 0; j < TN; j += 4)
+                red_add4(ws + (ty * TM + i) * BN + tx * TN + j,
+                         make_float4(acc[i][j], acc[i][j + 1], acc[i][j + 2], acc[i][j + 3]));
+        }
+        __shared__ int s_last;
+        unsigned* counters =
+            reinterpret_cast<unsigned*>(p.ws + static_cast<int64_t>(gridDim.x) * gridDim.z * (BM * BN));
+        if (!splitk_arrive(counters + tile, gridDim.y, &s_last)) return;
+#pragma unroll
+        for (int i = 0; i < TM; ++i) {
+            if (tile_m * BM + ty * TM + i >= p.gemm_m) continue;
+#pragma unroll
+            for (int j = 0; j < TN; j += 4) {
+                const float4 v = take4(ws + (ty * TM + i) * BN + tx * TN + j);
+                acc[i][j] = v.x;
+                acc[i][j + 1] = v.y;
+                acc[i][j + 2] = v.z;
+                acc[i][j + 3] = v.w;
+            }
+        }
+    }
+
     T* y = static_cast<T*>(p.y);
     const T* res = static_cast<const T*>(p.res);
     constexpr bool kPrecise = std::is_same_v<T, float>;
@@ -569,6 +693,9 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
 
 enum class Family : uint8_t { kSimt, kMma, kMmaGather };
 
+// A split-K tactic runs only where each split gets at least this many k-tiles.
+constexpr int kMinTilesPerSplit = 2;
+
 using Launch = void (*)(const ConvParams&, int groups, cudaStream_t);
 
 struct Tactic {
@@ -579,6 +706,7 @@ struct Tactic {
     const void* kernel;
     int smem;  // dynamic shared memory
     Launch launch;
+    int splits;  // > 1: split-K over grid.z (tensor cores) or grid.y (SIMT), with a workspace
 };
 
 // Opts a kernel into more than 48 KB of dynamic shared memory, once per device (a per-device
@@ -594,31 +722,32 @@ void prepare_kernel(const void* kernel, int smem, std::atomic<uint64_t>& done) {
     done.fetch_or(bit, std::memory_order_relaxed);
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS>
 void launch_mma(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CHECK(groups == 1, "conv2d: tensor-core tactics need groups == 1");
     constexpr int kSmem = mma_smem_bytes(BM, BN, STAGES);
-    auto kernel = conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather>;
+    auto kernel = conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, (SPLITS > 1)>;
     static std::atomic<uint64_t> prepared{0};
     prepare_kernel(reinterpret_cast<const void*>(kernel), kSmem, prepared);
     const int64_t blocks = static_cast<int64_t>((p.gemm_m + BM - 1) / BM) * ((p.kg + BN - 1) / BN);
     KS_CHECK(blocks <= INT_MAX, "conv2d: too many output tiles (", blocks, ")");
-    kernel<<<static_cast<unsigned>(blocks), WARPS_M * WARPS_N * 32, kSmem, stream>>>(p);
+    dim3 grid(static_cast<unsigned>(blocks), 1, SPLITS);
+    kernel<<<grid, WARPS_M * WARPS_N * 32, kSmem, stream>>>(p);
     KS_CUDA(cudaGetLastError());
 }
 
-template <typename T, int TY, int TX, int TM, int TN>
+template <typename T, int TY, int TX, int TM, int TN, int SPLITS>
 void launch_simt(const ConvParams& p, int groups, cudaStream_t stream) {
     constexpr int BM = TY * TM, BN = TX * TN;
     const int64_t blocks = static_cast<int64_t>((p.gemm_m + BM - 1) / BM) * ((p.kg + BN - 1) / BN);
     KS_CHECK(blocks <= INT_MAX, "conv2d: too many output tiles (", blocks, ")");
     KS_CHECK(groups <= 65535, "conv2d: at most 65535 groups");
-    dim3 grid(static_cast<unsigned>(blocks), 1, static_cast<unsigned>(groups));
-    conv_simt_kernel<T, TY, TX, TM, TN><<<grid, TY * TX, 0, stream>>>(p);
+    dim3 grid(static_cast<unsigned>(blocks), SPLITS, static_cast<unsigned>(groups));
+    conv_simt_kernel<T, TY, TX, TM, TN, (SPLITS > 1)><<<grid, TY * TX, 0, stream>>>(p);
     KS_CUDA(cudaGetLastError());
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS = 1>
 Tactic mma_tactic(double sm_eff) {
     return {ElemType::kF16,
             kGather ? Family::kMmaGather : Family::kMma,
@@ -628,12 +757,13 @@ Tactic mma_tactic(double sm_eff) {
             STAGES,
             WARPS_M * WARPS_N * 32,
             sm_eff,
-            reinterpret_cast<const void*>(conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather>),
+            reinterpret_cast<const void*>(conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, (SPLITS > 1)>),
             mma_smem_bytes(BM, BN, STAGES),
-            launch_mma<BM, BN, WARPS_M, WARPS_N, STAGES, kGather>};
+            launch_mma<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, SPLITS>,
+            SPLITS};
 }
 
-template <typename T, int TY, int TX, int TM, int TN>
+template <typename T, int TY, int TX, int TM, int TN, int SPLITS = 1>
 Tactic simt_tactic(double sm_eff) {
     return {std::is_same_v<T, float> ? ElemType::kF32 : ElemType::kF16,
             Family::kSimt,
@@ -643,9 +773,10 @@ Tactic simt_tactic(double sm_eff) {
             2,
             TY * TX,
             sm_eff,
-            reinterpret_cast<const void*>(conv_simt_kernel<T, TY, TX, TM, TN>),
+            reinterpret_cast<const void*>(conv_simt_kernel<T, TY, TX, TM, TN, (SPLITS > 1)>),
             0,
-            launch_simt<T, TY, TX, TM, TN>};
+            launch_simt<T, TY, TX, TM, TN, SPLITS>,
+            SPLITS};
 }
 
 // The order is the tactic id: engines store it, so new tactics go at the end.
@@ -661,17 +792,25 @@ const Tactic kTactics[] = {
     simt_tactic<__half, 64, 4, 4, 4>(0.5),   // 256x16
     simt_tactic<__half, 8, 8, 4, 4>(0.4),    // 32x32
     // f16 tensor cores, vectorised loads.
-    mma_tactic<128, 128, 2, 4, 3, false>(1.0),
-    mma_tactic<128, 64, 2, 2, 3, false>(0.92),
-    mma_tactic<64, 128, 2, 2, 3, false>(0.9),
-    mma_tactic<64, 64, 2, 2, 3, false>(0.8),
-    mma_tactic<128, 32, 4, 1, 3, false>(0.7),
-    mma_tactic<64, 32, 2, 2, 3, false>(0.6),
+    mma_tactic<128, 128, 2, 4, 3, false>(1.0), mma_tactic<128, 64, 2, 2, 3, false>(0.92),
+    mma_tactic<64, 128, 2, 2, 3, false>(0.9), mma_tactic<64, 64, 2, 2, 3, false>(0.8),
+    mma_tactic<128, 32, 4, 1, 3, false>(0.7), mma_tactic<64, 32, 2, 2, 3, false>(0.6),
     mma_tactic<128, 16, 4, 1, 3, false>(0.45),
     // f16 tensor cores, gathered loads (any channel count or alignment, groups == 1).
-    mma_tactic<128, 64, 2, 2, 2, true>(0.6),
-    mma_tactic<128, 32, 4, 1, 2, true>(0.45),
+    mma_tactic<128, 64, 2, 2, 2, true>(0.6), mma_tactic<128, 32, 4, 1, 2, true>(0.45),
     mma_tactic<128, 16, 4, 1, 2, true>(0.3),
+    // Split-K (grid.z = splits, float32 workspace): small M with long K, i.e. batch-1 deep layers,
+    // where the tiles alone leave most SMs idle.
+    mma_tactic<64, 64, 2, 2, 3, false, 2>(0.8),   // 18
+    mma_tactic<64, 64, 2, 2, 3, false, 4>(0.8),   // 19
+    mma_tactic<64, 64, 2, 2, 3, false, 8>(0.8),   // 20
+    mma_tactic<64, 64, 2, 2, 3, false, 16>(0.8),  // 21
+    mma_tactic<64, 32, 2, 2, 3, false, 4>(0.6),   // 22
+    mma_tactic<64, 32, 2, 2, 3, false, 8>(0.6),   // 23
+    mma_tactic<64, 32, 2, 2, 3, false, 16>(0.6),  // 24
+    // f32, exact (float32 sums in another order), split-K.
+    simt_tactic<float, 16, 16, 4, 4, 4>(0.8),  // 25: 64x64
+    simt_tactic<float, 16, 16, 4, 4, 8>(0.8),  // 26: 64x64
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
@@ -686,8 +825,15 @@ void check_shape(const ConvShape& s) {
     KS_CHECK(static_cast<int64_t>(s.kh) * s.kw * (s.c / s.groups) < (int64_t{1} << 30), "conv2d: filter too large");
 }
 
+int64_t gemm_k_of(const ConvShape& s) { return static_cast<int64_t>(s.kh) * s.kw * (s.c / s.groups); }
+
 bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
     if (t.type != type) return false;
+    if (t.splits > 1) {
+        // Every split gets at least kMinTilesPerSplit k-tiles; shorter reductions gain nothing.
+        if (gemm_k_of(s) < static_cast<int64_t>(t.splits) * kMinTilesPerSplit * t.bk) return false;
+        if (t.family == Family::kMma) return s.groups == 1 && s.c % 8 == 0;
+    }
     switch (t.family) {
         case Family::kSimt:
             return true;
@@ -746,11 +892,12 @@ double estimate(int id, int64_t m, int64_t n_per_group, int groups, int64_t k) {
 int pick_tactic(const ConvShape& s, ElemType type, int64_t m, bool vec_ok) {
     Family want = Family::kSimt;
     if (type == ElemType::kF16 && s.groups == 1) want = vec_ok && s.c % 8 == 0 ? Family::kMma : Family::kMmaGather;
-    const int64_t k = static_cast<int64_t>(s.kh) * s.kw * (s.c / s.groups);
+    const int64_t k = gemm_k_of(s);
     int best = -1;
     double best_cost = 0;
     for (int i = 0; i < kNumTactics; ++i) {
-        if (kTactics[i].family != want || !tactic_fits(kTactics[i], s, type)) continue;
+        // The heuristic has no workspace to give, so it never picks a split-K tactic.
+        if (kTactics[i].family != want || kTactics[i].splits > 1 || !tactic_fits(kTactics[i], s, type)) continue;
         const double cost = estimate(i, m, s.k / s.groups, s.groups, k);
         if (best < 0 || cost < best_cost) {
             best = i;
@@ -818,12 +965,26 @@ std::string conv2d_tactic_name(int tactic, const ConvShape&, ElemType) {
             name << "_mma_m16n8k16_gather";
             break;
     }
+    if (t.splits > 1) name << "_splitk" << t.splits;
     name << "_" << t.bm << "x" << t.bn << "x" << t.bk << "_s" << t.stages;
     return name.str();
 }
 
+size_t conv2d_workspace_bytes(int tactic, const ConvShape& s, ElemType type, int n, int out_h, int out_w) {
+    KS_CHECK(tactic >= 0 && tactic < kNumTactics, "conv2d: no tactic ", tactic, " (there are ", kNumTactics, ")");
+    const Tactic& t = kTactics[tactic];
+    if (t.splits <= 1 || t.type != type) return 0;
+    check_shape(s);
+    KS_CHECK(n >= 0 && out_h >= 0 && out_w >= 0, "conv2d: negative output size");
+    const int64_t m = static_cast<int64_t>(n) * out_h * out_w;
+    const int64_t tiles = (m + t.bm - 1) / t.bm * ((s.k / s.groups + t.bn - 1) / t.bn) * s.groups;
+    // Partial-sum tiles, then one counter per tile, rounded up to 16 bytes.
+    const int64_t bytes = tiles * t.bm * t.bn * 4 + tiles * 4;
+    return static_cast<size_t>((bytes + 15) / 16 * 16);
+}
+
 void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* bias, const ConvShape& s, bool silu,
-                 const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream) {
+                 const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream, void* workspace) {
     check_shape(s);
     const ElemType type = x.type;
     KS_CHECK(type == ElemType::kF32 || type == ElemType::kF16, "conv2d: unknown element type");
@@ -864,6 +1025,9 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
              " does not support this convolution (c=", s.c, " k=", s.k, " groups=", s.groups, ")");
     KS_CHECK(t.family != Family::kMma || x_vec, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
              " needs x 16-byte aligned with a pixel stride that is a multiple of 8 (got stride ", x.pixel_stride, ")");
+    KS_CHECK(t.splits <= 1 || workspace != nullptr, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
+             " needs a workspace (conv2d_workspace_bytes)");
+    KS_CHECK(t.splits <= 1 || aligned16(workspace), "conv2d: the split-K workspace must be 16-byte aligned");
     if (m == 0) return;
 
     ConvParams p;
@@ -895,6 +1059,7 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
     p.y_vec = aligned16(y.data) && y.pixel_stride % 8 == 0;
     p.res_vec = residual && aligned16(residual->data) && residual->pixel_stride % 8 == 0;
     p.a_via_l1 = s.kh * s.kw > 1 ? 1 : 0;
+    p.ws = t.splits > 1 ? static_cast<float*>(workspace) : nullptr;
     t.launch(p, s.groups, stream);
 }
 

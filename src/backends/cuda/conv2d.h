@@ -37,9 +37,21 @@ int conv2d_tactic_count();
 bool conv2d_tactic_supports(int tactic, const ConvShape& s, ElemType type);
 std::string conv2d_tactic_name(int tactic, const ConvShape& s, ElemType type);  // states its configuration
 
+// Device scratch a tactic needs for this conv at batch n (0 for most): float32 partial sums and
+// per-tile counters. The caller passes a zero-filled buffer of at least this size; a tactic must
+// leave it zero-filled again when it finishes (so one buffer serves every conv of a stream).
+// The split-K tactics ("_splitk<S>_" in their names) need one: they spread the reduction over S
+// CTAs per output tile for small-M, long-K convolutions (batch-1 deep layers). Their size is
+// about 4 bytes per output element (rounded up to whole tiles), so it grows with the batch.
+size_t conv2d_workspace_bytes(int tactic, const ConvShape& s, ElemType type, int n, int out_h, int out_w);
+
 // bias: float32[k] on the device (never null). residual: null or an NHWC tensor shaped like y.
 // Shapes must agree (y.h/y.w follow from x, padding and strides); violations throw kestrel::Error.
+// workspace: 16-byte aligned, zero-filled, at least conv2d_workspace_bytes(tactic, ...) bytes,
+// used by the stream's kernels in order (not by two concurrent launches); a tactic that needs one
+// throws without it. The heuristic (tactic < 0) never picks a tactic that needs one.
 void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* bias, const ConvShape& s,
-                 bool silu, const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream);
+                 bool silu, const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream,
+                 void* workspace = nullptr);
 
 }  // namespace kestrel::cuda

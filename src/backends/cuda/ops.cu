@@ -584,16 +584,34 @@ __global__ void __launch_bounds__(kTile* kTileRows)
 // that L2 merges into full sectors. Digits: (pixel in image, n).
 constexpr int kSmallChannels = 8;
 
+// Channels [c_src, c) are written as zeros: the padding that lets the stem conv take the
+// vectorised tensor-core path (its packed weights are zero there too).
 template <typename T>
-__global__ void __launch_bounds__(kThreads) nchw_to_nhwc_small(const float* __restrict__ x, T* __restrict__ y, int c,
-                                                               int64_t hw, int64_t ps, Radix<2> r, int64_t total) {
+__global__ void __launch_bounds__(kThreads)
+    nchw_to_nhwc_small(const float* __restrict__ x, T* __restrict__ y, int c_src, int c, int64_t hw, int64_t ps,
+                       Radix<2> r, int64_t total) {
     int64_t d[2];
     int64_t i = global_thread();
     split_index(i, r, d);
+    // 8 stored channels at an aligned pixel (the padded stem input) leave as one 16-byte (f16) or
+    // two 16-byte (f32) stores instead of 8 narrow ones.
+    const bool vec8 = c == 8 && ps % 8 == 0 && reinterpret_cast<uintptr_t>(y) % (8 * sizeof(T)) == 0;
     for (; i < total; i += grid_threads(), advance(r, d)) {
-        const float* src = x + d[1] * c * hw + d[0];
+        const float* src = x + d[1] * c_src * hw + d[0];
         T* dst = y + (d[1] * hw + d[0]) * ps;
-        for (int ch = 0; ch < c; ++ch) dst[ch] = from_float<T>(src[ch * hw]);
+        if (vec8) {
+            float v[8];
+#pragma unroll
+            for (int ch = 0; ch < 8; ++ch) v[ch] = ch < c_src ? src[ch * hw] : 0.f;
+            if constexpr (sizeof(T) == 2) {
+                store_vec<8>(dst, v);
+            } else {
+                store_vec<4>(dst, reinterpret_cast<const float(&)[4]>(v[0]));
+                store_vec<4>(dst + 4, reinterpret_cast<const float(&)[4]>(v[4]));
+            }
+            continue;
+        }
+        for (int ch = 0; ch < c; ++ch) dst[ch] = from_float<T>(ch < c_src ? src[ch * hw] : 0.f);
     }
 }
 
@@ -1009,10 +1027,13 @@ void global_avgpool_nhwc(const NhwcTensor& x, float* y, cudaStream_t stream) {
 
 // ---- layout conversions ------------------------------------------------------------------------
 
-void nchw_to_nhwc(const float* x, const NhwcTensor& y, cudaStream_t stream) {
+void nchw_to_nhwc(const float* x, const NhwcTensor& y, cudaStream_t stream, int x_channels) {
     check_nhwc(y, "nchw_to_nhwc", "y");
     if (numel(y) == 0) return;
     KS_CHECK(x != nullptr, "nchw_to_nhwc: missing input");
+    if (x_channels < 0) x_channels = y.c;
+    KS_CHECK(x_channels >= 1 && x_channels <= y.c && (x_channels == y.c || y.c <= kSmallChannels),
+             "nchw_to_nhwc: ", x_channels, " input channels cannot be padded to ", y.c);
     const int64_t hw = int64_t{y.h} * y.w;
     with_type(y.type, [&](auto tt) {
         using T = typename decltype(tt)::type;
@@ -1021,7 +1042,8 @@ void nchw_to_nhwc(const float* x, const NhwcTensor& y, cudaStream_t stream) {
             const int64_t total = y.n * hw;
             const int blocks = grid_blocks(total);
             const auto r = make_radix<2>({hw}, int64_t{blocks} * kThreads);
-            nchw_to_nhwc_small<T><<<blocks, kThreads, 0, stream>>>(x, out, y.c, hw, y.pixel_stride, r, total);
+            nchw_to_nhwc_small<T>
+                <<<blocks, kThreads, 0, stream>>>(x, out, x_channels, y.c, hw, y.pixel_stride, r, total);
         } else {
             KS_CHECK(y.n <= 65535, "nchw_to_nhwc: batch ", y.n, " is too large");
             const dim3 grid(static_cast<unsigned>(ceil_div(hw, kTile)), static_cast<unsigned>(ceil_div(y.c, kTile)),

@@ -31,8 +31,9 @@ void conv_transpose2d_nhwc(const NhwcTensor& x, const float* w, const float* bia
 void global_avgpool_nhwc(const NhwcTensor& x, float* y, cudaStream_t stream);
 
 // ---- layout conversions ------------------------------------------------------------------------
-// x: float32 NCHW contiguous [y.n, y.c, y.h, y.w] -> y (NHWC, f16 or f32).
-void nchw_to_nhwc(const float* x, const NhwcTensor& y, cudaStream_t stream);
+// x: float32 NCHW contiguous [y.n, x_channels, y.h, y.w] -> y (NHWC, f16 or f32). x_channels < 0
+// means y.c; fewer (y.c <= 8 only) pads channels [x_channels, y.c) with zeros.
+void nchw_to_nhwc(const float* x, const NhwcTensor& y, cudaStream_t stream, int x_channels = -1);
 // x (NHWC, f16 or f32) -> y: float32 NCHW contiguous [x.n, x.c, x.h, x.w].
 void nhwc_to_nchw(const NhwcTensor& x, float* y, cudaStream_t stream);
 

@@ -1,0 +1,20 @@
+// Ultralytics' Detect-head decode as one kernel: the IR's YoloDecode (passes/fuse_yolo_decode.cc
+// makes it, reference::evaluate defines it). For anchor a of image n (levels in order, pixels row-major):
+//   d_j = sum_k w_k softmax_k(x[j R + k])   (j = 0..3, R = reg_max: the DFL distances l, t, r, b)
+//   y[n, 0..3, a] = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1) * strides[a]
+//       with x1 = ax - d0, y1 = ay - d1, x2 = ax + d2, y2 = ay + d3, (ax, ay) = (anchors[a], anchors[A + a])
+//   y[n, 4 + c, a] = sigmoid(x[4 R + c])
+#pragma once
+
+#include "backends/cuda/tensors.h"
+
+namespace kestrel::cuda {
+
+// levels[l]: NHWC f16 or f32 (all one type), [n, H_l, W_l, 4 * reg_max + nc], possibly channel
+// slices (pixel_stride); anchors (2 * A floats), strides (A) and dfl_weights (reg_max) on the
+// device; y float32 [n, 4 + nc, A], any strides. At most 8 levels and reg_max <= 64. Asynchronous
+// on `stream`; shape mismatches throw kestrel::Error.
+void yolo_decode(const NhwcTensor* levels, int num_levels, const float* anchors, const float* strides,
+                 const float* dfl_weights, int reg_max, int nc, const StridedTensor& y, cudaStream_t stream);
+
+}  // namespace kestrel::cuda
