@@ -130,8 +130,8 @@ std::shared_ptr<Engine::Impl> finish(engine::EngineData data) {
         KS_CHECK(runtime::cuda_device_count() > 0, "this engine runs on a CUDA GPU (", data.target.substr(5),
                  ") and no CUDA GPU was found; export one with device=cpu for this machine");
         std::string arch = runtime::cuda_device_arch(device);
-        KS_CHECK(data.target == "cuda:" + arch, "this engine was built for ", data.target.substr(5),
-                 " but GPU 0 is ", arch, " (", runtime::cuda_device_name(device), "); re-export it on this GPU");
+        KS_CHECK(data.target == "cuda:" + arch, "this engine was built for ", data.target.substr(5), " but GPU 0 is ",
+                 arch, " (", runtime::cuda_device_name(device), "); re-export it on this GPU");
     } else {
         KS_CHECK(data.target == "cpu", "unknown engine target '", data.target, "'");
     }

@@ -128,8 +128,8 @@ EngineData deserialize(const std::string& s, const std::string& what) {
              " is newer than this Kestrel supports (", kFormatVersion, "); re-export the model with this version");
     KS_CHECK(version >= 1, what, ": invalid engine format version ", version);
     // Version 1 files carry a checksum seeded with a mistyped offset basis (and CPU-only targets).
-    KS_CHECK(version == kFormatVersion, what, ": engine format version ", version,
-             " is older than this Kestrel's (", kFormatVersion, "); re-export the model with this version");
+    KS_CHECK(version == kFormatVersion, what, ": engine format version ", version, " is older than this Kestrel's (",
+             kFormatVersion, "); re-export the model with this version");
     uint64_t hsize = get<uint64_t>(s, 16), bsize = get<uint64_t>(s, 24);
     KS_CHECK(hsize < s.size() && bsize < s.size() && kHeaderSize + hsize + bsize + 8 == s.size(), what,
              ": truncated or corrupted engine file (sizes do not match the file length)");

@@ -16,11 +16,11 @@ namespace kestrel::engine {
 constexpr uint32_t kFormatVersion = 2;
 
 struct EngineData {
-    ir::Graph graph;                              // optimised IR at batch 1, with metadata
-    std::string precision = "fp32";               // fp32 | fp16 | int8
-    std::string target = "cpu";                   // cpu | cuda:sm_XX
+    ir::Graph graph;                 // optimised IR at batch 1, with metadata
+    std::string precision = "fp32";  // fp32 | fp16 | int8
+    std::string target = "cpu";      // cpu | cuda:sm_XX
     int64_t min_batch = 1, opt_batch = 1, max_batch = 1;
-    std::vector<std::string> kernels;             // one per plan node, checked on load
+    std::vector<std::string> kernels;  // one per plan node, checked on load
 };
 
 std::string serialize(const EngineData& data);

@@ -371,7 +371,8 @@ void infer_node(Graph& g, size_t index) {
                 c.set_out(0, broadcast_shapes(c.in(0).shape, c.in(1).shape), DType::kBool);
                 break;
             case Op::kWhere:
-                c.set_out(0, broadcast_shapes(broadcast_shapes(c.in(0).shape, c.in(1).shape), c.in(2).shape), c.in(1).dtype);
+                c.set_out(0, broadcast_shapes(broadcast_shapes(c.in(0).shape, c.in(1).shape), c.in(2).shape),
+                          c.in(1).dtype);
                 break;
             case Op::kSplit:
                 infer_split(c, n);

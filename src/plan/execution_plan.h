@@ -48,18 +48,18 @@ struct ValuePlan {
     Layout layout = Layout::kPlain;
     DType dtype = DType::kFloat32;  // element type in storage (float16 for half NHWC activations)
     Storage storage = Storage::kArena;
-    int root = -1;          // for kView: the value whose buffer holds this one (itself a root)
-    int64_t offset = 0;     // kView: byte offset in root's buffer (kNhwc: of the first pixel); kArena: in the arena
-    int64_t bytes = 0;      // storage size for the plan's batch (blocked layouts pad channels to 8)
-    int64_t channels = 0;   // kNhwc: channels stored per pixel (more than the value's when padded)
+    int root = -1;         // for kView: the value whose buffer holds this one (itself a root)
+    int64_t offset = 0;    // kView: byte offset in root's buffer (kNhwc: of the first pixel); kArena: in the arena
+    int64_t bytes = 0;     // storage size for the plan's batch (blocked layouts pad channels to 8)
+    int64_t channels = 0;  // kNhwc: channels stored per pixel (more than the value's when padded)
 };
 
 struct ExecutionPlan {
     PlanOptions options;
-    ir::Graph graph;                  // the IR with layout-conversion Identity nodes inserted
-    std::vector<ValuePlan> values;    // indexed by value id
-    int64_t arena_bytes = 0;          // peak activation memory per session
-    int64_t naive_bytes = 0;          // sum of all activation sizes (no reuse, no aliasing)
+    ir::Graph graph;                // the IR with layout-conversion Identity nodes inserted
+    std::vector<ValuePlan> values;  // indexed by value id
+    int64_t arena_bytes = 0;        // peak activation memory per session
+    int64_t naive_bytes = 0;        // sum of all activation sizes (no reuse, no aliasing)
 };
 
 // Builds the plan for a graph whose shapes are static and whose batch is 1.

@@ -723,7 +723,8 @@ TEST_F(CudaOpsLayout, NchwToNhwcPadsChannelsWithZeros) {
         for (int64_t i = 0; i < n; ++i)
             for (int64_t ch = 0; ch < 8; ++ch)
                 for (int64_t p = 0; p < h * w; ++p)
-                    want.data<float>()[(i * 8 + ch) * h * w + p] = ch < c ? x.data<float>()[(i * c + ch) * h * w + p] : 0.f;
+                    want.data<float>()[(i * 8 + ch) * h * w + p] =
+                        ch < c ? x.data<float>()[(i * c + ch) * h * w + p] : 0.f;
         FloatBuf xb(x);
         NhwcBuf yb(t, n, h, w, 8);
         nchw_to_nhwc(xb.get(), yb.view(), nullptr, static_cast<int>(c));

@@ -5,10 +5,10 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 
 #include "kestrel/detector.h"
 #include "kestrel/engine.h"

@@ -50,8 +50,8 @@ size_t conv2d_workspace_bytes(int tactic, const ConvShape& s, ElemType type, int
 // workspace: 16-byte aligned, zero-filled, at least conv2d_workspace_bytes(tactic, ...) bytes,
 // used by the stream's kernels in order (not by two concurrent launches); a tactic that needs one
 // throws without it. The heuristic (tactic < 0) never picks a tactic that needs one.
-void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* bias, const ConvShape& s,
-                 bool silu, const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream,
+void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* bias, const ConvShape& s, bool silu,
+                 const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream,
                  void* workspace = nullptr);
 
 }  // namespace kestrel::cuda

@@ -12,8 +12,8 @@ namespace kestrel::cuda {
 
 // ---- NHWC feature maps -------------------------------------------------------------------------
 // Max pooling (padding never wins: out-of-range taps are skipped).
-void maxpool2d_nhwc(const NhwcTensor& x, const NhwcTensor& y, int kh, int kw, int stride_h, int stride_w,
-                    int pad_top, int pad_left, cudaStream_t stream);
+void maxpool2d_nhwc(const NhwcTensor& x, const NhwcTensor& y, int kh, int kw, int stride_h, int stride_w, int pad_top,
+                    int pad_left, cudaStream_t stream);
 // Nearest resize: y(n, oy, ox, c) = x(n, src_y[oy], src_x[ox], c). The index maps (int32, on the
 // device, y.h and y.w entries) are computed on the host from ONNX's coordinate rules.
 void resize_nearest_nhwc(const NhwcTensor& x, const NhwcTensor& y, const int32_t* src_y, const int32_t* src_x,
