@@ -18,6 +18,17 @@ int64_t align_up(int64_t v) { return (v + kAlignment - 1) / kAlignment * kAlignm
 
 bool is_4d(const ir::Value& v) { return v.shape.size() == 4; }
 
+// A binary elementwise op keeps the fast layout only between two same-shape activations in it
+// (broadcasting and constants are plain).
+Layout binary_layout(const Graph& g, const Node& n, const std::vector<Layout>& lay, Layout fast) {
+    const ir::Value& a = g.value(n.inputs[0]);
+    const ir::Value& b = g.value(n.inputs[1]);
+    bool same = a.shape == b.shape && !a.constant && !b.constant;
+    return same && lay[static_cast<size_t>(n.inputs[0])] == fast && lay[static_cast<size_t>(n.inputs[1])] == fast
+               ? fast
+               : Layout::kPlain;
+}
+
 // The CUDA backend's layouts: convolutions, pooling and resize work on NHWC only; elementwise ops,
 // Split and Concat stay NHWC when their inputs are; everything else (the heads) is plain float32.
 Layout cuda_output_layout(const Graph& g, const Node& n, const std::vector<Layout>& lay) {
@@ -37,13 +48,8 @@ Layout cuda_output_layout(const Graph& g, const Node& n, const std::vector<Layou
         case Op::kAdd:
         case Op::kSub:
         case Op::kMul:
-        case Op::kDiv: {
-            const ir::Value& a = g.value(n.inputs[0]);
-            const ir::Value& b = g.value(n.inputs[1]);
-            bool same = a.shape == b.shape && !a.constant && !b.constant;
-            return same && in_layout(0) == Layout::kNhwc && in_layout(1) == Layout::kNhwc ? Layout::kNhwc
-                                                                                          : Layout::kPlain;
-        }
+        case Op::kDiv:
+            return binary_layout(g, n, lay, Layout::kNhwc);
         case Op::kSplit:
             return n.attrs.get_int("axis", 0) == 1 && in_layout(0) == Layout::kNhwc ? Layout::kNhwc : Layout::kPlain;
         case Op::kConcat: {
@@ -106,13 +112,8 @@ Layout output_layout(const Graph& g, const Node& n, const std::vector<Layout>& l
         case Op::kAdd:
         case Op::kSub:
         case Op::kMul:
-        case Op::kDiv: {
-            const ir::Value& a = g.value(n.inputs[0]);
-            const ir::Value& b = g.value(n.inputs[1]);
-            bool same = a.shape == b.shape && !a.constant && !b.constant;
-            return same && in_layout(0) == Layout::kBlocked8 && in_layout(1) == Layout::kBlocked8 ? Layout::kBlocked8
-                                                                                                  : Layout::kPlain;
-        }
+        case Op::kDiv:
+            return binary_layout(g, n, lay, Layout::kBlocked8);
         case Op::kSplit: {
             if (n.attrs.get_int("axis", 0) != 1 || in_layout(0) != Layout::kBlocked8) return Layout::kPlain;
             for (int64_t s : n.attrs.get_ints("split"))

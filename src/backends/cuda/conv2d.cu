@@ -30,6 +30,7 @@
 #include <type_traits>
 
 #include "backends/cuda/conv2d.h"
+#include "backends/cuda/device_convert.cuh"
 #include "core/half.h"
 
 namespace kestrel::cuda {
@@ -68,24 +69,6 @@ __device__ __forceinline__ float silu_act(float v) {
         return v / (1.f + expf(-v));
     } else {
         return v / (1.f + __expf(-v));  // exp overflow to inf gives -0 for very negative v, as it should
-    }
-}
-
-template <typename T>
-__device__ __forceinline__ float to_float(T v) {
-    if constexpr (std::is_same_v<T, float>) {
-        return v;
-    } else {
-        return __half2float(v);
-    }
-}
-
-template <typename T>
-__device__ __forceinline__ T from_float(float v) {
-    if constexpr (std::is_same_v<T, float>) {
-        return v;
-    } else {
-        return __float2half_rn(v);
     }
 }
 

@@ -16,6 +16,7 @@
 #include <initializer_list>
 #include <type_traits>
 
+#include "backends/cuda/device_convert.cuh"
 #include "backends/cuda/ops.h"
 
 namespace kestrel::cuda {
@@ -37,17 +38,6 @@ int grid_blocks(int64_t items, int threads = kThreads) {
 
 // ---- element access ----------------------------------------------------------------------------
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-
-template <typename T>
-__device__ __forceinline__ T from_float(float v) {
-    if constexpr (std::is_same_v<T, float>) {
-        return v;
-    } else {
-        return __float2half_rn(v);
-    }
-}
 
 // V consecutive elements moved as one aligned access (up to 16 bytes: one LDG/STG.128).
 template <typename T, int V>

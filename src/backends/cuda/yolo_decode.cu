@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "backends/cuda/device_convert.cuh"
 #include "backends/cuda/yolo_decode.h"
 
 namespace kestrel::cuda {
@@ -51,8 +52,6 @@ struct DecodeArgs {
     int64_t ys_n = 0, ys_c = 0, ys_a = 0;
 };
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
