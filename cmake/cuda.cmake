@@ -19,6 +19,7 @@ set(KESTREL_CUDA_FLAGS -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compu
 
 add_library(kestrel_cuda STATIC
   src/backends/cuda/conv2d.cu
+  src/backends/cuda/stem_conv.cu
   src/backends/cuda/ops.cu
   src/backends/cuda/yolo_decode.cu
   src/runtime/cuda_session.cc)

@@ -3,7 +3,8 @@
 # with CUDA, run the GPU tests (label "gpu"), then benchmark Kestrel's CUDA engines beside the
 # PyTorch peer in the same call. Logs go to $OUT; a summary table prints last.
 #   bash scripts/gpu_round.sh [test|bench|all]   (default all; SKIP_TORCH=1 leaves out the PyTorch peer,
-#                                                  TORCH_ARGS overrides its default --quick)
+#                                                  TORCH_ARGS overrides its default --quick,
+#                                                  PRECISIONS="fp16" exports one engine, SKIP_VAL=1)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
@@ -26,7 +27,7 @@ if [ "$what" != bench ]; then
 fi
 if [ "$what" != test ]; then
   k=$PWD/build-gpu/kestrel; m=/tmp/kestrel_models; mkdir -p "$m"; cp "$shared/models/yolov8n.onnx" "$m/"
-  for p in fp16 fp32; do
+  for p in ${PRECISIONS:-fp16 fp32}; do
     extra=""; [ $p = fp16 ] && extra="half=True"
     $k export model="$m/yolov8n.onnx" format=engine device=0 dynamic=True batch=128 $extra verbose=True \
       >>"$OUT/export.log" 2>&1 || { tail -5 "$OUT/export.log"; status=1; continue; }
@@ -35,14 +36,15 @@ if [ "$what" != test ]; then
   done
   $k benchmark model="$m/yolov8n_fp16.engine" batch=64 profile=True >"$OUT/profile.txt" 2>&1
   $k benchmark model="$m/yolov8n_fp16.engine" batch=1 profile=True >>"$OUT/profile.txt" 2>&1
-  for p in fp32 fp16; do
+  for p in ${PRECISIONS:-fp32 fp16}; do
+    [ "${SKIP_VAL:-0}" = 1 ] && break
     echo "== val $p ==" >>"$OUT/val.txt"
     (cd /tmp && $k val model="$m/yolov8n_$p.engine" data="$shared/datasets/coco128/coco128.yaml") >>"$OUT/val.txt" 2>&1 || status=1
   done
   [ "${SKIP_TORCH:-0}" = 1 ] || PYTHONUNBUFFERED=1 timeout 420 python3 bench/models/gpu_vs_pytorch.py --model "$m/yolov8n.onnx" \
     ${TORCH_ARGS:---quick} --json "$OUT/torch.json" >"$OUT/torch.txt" 2>&1 || status=1
-  echo "== Kestrel (GPU compute time) =="; cat "$OUT/bench_fp16.txt" "$OUT/bench_fp32.txt"
-  echo "== val on COCO128 (fp32, fp16) =="; grep -E '^ +all ' "$OUT/val.txt"
+  echo "== Kestrel (GPU compute time) =="; cat "$OUT"/bench_fp*.txt
+  [ "${SKIP_VAL:-0}" = 1 ] || { echo "== val on COCO128 (fp32, fp16) =="; grep -E '^ +all ' "$OUT/val.txt"; }
   [ "${SKIP_TORCH:-0}" = 1 ] || { echo "== PyTorch peer =="; tail -12 "$OUT/torch.txt"; }
 fi
 exit $status

@@ -63,9 +63,10 @@ Layout cuda_output_layout(const Graph& g, const Node& n, const std::vector<Layou
     }
 }
 
-Layout cuda_required_input_layout(const Node& n, size_t i, Layout out, Layout in) {
+Layout cuda_required_input_layout(const Graph& g, const Node& n, size_t i, Layout out, Layout in) {
     switch (n.op) {
         case Op::kConv:
+            if (i == 0 && in == Layout::kPlain && reads_plain_image(g, n)) return Layout::kPlain;
             return i == 0 ? Layout::kNhwc : (i == 3 ? out : Layout::kPlain);
         case Op::kConvTranspose:
         case Op::kMaxPool:
@@ -136,7 +137,7 @@ Layout output_layout(const Graph& g, const Node& n, const std::vector<Layout>& l
 // the input's own layout when the op takes either. oneDNN has optimised nchw -> nChw8c
 // convolutions only for few input channels (the image stem); wider nchw inputs are converted.
 Layout required_input_layout(const Graph& g, const Node& n, size_t i, Layout out, Layout in, Target target) {
-    if (target == Target::kCuda) return cuda_required_input_layout(n, i, out, in);
+    if (target == Target::kCuda) return cuda_required_input_layout(g, n, i, out, in);
     auto conv_src = [&] {
         bool wide = g.value(n.inputs[0]).shape.size() == 4 && g.value(n.inputs[0]).shape[1] >= 8;
         return out == Layout::kBlocked8 && wide ? Layout::kBlocked8 : in;
@@ -255,6 +256,13 @@ bool sliceable_axis(const ir::Value& v, const ValuePlan& vp, int axis, int batch
 
 std::string_view layout_name(Layout layout) {
     return layout == Layout::kPlain ? "nchw" : layout == Layout::kBlocked8 ? "nChw8c" : "nhwc";
+}
+
+bool reads_plain_image(const ir::Graph& g, const ir::Node& n) {
+    if (n.op != Op::kConv || n.input(3) >= 0 || n.attrs.get_int("group", 1) != 1) return false;
+    const Shape& w = g.value(n.inputs[1]).shape;
+    return w.size() == 4 && w[1] == 3 && w[2] == 3 && w[3] == 3 && w[0] <= 64 &&
+           n.attrs.get_ints("dilations", {1, 1}) == std::vector<int64_t>({1, 1});
 }
 
 int64_t storage_bytes(const ir::Value& v, Layout layout, DType dtype) {

@@ -71,4 +71,8 @@ inline int64_t storage_bytes(const ir::Value& v, Layout layout) { return storage
 
 std::string_view layout_name(Layout layout);
 
+// CUDA: a conv that reads a plain (NCHW float32) input as it is — the image stem: 3 channels, 3x3,
+// groups 1, no dilation, no residual, at most 64 outputs (cuda::conv2d_nchw_input's contract).
+bool reads_plain_image(const ir::Graph& g, const ir::Node& conv);
+
 }  // namespace kestrel::plan

@@ -127,6 +127,15 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                 const ir::Value& w = g.value(n.inputs[1]);
                 KS_CHECK(w.constant && w.dtype == DType::kFloat32, "'", n.name, "': conv weights must be constant");
                 cuda::ConvShape s = conv_shape(*plan_, n);
+                if (plan_->values[sz(n.inputs[0])].layout == Layout::kPlain) {
+                    // The stem reads the image as it is: OIHW float weights, no tactics to tune.
+                    KS_CHECK(cuda::conv2d_nchw_input_supported(s), "'", n.name, "': no CUDA kernel for this conv");
+                    std::vector<float> bias(sz(s.k), 0.f);
+                    if (n.input(2) >= 0) std::copy_n(g.value(n.inputs[2]).constant->data<float>(), s.k, bias.begin());
+                    convs_[i] = {upload(w.constant->bytes.data(), w.constant->bytes.size()),
+                                 static_cast<const float*>(upload(bias.data(), bias.size() * sizeof(float)))};
+                    continue;
+                }
                 auto packed = cuda::pack_conv_weights(padded_weights(*w.constant, s).data(), s,
                                                       elem_type(plan_->values[sz(n.outputs[0])]));
                 std::vector<float> bias(sz(s.k), 0.f);
@@ -175,7 +184,11 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
             const plan::ValuePlan& out = plan_->values[sz(n.outputs[0])];
             std::string io = std::string("_") + (out.dtype == DType::kFloat16 ? "f16" : "f32") + "_" +
                              std::string(plan::layout_name(out.layout));
-            if (n.op == Op::kConv) {
+            if (n.op == Op::kConv && plan_->values[sz(n.inputs[0])].layout == Layout::kPlain) {
+                cuda::ConvShape s = conv_shape(*plan_, n);
+                kernel_names_[i] =
+                    "conv2d_nchw_input_f32_direct_3x3s" + std::to_string(s.stride_h) + io + conv_suffix(n);
+            } else if (n.op == Op::kConv) {
                 auto it = tactics_.find(i);
                 cuda::ConvShape s = conv_shape(*plan_, n);
                 KS_CHECK(it != tactics_.end(), "'", n.name, "': no tuned CUDA conv kernel");
@@ -242,7 +255,7 @@ void CudaModel::tune(std::ostream* log) {
     int64_t scratch_bytes = 0;
     for (size_t i = 0; i < g.nodes.size(); ++i) {
         const Node& n = g.nodes[i];
-        if (n.op != Op::kConv) continue;
+        if (n.op != Op::kConv || plan_->values[sz(n.inputs[0])].layout != Layout::kNhwc) continue;
         int64_t b = 0;
         for (int v : {n.inputs[0], n.outputs[0], n.outputs[0]}) b += num_elements(g.value(v).shape) * 4 + 256;
         b += num_elements(g.value(n.inputs[0]).shape) / g.value(n.inputs[0]).shape[1] * 8 * 4;  // stem padding
@@ -254,7 +267,7 @@ void CudaModel::tune(std::ostream* log) {
     int64_t workspace_bytes = 0;
     for (size_t i = 0; i < g.nodes.size(); ++i) {
         const Node& n = g.nodes[i];
-        if (n.op != Op::kConv) continue;
+        if (n.op != Op::kConv || plan_->values[sz(n.inputs[0])].layout != Layout::kNhwc) continue;
         cuda::ConvShape s = conv_shape(*plan_, n);
         const Shape& ys = g.value(n.outputs[0]).shape;
         ElemType type = elem_type(plan_->values[sz(n.outputs[0])]);
@@ -286,7 +299,9 @@ void CudaModel::tune(std::ostream* log) {
         for (size_t i = 0; i < g.nodes.size(); ++i)
             for (int slot : {1, 0}) {
                 const Node& n = g.nodes[i];
-                if (n.op != Op::kConv || (slot == 1 && tactics_.count(i))) continue;
+                if (n.op != Op::kConv || plan_->values[sz(n.inputs[0])].layout != Layout::kNhwc ||
+                    (slot == 1 && tactics_.count(i)))
+                    continue;
                 if (slot == 0 && max_batch == 1) {
                     tactics_[i][0] = tactics_[i][1];
                     continue;
@@ -553,6 +568,19 @@ void CudaSession::build_steps() {
         switch (n.op) {
             case Op::kConv: {
                 cuda::ConvShape s = conv_shape(p, n);
+                if (p.values[sz(in)].layout == Layout::kPlain) {
+                    const float* x = reinterpret_cast<const float*>(address(in));
+                    NhwcTensor y = nhwc(out);
+                    int h = static_cast<int>(g.value(in).shape[2]), w = static_cast<int>(g.value(in).shape[3]);
+                    const float* wt = static_cast<const float*>(m.conv_weights(i));
+                    const float* b = m.conv_bias(i);
+                    bool silu = n.attrs.get_string("activation", "") == "silu";
+                    flops_[i] = 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
+                    st.launch = [=](cudaStream_t stream, int batch) {
+                        cuda::conv2d_nchw_input(x, h, w, wt, b, s, silu, with_n(y, batch), stream);
+                    };
+                    break;
+                }
                 NhwcTensor x = nhwc(in), y = nhwc(out);
                 bool has_res = n.input(3) >= 0;
                 NhwcTensor r = has_res ? nhwc(n.inputs[3]) : NhwcTensor{};

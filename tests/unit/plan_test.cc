@@ -436,23 +436,36 @@ TEST_F(PlanTest, CudaPlanIsBatchedNhwcWithChannelSliceViews) {
         EXPECT_EQ(vp(p, v).root, cat);
         EXPECT_EQ(vp(p, v).offset, off);
     }
-    // Plain float32 where the heads begin: the image input is converted in, the conv output out.
+    // The 3x3 stem reads the plain image itself; plain float32 again where the head begins.
     int conversions = 0;
     for (const ir::Node& n : p.graph.nodes) {
+        if (n.op == Op::kConv && n.outputs[0] == c1) {
+            EXPECT_EQ(n.inputs[0], x) << "the stem reads the image";
+        }
         if (n.op != Op::kIdentity) continue;
         ++conversions;
-        Layout from = vp(p, n.inputs[0]).layout, to = vp(p, n.outputs[0]).layout;
-        EXPECT_NE(from, to);
-        const plan::ValuePlan& plain = from == Layout::kPlain ? vp(p, n.inputs[0]) : vp(p, n.outputs[0]);
-        EXPECT_EQ(plain.dtype, DType::kFloat32);
-        if (from == Layout::kPlain) {
-            // The 3-channel image is stored as 8 channels for the stem conv's vectorised path.
-            EXPECT_EQ(vp(p, n.outputs[0]).channels, 8);
-            EXPECT_EQ(vp(p, n.outputs[0]).bytes, 4 * 8 * 64 * 2);
-        }
+        EXPECT_EQ(vp(p, n.inputs[0]).layout, Layout::kNhwc);
+        EXPECT_EQ(vp(p, n.outputs[0]).layout, Layout::kPlain);
+        EXPECT_EQ(vp(p, n.outputs[0]).dtype, DType::kFloat32);
     }
-    EXPECT_EQ(conversions, 2);
+    EXPECT_EQ(conversions, 1);
     EXPECT_EQ(vp(p, flat).layout, Layout::kPlain);
+}
+
+// A 3-channel input that other convs read (here a 1x1) is converted to NHWC and stored as 8
+// channels, zeros after the third, for the vectorised tensor-core path.
+TEST_F(PlanTest, CudaPlanPadsFewChannelInputsToEight) {
+    int x = b_.input({1, 3, 8, 8});
+    b_.output(b_.conv(x, 3, 16, {.k = 1}));
+    auto p = plan::build(prepare(b_.graph()), {plan::Target::kCuda, /*batch=*/4, /*half=*/true});
+    int converted = 0;
+    for (const ir::Node& n : p.graph.nodes) {
+        if (n.op != Op::kIdentity || vp(p, n.inputs[0]).layout != Layout::kPlain) continue;
+        ++converted;
+        EXPECT_EQ(vp(p, n.outputs[0]).channels, 8);
+        EXPECT_EQ(vp(p, n.outputs[0]).bytes, 4 * 8 * 64 * 2);
+    }
+    EXPECT_EQ(converted, 1);
 }
 
 // Overlap checks on the kinds of subgraphs YOLOv8 is made of, where views and lifetimes interact.

@@ -54,4 +54,12 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
                  const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream,
                  void* workspace = nullptr);
 
+// The image stem read straight from the float32 NCHW image (3 input channels, 3x3 kernel, groups 1,
+// no dilation, k <= 64): no NHWC conversion of the image and no channel padding. One thread per
+// output pixel, float FMA: the stem has few FLOPs per byte, so it is bound by reading the image.
+bool conv2d_nchw_input_supported(const ConvShape& s);
+// x: [y.n, 3, h, w] float32 contiguous; weights: OIHW float32 on the device; y: NHWC (slices allowed).
+void conv2d_nchw_input(const float* x, int h, int w, const float* weights, const float* bias, const ConvShape& s,
+                       bool silu, const NhwcTensor& y, cudaStream_t stream);
+
 }  // namespace kestrel::cuda
