@@ -22,7 +22,35 @@ add_library(kestrel_cuda STATIC
   src/backends/cuda/stem_conv.cu
   src/backends/cuda/ops.cu
   src/backends/cuda/yolo_decode.cu
-  src/runtime/cuda_session.cc)
+  src/backends/cuda/letterbox.cu
+  src/backends/cuda/nms.cu
+  src/backends/cuda/jpeg_decoder.cc
+  src/runtime/cuda_session.cc
+  src/runtime/timing_cache.cc)
 target_compile_options(kestrel_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:${KESTREL_CUDA_FLAGS}>)
 target_include_directories(kestrel_cuda PUBLIC src)
-target_link_libraries(kestrel_cuda PUBLIC kestrel_plan CUDA::cudart_static)
+target_link_libraries(kestrel_cuda PUBLIC kestrel_plan kestrel_engine CUDA::cudart_static)
+# nvJPEG is opened at run time (jpeg_decoder.cc): no build dependency on it.
+target_link_libraries(kestrel_cuda PRIVATE ${CMAKE_DL_LIBS})
+
+# The conv kernels' code version, part of the timing cache's environment (src/runtime/timing_cache.h):
+# times measured with other kernel code, or another nvcc, do not apply. A digest of the sources the
+# conv tactics are made of; editing one of them re-runs CMake, which recomputes it.
+file(GLOB KESTREL_CONV_KERNEL_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/backends/cuda/conv2d*
+     ${PROJECT_SOURCE_DIR}/src/backends/cuda/*.cuh ${PROJECT_SOURCE_DIR}/src/backends/cuda/tensors.h)
+list(SORT KESTREL_CONV_KERNEL_SOURCES)
+set(_kestrel_conv_digest "nvcc ${CMAKE_CUDA_COMPILER_VERSION}")
+foreach(f ${KESTREL_CONV_KERNEL_SOURCES})
+  file(SHA256 ${f} _h)
+  string(APPEND _kestrel_conv_digest " ${_h}")
+endforeach()
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${KESTREL_CONV_KERNEL_SOURCES})
+string(SHA256 _kestrel_conv_digest "${_kestrel_conv_digest}")
+string(SUBSTRING ${_kestrel_conv_digest} 0 16 KESTREL_CONV_KERNELS_VERSION)
+set_property(SOURCE src/runtime/cuda_session.cc APPEND PROPERTY COMPILE_DEFINITIONS
+             KESTREL_CONV_KERNELS_VERSION="${KESTREL_CONV_KERNELS_VERSION}")
+
+# The GPU's measured ceilings (DRAM bandwidth, cuBLAS FP16/INT8 GEMM) for BENCHMARKS.md's floors.
+add_executable(kestrel_gpu_ceilings bench/gpu/ceilings.cu)
+target_compile_options(kestrel_gpu_ceilings PRIVATE ${KESTREL_CUDA_FLAGS})
+target_link_libraries(kestrel_gpu_ceilings PRIVATE CUDA::cudart_static CUDA::cublas)

@@ -24,12 +24,20 @@ foreach(script ort_compare cli_test val_test quant_test gpu_compare)
 endforeach()
 set_tests_properties(py_gpu_compare PROPERTIES LABELS gpu)
 
+# The CUDA timing cache's file format and error handling (no GPU needed).
+add_executable(kestrel_timing_cache_tests tests/unit/timing_cache_test.cc)
+target_include_directories(kestrel_timing_cache_tests PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(kestrel_timing_cache_tests PRIVATE kestrel GTest::gtest_main)
+gtest_discover_tests(kestrel_timing_cache_tests DISCOVERY_TIMEOUT 60)
+
 # GPU suite: every CUDA kernel against the reference (tests/gpu). Needs a GPU, so it carries the
 # label "gpu": scripts/test.sh excludes it here and scripts/gpu_round.sh runs it on the GPU machine.
 file(GLOB KESTREL_GPU_TEST_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/gpu/*.cc)
 add_executable(kestrel_gpu_tests ${KESTREL_GPU_TEST_SOURCES})
 target_include_directories(kestrel_gpu_tests PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
-target_link_libraries(kestrel_gpu_tests PRIVATE kestrel GTest::gtest_main)
-target_compile_definitions(kestrel_gpu_tests PRIVATE KESTREL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+# zlib: the detect-pipeline test writes a PNG to exercise the CPU-decoder path.
+target_link_libraries(kestrel_gpu_tests PRIVATE kestrel GTest::gtest_main ZLIB::ZLIB)
+target_compile_definitions(kestrel_gpu_tests PRIVATE KESTREL_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                           KESTREL_SHARED_DIR="${KESTREL_SHARED}")
 add_test(NAME gpu_tests COMMAND kestrel_gpu_tests)
 set_tests_properties(gpu_tests PROPERTIES LABELS gpu TIMEOUT 900)

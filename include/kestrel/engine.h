@@ -34,6 +34,7 @@ struct BuildOptions {
     std::string calibration_cache;                         // int8: cache path (empty: <model>.cache beside the model)
     bool sensitivity = false;                              // int8: print each layer's measured sensitivity
     double workspace_gib = 4;                              // cap on build memory
+    std::string timing_cache;     // CUDA: conv timings file to reuse and update (empty: none); not for device=cpu
     std::ostream* log = nullptr;  // verbose build log (layer tables before and after optimisation)
 };
 
@@ -81,6 +82,9 @@ struct LayerProfile {
     std::string name, kernel;
     double ms = 0;
     double flops = 0;  // CUDA: floating-point operations per image (convs and gemms), 0 elsewhere
+    // CUDA: bytes the layer reads and writes at their stored types, each tensor once: activations
+    // per image, constants (weights, bias) per inference. 0 elsewhere and for layers that run nothing.
+    double bytes = 0, constant_bytes = 0;
 };
 
 // An execution context: owns activation memory; not thread-safe, so use one per thread.

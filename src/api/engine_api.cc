@@ -4,13 +4,16 @@
 #include <chrono>
 #include <filesystem>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
+#include "api/engine_internal.h"
 #include "api/int8_build.h"
 #include "api/model_info.h"
 #include "backends/cpu/kernel.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "core/logging.h"
 #include "engine/engine_file.h"
 #include "ir/graph.h"
 #include "kestrel/engine.h"
@@ -19,6 +22,7 @@
 #include "plan/execution_plan.h"
 #include "runtime/cuda_session.h"
 #include "runtime/session.h"
+#include "runtime/timing_cache.h"
 
 namespace kestrel {
 
@@ -29,6 +33,10 @@ struct Engine::Impl {
     std::vector<std::string> kernels;                // the kernel of each plan node
     ModelInfo info;
 };
+
+namespace api {
+std::shared_ptr<const runtime::CudaModel> cuda_model(const Engine& engine) { return engine.impl()->cuda; }
+}  // namespace api
 
 // A CPU session or a CUDA execution context, by the engine's target.
 struct Session::Impl {
@@ -106,7 +114,7 @@ int device_index(const std::string& device) {
 }
 
 // The plan (and for CUDA the model on the GPU: weights, tuned tactics) of an engine's data.
-void lower(Engine::Impl& impl, int device, bool tune, std::ostream* log) {
+void lower(Engine::Impl& impl, int device, bool tune, std::ostream* log, runtime::TimingCache* cache = nullptr) {
     const engine::EngineData& d = impl.data;
     if (device < 0) {
         impl.plan = std::make_shared<const plan::ExecutionPlan>(plan::build(d.graph));
@@ -115,9 +123,12 @@ void lower(Engine::Impl& impl, int device, bool tune, std::ostream* log) {
             impl.kernels.push_back(cpu::kernel_name(*impl.plan, i));
         return;
     }
-    plan::PlanOptions po{plan::Target::kCuda, static_cast<int>(d.max_batch), d.precision == "fp16"};
+    // INT8 engines keep float16 feature maps: INT8 convs quantise their input as they load it, and
+    // every other layer runs in FP16 (TensorRT's INT8 + FP16 builder flags).
+    plan::PlanOptions po{plan::Target::kCuda, static_cast<int>(d.max_batch),
+                         d.precision == "fp16" || d.precision == "int8"};
     impl.plan = std::make_shared<const plan::ExecutionPlan>(plan::build(d.graph, po));
-    impl.cuda = std::make_shared<const runtime::CudaModel>(impl.plan, device, tune, log);
+    impl.cuda = std::make_shared<const runtime::CudaModel>(impl.plan, device, tune, log, cache);
     impl.kernels = impl.cuda->kernel_names();
 }
 
@@ -143,9 +154,21 @@ std::shared_ptr<Engine::Impl> finish(engine::EngineData data) {
 
 std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOptions& o) {
     const int device = device_index(o.device);
-    KS_CHECK(device < 0 || !o.int8, "int8=True with device=", o.device,
-             ": Kestrel has no CUDA INT8 kernels yet; export with half=True, or int8 for device=cpu");
     if (device >= 0) runtime::cuda_device_arch(device);  // fail before any work without a GPU
+    // Like trtexec's --timingCacheFile, a cache of kernel timings: only GPU builds time kernels.
+    KS_CHECK(o.timing_cache.empty() || device >= 0, "timing_cache='", o.timing_cache,
+             "' is for CUDA engines (device=0): a CPU engine times no kernels; leave timing_cache out for device=",
+             o.device);
+    std::optional<runtime::TimingCache> timing_cache;
+    if (!o.timing_cache.empty()) {
+        runtime::TimingCache::check_writable(o.timing_cache);  // before any work, not after minutes of it
+        std::string warning;
+        timing_cache = runtime::TimingCache::load(o.timing_cache, runtime::cuda_timing_environment(device), &warning);
+        if (!warning.empty()) log_warning(warning);
+        if (o.log)
+            *o.log << "Kestrel: timing cache '" << o.timing_cache << "': " << timing_cache->size()
+                   << " tactic timings loaded\n";
+    }
 
     KS_CHECK(o.batch >= 1, "batch must be at least 1");
     KS_CHECK(o.workspace_gib > 0, "workspace must be positive");
@@ -167,7 +190,8 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
     if (o.log)
         *o.log << "Layers before optimisation (" << d.graph.nodes.size() << "):\n" << layer_table_of(d.graph, nullptr);
     // The fused Detect-head decode has a CUDA kernel only; CPU engines keep the exported ops.
-    passes::run_pipeline(d.graph, o.log, {.fuse_yolo_decode = device >= 0});
+    // INT8 calibrates on the CPU (FP32), which runs the unfused decode: fuse after quantising.
+    passes::run_pipeline(d.graph, o.log, {.fuse_yolo_decode = device >= 0 && !o.int8});
     if (o.half && !o.int8) {
         // FP16: weights stored as binary16 (half the file). On the CPU the arithmetic stays float32 —
         // x86 CPUs without AVX512-FP16 have no FP16 arithmetic, and oneDNN computes f16 as f32 there;
@@ -193,23 +217,63 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         q.sensitivity = o.sensitivity;
         q.log = o.log;
         int n = api::quantize_int8(d.graph, q);
+        if (device >= 0) {
+            // The CUDA INT8 kernels: 8-bit weights (scale max|w| / 127; the CPU's are 7-bit, see
+            // int8_conv_kernel.cc) and inputs of a multiple of 8 channels; other convs stay FP16.
+            for (ir::Node& node : d.graph.nodes) {
+                if (node.attrs.get_string("precision", "fp32") != "int8") continue;
+                if (d.graph.value(node.inputs[1]).shape[1] % 8 == 0) {
+                    node.attrs.set("weight_qmax", int64_t{127});
+                    continue;
+                }
+                node.attrs.erase("precision");
+                node.attrs.erase("input_scale");
+                --n;
+                if (o.log) *o.log << "precision " << node.name << ": FP16 (no CUDA INT8 kernel for its channels)\n";
+            }
+        }
         d.precision = "int8";
         d.graph.metadata["int8_layers"] = std::to_string(n);
+        if (device >= 0) passes::run_pipeline(d.graph, o.log, {.fuse_yolo_decode = true});
     }
     auto impl = std::make_shared<Engine::Impl>();
     if (device >= 0) d.target = "cuda:" + runtime::cuda_device_arch(device);
     impl->data = d;
-    lower(*impl, device, /*tune=*/true, o.log);
+    lower(*impl, device, /*tune=*/true, o.log, timing_cache ? &*timing_cache : nullptr);
+    if (timing_cache) {
+        timing_cache->save(o.timing_cache);
+        if (o.log) {
+            const auto& st = impl->cuda->tune_stats();
+            *o.log << "Kestrel: timing cache '" << o.timing_cache << "': " << st.reused << " layer tunings reused, "
+                   << st.timed << " timed (each conv at batch 1"
+                   << (d.max_batch > 1 ? " and at batch " + std::to_string(d.max_batch) : std::string()) << "); "
+                   << timing_cache->size() << " tactic timings saved\n";
+        }
+    }
     if (impl->cuda) {
         // The tuned tactics travel in the engine as node attributes, so loading re-tunes nothing.
+        // So does each INT8-calibrated conv's precision: one that tuning found faster in FP16 is an
+        // FP16 conv in the engine (its scale dropped), as TensorRT keeps INT8 only where it wins.
         std::map<std::string, std::array<int, 2>> by_name;
-        for (auto [node, tactic] : impl->cuda->tactics()) by_name[impl->plan->graph.nodes[node].name] = tactic;
+        std::map<std::string, bool> int8_by_name;
+        for (auto [node, tactic] : impl->cuda->tactics()) {
+            by_name[impl->plan->graph.nodes[node].name] = tactic;
+            int8_by_name[impl->plan->graph.nodes[node].name] = impl->cuda->conv_int8(node) != nullptr;
+        }
+        int int8_layers = 0;
         for (ir::Node& n : d.graph.nodes) {
             auto it = by_name.find(n.name);
             if (it == by_name.end()) continue;
             n.attrs.set("cuda_tactic_b1", static_cast<int64_t>(it->second[0]));
             n.attrs.set("cuda_tactic", static_cast<int64_t>(it->second[1]));
+            if (n.attrs.get_string("precision", "fp32") != "int8") continue;
+            if (int8_by_name.at(n.name)) {
+                ++int8_layers;
+                continue;
+            }
+            for (const char* attr : {"precision", "input_scale", "weight_qmax"}) n.attrs.erase(attr);
         }
+        if (d.precision == "int8") d.graph.metadata["int8_layers"] = std::to_string(int8_layers);
     }
     d.kernels = impl->kernels;
     int64_t weights = 0;
@@ -319,7 +383,11 @@ std::vector<LayerProfile> Session::profile() const {
     const auto& times = impl_->layer_times();
     for (size_t i = 0; i < times.size(); ++i) {
         LayerProfile l{times[i].name, impl_->engine->kernels[i], times[i].ms, 0};
-        if (impl_->gpu) l.flops = impl_->gpu->layer_flops()[i];
+        if (impl_->gpu) {
+            l.flops = impl_->gpu->layer_flops()[i];
+            l.bytes = impl_->gpu->layer_bytes()[i];
+            l.constant_bytes = impl_->gpu->layer_constant_bytes()[i];
+        }
         out.push_back(l);
     }
     return out;

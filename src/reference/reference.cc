@@ -103,8 +103,9 @@ Tensor conv2d(const Node& node, const Tensor& x, const Tensor& w, const Tensor* 
     float* op = out.data<float>();
     int64_t OCg = OC / group;
     std::string act = a.get_string("activation", "");
-    // precision="int8": the fake-quantised oracle of the INT8 kernel. Input rounded to its per-tensor
-    // scale (8 bits), weights to per-output-channel scales max|w| / 63 (7 bits: see int8_conv_kernel.cc).
+    // precision="int8": the fake-quantised oracle of the INT8 kernels. Input rounded to its per-tensor
+    // scale (8 bits), weights to per-output-channel scales max|w| / weight_qmax: 63 by default (7 bits,
+    // the CPU kernel: see int8_conv_kernel.cc), 127 for CUDA engines.
     std::vector<float> xq, wq;
     if (a.get_string("precision", "fp32") == "int8") {
         double s = a.get_float("input_scale", 1.f);
@@ -112,11 +113,13 @@ Tensor conv2d(const Node& node, const Tensor& x, const Tensor& w, const Tensor* 
         for (size_t i = 0; i < xq.size(); ++i)
             xq[i] = static_cast<float>(std::clamp(std::nearbyint(xp[i] / s), -128.0, 127.0) * s);
         int64_t per = w.size() / OC;
+        const int64_t qmax = a.get_int("weight_qmax", 63);
+        KS_CHECK(qmax == 63 || qmax == 127, "Conv: weight_qmax must be 63 or 127");
         wq.resize(static_cast<size_t>(w.size()));
         for (int64_t c = 0; c < OC; ++c) {
             double amax = 0;
             for (int64_t k = 0; k < per; ++k) amax = std::max(amax, std::abs(static_cast<double>(wp[c * per + k])));
-            double sw = amax > 0 ? amax / 63.0 : 1.0;
+            double sw = amax > 0 ? amax / static_cast<double>(qmax) : 1.0;
             for (int64_t k = 0; k < per; ++k)
                 wq[static_cast<size_t>(c * per + k)] = static_cast<float>(std::nearbyint(wp[c * per + k] / sw) * sw);
         }

@@ -1,8 +1,10 @@
 #include "runtime/cuda_session.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "backends/cuda/conv2d.h"
@@ -11,6 +13,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "reference/reference.h"
+#include "runtime/timing_cache.h"
 
 namespace kestrel::runtime {
 
@@ -74,11 +77,33 @@ std::vector<float> padded_weights(const ir::Tensor& w, const cuda::ConvShape& s)
     return out;
 }
 
+bool is_int8(const Node& n) { return n.attrs.get_string("precision", "fp32") == "int8"; }
+
+// The GEMM type of a conv: its tactics' key (an INT8 conv reads and writes f16 tensors).
+ElemType conv_type(const plan::ExecutionPlan& p, const Node& n) {
+    return is_int8(n) ? ElemType::kI8 : elem_type(p.values[sz(n.outputs[0])]);
+}
+
 std::string conv_suffix(const Node& n) {
     std::string s;
     if (n.attrs.get_string("activation", "") == "silu") s += "_silu";
     if (n.input(3) >= 0) s += "_residual";
     return s;
+}
+
+// Where a session binds NHWC value v: its pixel stride (the root buffer's channels) and the byte
+// address of its first element mod 16 (arena, I/O and constant buffers are cudaMalloc'd, so
+// 256-byte aligned: only offsets count).
+struct Binding {
+    int64_t pixel_stride = 0;
+    int align = 0;
+};
+Binding binding(const plan::ExecutionPlan& p, int v) {
+    const plan::ValuePlan& vp = p.values[sz(v)];
+    const bool view = vp.storage == plan::Storage::kView;
+    const plan::ValuePlan& root = p.values[sz(view ? vp.root : v)];
+    const int64_t offset = (view ? vp.offset : 0) + (root.storage == plan::Storage::kArena ? root.offset : 0);
+    return {root.channels, static_cast<int>(offset % 16)};
 }
 
 std::string lower(std::string_view name) {
@@ -113,9 +138,22 @@ std::string cuda_device_name(int device) {
     return p.name;
 }
 
+std::string cuda_timing_environment(int device) {
+    cuda_device_arch(device);  // a clear error when there is no GPU
+    cudaDeviceProp p{};
+    KS_CUDA(cudaGetDeviceProperties(&p, device));
+    int runtime = 0;
+    KS_CUDA(cudaRuntimeGetVersion(&runtime));
+    // KESTREL_CONV_KERNELS_VERSION: a digest of the conv kernel sources and nvcc's version (cmake/cuda.cmake).
+    return std::string("gpu=") + p.name + ";arch=sm_" + std::to_string(p.major) + std::to_string(p.minor) +
+           ";sms=" + std::to_string(p.multiProcessorCount) + ";cudart=" + std::to_string(runtime) +
+           ";kernels=" KESTREL_CONV_KERNELS_VERSION;
+}
+
 // ---- CudaModel ----------------------------------------------------------------------------------
 
-CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device, bool tune, std::ostream* log)
+CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device, bool tune, std::ostream* log,
+                     TimingCache* timing_cache)
     : plan_(std::move(plan)), device_(device) {
     cuda_device_arch(device);  // a clear error when there is no GPU
     KS_CUDA(cudaSetDevice(device));
@@ -128,16 +166,14 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                 KS_CHECK(w.constant && w.dtype == DType::kFloat32, "'", n.name, "': conv weights must be constant");
                 cuda::ConvShape s = conv_shape(*plan_, n);
                 if (plan_->values[sz(n.inputs[0])].layout == Layout::kPlain) {
-                    // The stem reads the image as it is: OIHW float weights, no tactics to tune.
+                    // The stem reads the image as it is; its OIHW float weights go to the kernel as
+                    // launch parameters (from the host, see stem_conv.cu): no upload, no tactics.
                     KS_CHECK(cuda::conv2d_nchw_input_supported(s), "'", n.name, "': no CUDA kernel for this conv");
-                    std::vector<float> bias(sz(s.k), 0.f);
-                    if (n.input(2) >= 0) std::copy_n(g.value(n.inputs[2]).constant->data<float>(), s.k, bias.begin());
-                    convs_[i] = {upload(w.constant->bytes.data(), w.constant->bytes.size()),
-                                 static_cast<const float*>(upload(bias.data(), bias.size() * sizeof(float)))};
                     continue;
                 }
-                auto packed = cuda::pack_conv_weights(padded_weights(*w.constant, s).data(), s,
-                                                      elem_type(plan_->values[sz(n.outputs[0])]));
+                const ElemType type = conv_type(*plan_, n);
+                std::vector<float> w_scales;
+                auto packed = cuda::pack_conv_weights(padded_weights(*w.constant, s).data(), s, type, &w_scales);
                 std::vector<float> bias(sz(s.k), 0.f);
                 if (n.input(2) >= 0) {
                     const ir::Value& b = g.value(n.inputs[2]);
@@ -145,7 +181,24 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                     std::copy_n(b.constant->data<float>(), s.k, bias.begin());
                 }
                 convs_[i] = {upload(packed.data(), packed.size()),
-                             static_cast<const float*>(upload(bias.data(), bias.size() * sizeof(float)))};
+                             static_cast<const float*>(upload(bias.data(), bias.size() * sizeof(float))), nullptr,
+                             type};
+                if (type == ElemType::kI8) {
+                    KS_CHECK(elem_type(plan_->values[sz(n.outputs[0])]) == ElemType::kF16, "'", n.name,
+                             "': INT8 convolutions on CUDA read and write float16 feature maps");
+                    auto q = std::make_shared<cuda::ConvInt8>();
+                    q->input_scale = static_cast<float>(n.attrs.get_float("input_scale", 0.f));
+                    KS_CHECK(std::isfinite(q->input_scale) && q->input_scale > 0, "'", n.name,
+                             "': no INT8 input scale");
+                    std::vector<float> dequant(w_scales.size());
+                    for (size_t k = 0; k < dequant.size(); ++k) dequant[k] = q->input_scale * w_scales[k];
+                    q->dequant = static_cast<const float*>(upload(dequant.data(), dequant.size() * sizeof(float)));
+                    convs_[i].int8 = std::move(q);
+                    if (tune && !n.attrs.has("cuda_tactic")) {
+                        auto f16 = cuda::pack_conv_weights(padded_weights(*w.constant, s).data(), s, ElemType::kF16);
+                        convs_[i].weights_f16 = upload(f16.data(), f16.size());
+                    }
+                }
                 if (n.attrs.has("cuda_tactic"))
                     tactics_[i] = {static_cast<int>(n.attrs.get_int("cuda_tactic_b1", -1)),
                                    static_cast<int>(n.attrs.get_int("cuda_tactic", -1))};
@@ -177,7 +230,7 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                 constants_[in] = upload(v.constant->bytes.data(), v.constant->bytes.size());
             }
         }
-        if (tune) this->tune(log);
+        if (tune) this->tune(log, timing_cache);
         kernel_names_.resize(g.nodes.size());
         for (size_t i = 0; i < g.nodes.size(); ++i) {
             const Node& n = g.nodes[i];
@@ -192,14 +245,13 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                 auto it = tactics_.find(i);
                 cuda::ConvShape s = conv_shape(*plan_, n);
                 KS_CHECK(it != tactics_.end(), "'", n.name, "': no tuned CUDA conv kernel");
+                const ElemType type = convs_.at(i).gemm;
                 for (int t : it->second)
-                    KS_CHECK(
-                        t >= 0 && t < cuda::conv2d_tactic_count() && cuda::conv2d_tactic_supports(t, s, elem_type(out)),
-                        "'", n.name, "': tactic ", t, " does not run this convolution; re-export the engine");
-                kernel_names_[i] = cuda::conv2d_tactic_name(it->second[1], s, elem_type(out)) + conv_suffix(n);
+                    KS_CHECK(t >= 0 && t < cuda::conv2d_tactic_count() && cuda::conv2d_tactic_supports(t, s, type), "'",
+                             n.name, "': tactic ", t, " does not run this convolution; re-export the engine");
+                kernel_names_[i] = cuda::conv2d_tactic_name(it->second[1], s, type) + conv_suffix(n);
                 if (it->second[0] != it->second[1])
-                    kernel_names_[i] +=
-                        " | small batches: " + cuda::conv2d_tactic_name(it->second[0], s, elem_type(out));
+                    kernel_names_[i] += " | small batches: " + cuda::conv2d_tactic_name(it->second[0], s, type);
             } else if (n.op == Op::kIdentity) {
                 Layout from = plan_->values[sz(n.inputs[0])].layout;
                 kernel_names_[i] =
@@ -231,6 +283,13 @@ CudaModel::~CudaModel() {
     for (void* p : allocations_) cudaFree(p);
 }
 
+void CudaModel::release(const void* p) {
+    auto it = std::find(allocations_.begin(), allocations_.end(), p);
+    if (it == allocations_.end()) return;
+    cudaFree(*it);
+    allocations_.erase(it);
+}
+
 void* CudaModel::upload(const void* data, size_t bytes) {
     void* p = nullptr;
     KS_CUDA(cudaMalloc(&p, std::max<size_t>(bytes, 16)));
@@ -239,45 +298,55 @@ void* CudaModel::upload(const void* data, size_t bytes) {
     return p;
 }
 
+const cuda::ConvInt8* CudaModel::conv_int8(size_t node) const { return convs_.at(node).int8.get(); }
+
 const void* CudaModel::constant(int value) const {
     auto it = constants_.find(value);
     KS_CHECK(it != constants_.end(), "CUDA: constant '", plan_->graph.value(value).name, "' is not on the device");
     return it->second;
 }
 
-// Auto-tuning: each conv on dense random tensors, every supported tactic timed with CUDA events
-// (median of 9 after 2 warm-ups), at the plan's (max) batch and at batch 1: the fastest of each is
-// kept, and a run uses the one tuned nearer its batch (small_batch()). Large tiles win big
-// batches; at batch 1 the same tiles leave most SMs idle.
-void CudaModel::tune(std::ostream* log) {
+// Auto-tuning: each conv on random tensors laid out as the session binds them (pixel strides and
+// 16-byte alignment of channel slices, which decide the kernels' vector paths), every supported
+// tactic timed with CUDA events (median of 5 after 2 warm-ups), at the plan's (max) batch and at
+// batch 1: the fastest of each is kept, and a run uses the one tuned nearer its batch. Large tiles
+// win big batches; at batch 1 the same tiles leave most SMs idle. Times found in the timing cache
+// are used as measured; the others are measured and added to it.
+void CudaModel::tune(std::ostream* log, TimingCache* cache) {
     const ir::Graph& g = plan_->graph;
     const int max_batch = plan_->options.batch;
+    auto tunable = [&](const Node& n) {
+        return n.op == Op::kConv && plan_->values[sz(n.inputs[0])].layout == Layout::kNhwc;
+    };
+    // Scratch bytes for one NHWC operand at `batch`, with room for its slice's misalignment.
+    auto region = [&](int v, int batch) {
+        const Shape& s = g.value(v).shape;
+        const int64_t es = static_cast<int64_t>(dtype_size(plan_->values[sz(v)].dtype));
+        const int64_t bytes = int64_t{batch} * s[2] * s[3] * binding(*plan_, v).pixel_stride * es + 16;
+        return (bytes + 255) / 256 * 256;
+    };
     int64_t scratch_bytes = 0;
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-        const Node& n = g.nodes[i];
-        if (n.op != Op::kConv || plan_->values[sz(n.inputs[0])].layout != Layout::kNhwc) continue;
-        int64_t b = 0;
-        for (int v : {n.inputs[0], n.outputs[0], n.outputs[0]}) b += num_elements(g.value(v).shape) * 4 + 256;
-        b += num_elements(g.value(n.inputs[0]).shape) / g.value(n.inputs[0]).shape[1] * 8 * 4;  // stem padding
-        scratch_bytes = std::max(scratch_bytes, b * max_batch);
+    for (const Node& n : g.nodes) {
+        if (!tunable(n)) continue;
+        int64_t b = region(n.inputs[0], max_batch) + region(n.outputs[0], max_batch);
+        if (n.input(3) >= 0) b += region(n.inputs[3], max_batch);
+        scratch_bytes = std::max(scratch_bytes, b);
     }
     if (scratch_bytes == 0) return;
     // Split-K tactics need a zero-filled workspace (they leave it zero-filled): the largest any
     // candidate needs at the max batch, after the activations in one allocation.
     int64_t workspace_bytes = 0;
-    for (size_t i = 0; i < g.nodes.size(); ++i) {
-        const Node& n = g.nodes[i];
-        if (n.op != Op::kConv || plan_->values[sz(n.inputs[0])].layout != Layout::kNhwc) continue;
+    for (const Node& n : g.nodes) {
+        if (!tunable(n)) continue;
         cuda::ConvShape s = conv_shape(*plan_, n);
         const Shape& ys = g.value(n.outputs[0]).shape;
-        ElemType type = elem_type(plan_->values[sz(n.outputs[0])]);
-        for (int t = 0; t < cuda::conv2d_tactic_count(); ++t)
-            if (cuda::conv2d_tactic_supports(t, s, type))
-                workspace_bytes = std::max<int64_t>(
-                    workspace_bytes, static_cast<int64_t>(cuda::conv2d_workspace_bytes(
-                                         t, s, type, max_batch, static_cast<int>(ys[2]), static_cast<int>(ys[3]))));
+        for (ElemType type : {conv_type(*plan_, n), elem_type(plan_->values[sz(n.outputs[0])])})
+            for (int t = 0; t < cuda::conv2d_tactic_count(); ++t)
+                if (cuda::conv2d_tactic_supports(t, s, type))
+                    workspace_bytes = std::max<int64_t>(
+                        workspace_bytes, static_cast<int64_t>(cuda::conv2d_workspace_bytes(
+                                             t, s, type, max_batch, static_cast<int>(ys[2]), static_cast<int>(ys[3]))));
     }
-    scratch_bytes = (scratch_bytes + 255) / 256 * 256;
     uint8_t* scratch = nullptr;
     device_alloc(&scratch, sz(scratch_bytes + workspace_bytes));
     void* workspace = scratch + scratch_bytes;
@@ -299,64 +368,140 @@ void CudaModel::tune(std::ostream* log) {
         for (size_t i = 0; i < g.nodes.size(); ++i)
             for (int slot : {1, 0}) {
                 const Node& n = g.nodes[i];
-                if (n.op != Op::kConv || plan_->values[sz(n.inputs[0])].layout != Layout::kNhwc ||
-                    (slot == 1 && tactics_.count(i)))
-                    continue;
+                if (!tunable(n) || (slot == 1 && tactics_.count(i))) continue;
                 if (slot == 0 && max_batch == 1) {
                     tactics_[i][0] = tactics_[i][1];
                     continue;
                 }
                 const int batch = slot == 1 ? max_batch : 1;
-                ElemType type = elem_type(plan_->values[sz(n.outputs[0])]);
+                // Tensors of the feature maps' type; tactics of the GEMM's (kI8 for INT8 convs). An
+                // INT8 conv is timed in INT8 and in FP16 at the max batch and runs in the faster, as
+                // TensorRT picks each layer's precision ("INT8 where faster"); batch 1 then tunes
+                // the type chosen.
+                ConvData& cd = convs_[i];
+                const ElemType type = elem_type(plan_->values[sz(n.outputs[0])]);
+                std::vector<ElemType> gemms = {cd.gemm};
+                if (cd.gemm == ElemType::kI8 && cd.weights_f16 && slot == 1) gemms.push_back(type);
                 cuda::ConvShape s = conv_shape(*plan_, n);
-                const Shape& xs = g.value(n.inputs[0]).shape;
-                const Shape& ys = g.value(n.outputs[0]).shape;
-                auto dense = [&](const Shape& shape, int64_t at) {
+                const bool has_res = n.input(3) >= 0;
+                // Each operand in its own region of the scratch, at its binding's alignment.
+                auto operand = [&](int v, int64_t at) {
+                    const Shape& shape = g.value(v).shape;
                     NhwcTensor t;
-                    t.data = scratch + at;
+                    t.data = scratch + at + binding(*plan_, v).align;
                     t.type = type;
                     t.n = batch;
-                    t.c = static_cast<int>(shape[1]);
+                    t.c = static_cast<int>(plan_->values[sz(v)].channels);
                     t.h = static_cast<int>(shape[2]);
                     t.w = static_cast<int>(shape[3]);
-                    t.pixel_stride = t.c;
+                    t.pixel_stride = binding(*plan_, v).pixel_stride;
                     return t;
                 };
-                int64_t xb = (num_elements(xs) / xs[1] * s.c * batch * cuda::elem_size(type) + 255) / 256 * 256;
-                int64_t yb = (num_elements(ys) * batch * cuda::elem_size(type) + 255) / 256 * 256;
-                NhwcTensor x = dense(xs, 0), y = dense(ys, xb), r = dense(ys, xb + yb);
-                x.c = s.c;  // stored channels (the stem's are padded)
-                x.pixel_stride = s.c;
-                const NhwcTensor* res = n.input(3) >= 0 ? &r : nullptr;
+                const int64_t xb = region(n.inputs[0], batch), yb = region(n.outputs[0], batch);
+                NhwcTensor x = operand(n.inputs[0], 0), y = operand(n.outputs[0], xb);
+                NhwcTensor r = has_res ? operand(n.inputs[3], xb + yb) : NhwcTensor{};
+                const NhwcTensor* res = has_res ? &r : nullptr;
                 bool silu = n.attrs.get_string("activation", "") == "silu";
+
                 int best = -1;
-                float best_ms = 0;
-                // Groups of back-to-back launches between events, so that the host's launch gap
-                // (microseconds, as long as a batch-1 conv) is not what gets timed.
-                const int group = batch == 1 ? 20 : 3;
-                for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
-                    if (!cuda::conv2d_tactic_supports(t, s, type)) continue;
-                    std::vector<float> ms;
-                    for (int rep = 0; rep < 7; ++rep) {
-                        KS_CUDA(cudaEventRecord(start, stream));
-                        for (int k = 0; k < group; ++k)
-                            cuda::conv2d_nhwc(x, convs_[i].weights, convs_[i].bias, s, silu, res, y, t, stream,
-                                              workspace);
-                        KS_CUDA(cudaEventRecord(stop, stream));
-                        KS_CUDA(cudaEventSynchronize(stop));
-                        float e = 0;
-                        KS_CUDA(cudaEventElapsedTime(&e, start, stop));
-                        if (rep >= 2) ms.push_back(e / static_cast<float>(group));
+                double best_ms = 0;
+                bool measured = false;
+                ElemType best_gemm = cd.gemm;
+                double best_by_gemm[2] = {-1, -1};  // INT8, FP16 (for the log)
+                for (ElemType gemm : gemms) {
+                    const void* weights = gemm == cd.gemm ? cd.weights : cd.weights_f16;
+                    const cuda::ConvInt8* int8 = gemm == ElemType::kI8 ? cd.int8.get() : nullptr;
+                    const ConvProblem problem{
+                        .type = gemm == ElemType::kI8    ? "i8"
+                                : type == ElemType::kF16 ? "f16"
+                                                         : "f32",
+                        .batch = batch,
+                        .in_h = x.h,
+                        .in_w = x.w,
+                        .c = s.c,
+                        .k = s.k,
+                        .kh = s.kh,
+                        .kw = s.kw,
+                        .stride_h = s.stride_h,
+                        .stride_w = s.stride_w,
+                        .pad_top = s.pad_top,
+                        .pad_left = s.pad_left,
+                        .dil_h = s.dil_h,
+                        .dil_w = s.dil_w,
+                        .groups = s.groups,
+                        .out_h = y.h,
+                        .out_w = y.w,
+                        .silu = silu,
+                        .residual = has_res,
+                        .x_stride = x.pixel_stride,
+                        .y_stride = y.pixel_stride,
+                        .residual_stride = has_res ? r.pixel_stride : 0,
+                        .x_align = binding(*plan_, n.inputs[0]).align,
+                        .y_align = binding(*plan_, n.outputs[0]).align,
+                        .residual_align = has_res ? binding(*plan_, n.inputs[3]).align : 0,
+                    };
+                    const std::string key = cache ? problem.key() : std::string();
+                    // The vectorised tensor-core tactics ("mma_" in their names, not "_gather") need x 16-byte
+                    // aligned with a pixel stride that is a multiple of 8; conv2d_tactic_supports() cannot
+                    // tell (conv2d.h), their names can.
+                    const bool x_vec = problem.x_align == 0 && x.pixel_stride % 8 == 0;
+
+                    // Groups of back-to-back launches between events, so that the host's launch gap
+                    // (microseconds, as long as a batch-1 conv) is not what gets timed.
+                    const int group = batch == 1 ? 20 : 3;
+                    for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
+                        if (!cuda::conv2d_tactic_supports(t, s, gemm)) continue;
+                        const std::string name = cuda::conv2d_tactic_name(t, s, gemm);
+                        if (!x_vec && name.find("mma_") != std::string::npos &&
+                            name.find("_gather") == std::string::npos)
+                            continue;
+                        std::optional<double> cached = cache ? cache->find(key, t, name) : std::nullopt;
+                        double med = 0;
+                        if (cached) {
+                            med = *cached;
+                        } else {
+                            std::vector<float> ms;
+                            for (int rep = 0; rep < 7; ++rep) {
+                                KS_CUDA(cudaEventRecord(start, stream));
+                                for (int k = 0; k < group; ++k)
+                                    cuda::conv2d_nhwc(x, weights, cd.bias, s, silu, res, y, t, stream, workspace, int8);
+                                KS_CUDA(cudaEventRecord(stop, stream));
+                                KS_CUDA(cudaEventSynchronize(stop));
+                                float e = 0;
+                                KS_CUDA(cudaEventElapsedTime(&e, start, stop));
+                                if (rep >= 2) ms.push_back(e / static_cast<float>(group));
+                            }
+                            std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
+                            med = ms[ms.size() / 2];
+                            measured = true;
+                            if (cache) cache->insert(key, t, name, med);
+                        }
+                        if (best < 0 || med < best_ms) best = t, best_ms = med, best_gemm = gemm;
+                        double& by = best_by_gemm[gemm == ElemType::kI8 ? 0 : 1];
+                        if (by < 0 || med < by) by = med;
                     }
-                    std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
-                    float med = ms[ms.size() / 2];
-                    if (best < 0 || med < best_ms) best = t, best_ms = med;
+                }
+                if (best_gemm != cd.gemm) {
+                    cd.gemm = best_gemm;
+                    release(cd.weights);
+                    release(cd.int8->dequant);
+                    cd.weights = cd.weights_f16;
+                    cd.weights_f16 = nullptr;
+                    cd.int8.reset();
+                    if (log)
+                        *log << "precision " << n.name << ": FP16 (" << best_by_gemm[1] * 1000
+                             << " us) is faster than INT8 (" << best_by_gemm[0] * 1000 << " us) at batch " << batch
+                             << "\n";
+                } else if (cd.weights_f16) {
+                    release(cd.weights_f16);  // INT8 won: the FP16 packing is not needed
+                    cd.weights_f16 = nullptr;
                 }
                 KS_CHECK(best >= 0, "'", n.name, "': no CUDA conv kernel supports this convolution");
                 tactics_[i][sz(slot)] = best;
+                ++(measured ? tune_stats_.timed : tune_stats_.reused);
                 if (log)
-                    *log << "tactic " << n.name << ": " << cuda::conv2d_tactic_name(best, s, type) << " "
-                         << best_ms * 1000 << " us at batch " << batch << "\n";
+                    *log << "tactic " << n.name << ": " << cuda::conv2d_tactic_name(best, s, best_gemm) << " "
+                         << best_ms * 1000 << " us at batch " << batch << (measured ? "" : " (timing cache)") << "\n";
             }
     } catch (...) {
         cudaFree(scratch);
@@ -559,6 +704,16 @@ void CudaSession::build_steps() {
     };
 
     flops_.assign(g.nodes.size(), 0.0);
+    bytes_.assign(g.nodes.size(), 0.0);
+    constant_bytes_.assign(g.nodes.size(), 0.0);
+    // One image of an activation as stored (NHWC: its stored channels in the feature-map type).
+    auto image_bytes = [&](int v) {
+        const plan::ValuePlan& vp = p.values[sz(v)];
+        const Shape& s = g.value(v).shape;
+        const double es = static_cast<double>(dtype_size(vp.dtype));
+        return vp.layout == Layout::kNhwc ? static_cast<double>(s[2] * s[3] * vp.channels) * es
+                                          : static_cast<double>(num_elements(s)) * es;
+    };
     for (size_t i = 0; i < g.nodes.size(); ++i) {
         const Node& n = g.nodes[i];
         Step st{n.name, m.kernel_names()[i], nullptr};
@@ -572,12 +727,14 @@ void CudaSession::build_steps() {
                     const float* x = reinterpret_cast<const float*>(address(in));
                     NhwcTensor y = nhwc(out);
                     int h = static_cast<int>(g.value(in).shape[2]), w = static_cast<int>(g.value(in).shape[3]);
-                    const float* wt = static_cast<const float*>(m.conv_weights(i));
-                    const float* b = m.conv_bias(i);
+                    // Host weights (the plan's constants outlive the session): they become launch parameters.
+                    const float* wt = g.value(n.inputs[1]).constant->data<float>();
+                    auto b = std::make_shared<std::vector<float>>(sz(s.k), 0.f);
+                    if (n.input(2) >= 0) std::copy_n(g.value(n.inputs[2]).constant->data<float>(), s.k, b->begin());
                     bool silu = n.attrs.get_string("activation", "") == "silu";
                     flops_[i] = 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
                     st.launch = [=](cudaStream_t stream, int batch) {
-                        cuda::conv2d_nchw_input(x, h, w, wt, b, s, silu, with_n(y, batch), stream);
+                        cuda::conv2d_nchw_input(x, h, w, wt, b->data(), s, silu, with_n(y, batch), stream);
                     };
                     break;
                 }
@@ -587,14 +744,16 @@ void CudaSession::build_steps() {
                 bool silu = n.attrs.get_string("activation", "") == "silu";
                 const void* w = m.conv_weights(i);
                 const float* b = m.conv_bias(i);
+                const cuda::ConvInt8* q = m.conv_int8(i);
+                const ElemType type = m.conv_gemm_type(i);
                 std::array<int, 2> tactic = m.tactics().at(i);
                 const int max_batch = p.options.batch;
                 // Split-K tactics' workspace: for the batch-1 tactic up to the batches that use it.
                 int small = 1;
                 while ((small + 1) * (small + 1) <= max_batch) ++small;
                 workspace_bytes_ =
-                    std::max({workspace_bytes_, cuda::conv2d_workspace_bytes(tactic[0], s, x.type, small, y.h, y.w),
-                              cuda::conv2d_workspace_bytes(tactic[1], s, x.type, max_batch, y.h, y.w)});
+                    std::max({workspace_bytes_, cuda::conv2d_workspace_bytes(tactic[0], s, type, small, y.h, y.w),
+                              cuda::conv2d_workspace_bytes(tactic[1], s, type, max_batch, y.h, y.w)});
                 void* const* workspace = &workspace_;
                 flops_[i] = 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
                 st.launch = [=](cudaStream_t stream, int batch) {
@@ -602,7 +761,7 @@ void CudaSession::build_steps() {
                     // The tactic tuned nearer this batch (geometrically): batch 1's up to sqrt(max).
                     int t = batch * batch <= max_batch ? tactic[0] : tactic[1];
                     cuda::conv2d_nhwc(with_n(x, batch), w, b, s, silu, has_res ? &rb : nullptr, with_n(y, batch), t,
-                                      stream, *workspace);
+                                      stream, *workspace, q);
                 };
                 break;
             }
@@ -876,6 +1035,27 @@ void CudaSession::build_steps() {
             }
             default:
                 KS_FAIL("'", n.name, "': ", ir::op_name(n.op), " is not supported on CUDA");
+        }
+        if (st.launch) {
+            for (int v : n.outputs) bytes_[i] += image_bytes(v);
+            for (size_t k = 0; k < n.inputs.size(); ++k) {
+                const int v = n.inputs[k];
+                if (v < 0) continue;
+                if (!g.is_constant(v)) {
+                    bytes_[i] += image_bytes(v);
+                    continue;
+                }
+                const ir::Value& c = g.value(v);
+                if (c.dtype != DType::kFloat32) continue;  // shape-like: attributes by now, not on the device
+                double b = static_cast<double>(num_elements(c.shape)) * 4;
+                if (n.op == Op::kConv && k == 1 && p.values[sz(in)].layout == Layout::kNhwc) {
+                    // Packed over the stored (padded) input channels, in the GEMM's type.
+                    const cuda::ConvShape s = conv_shape(p, n);
+                    b = static_cast<double>(num_elements(c.shape) / c.shape[1] * (s.c / s.groups) *
+                                            cuda::elem_size(m.conv_gemm_type(i)));
+                }
+                constant_bytes_[i] += b;
+            }
         }
         steps_.push_back(std::move(st));
     }

@@ -20,8 +20,13 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/tensors.h"
 #include "plan/execution_plan.h"
 #include "runtime/session.h"
+
+namespace kestrel::cuda {
+struct ConvInt8;
+}
 
 namespace kestrel::runtime {
 
@@ -29,11 +34,19 @@ int cuda_device_count();  // 0 without a driver or GPU
 // "sm_90" for the GPU `device`; throws when there is no usable CUDA device.
 std::string cuda_device_arch(int device);
 std::string cuda_device_name(int device);
+// What conv timings depend on besides the problem, for the timing cache (runtime/timing_cache.h):
+// GPU name, architecture, SM count, CUDA runtime version, conv kernel code version.
+std::string cuda_timing_environment(int device);
+
+class TimingCache;
 
 class CudaModel {
    public:
-    // tune: time every conv tactic at the plan's batch and keep the fastest (build time).
-    CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device, bool tune, std::ostream* log = nullptr);
+    // tune: time every conv tactic at the plan's batch and keep the fastest (build time); with a
+    // timing cache (of cuda_timing_environment(device)), times found there are not measured again
+    // and new ones are added to it.
+    CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device, bool tune, std::ostream* log = nullptr,
+              TimingCache* timing_cache = nullptr);
     ~CudaModel();
     CudaModel(const CudaModel&) = delete;
     CudaModel& operator=(const CudaModel&) = delete;
@@ -44,28 +57,44 @@ class CudaModel {
     const void* constant(int value) const;
     const void* conv_weights(size_t node) const { return convs_.at(node).weights; }
     const float* conv_bias(size_t node) const { return convs_.at(node).bias; }
+    // An INT8 conv's input scale and dequantisation factors; null for a float conv (including an
+    // INT8-calibrated conv that tuning found faster in FP16).
+    const cuda::ConvInt8* conv_int8(size_t node) const;
+    // The GEMM type a conv runs in (kI8 for INT8 convs), as its tactics are keyed.
+    cuda::ElemType conv_gemm_type(size_t node) const { return convs_.at(node).gemm; }
     const int32_t* resize_map(size_t node, int axis) const { return resize_maps_.at(node)[static_cast<size_t>(axis)]; }
     // The tactics of each conv node (node index -> {tuned at batch 1, tuned at the max batch}), and
     // every node's kernel name.
     const std::map<size_t, std::array<int, 2>>& tactics() const { return tactics_; }
     const std::vector<std::string>& kernel_names() const { return kernel_names_; }
+    // Tuning, per (conv, batch) pair: every tactic's time came from the timing cache, or some were measured.
+    struct TuneStats {
+        int reused = 0, timed = 0;
+    };
+    const TuneStats& tune_stats() const { return tune_stats_; }
 
    private:
     void* upload(const void* data, size_t bytes);
-    void tune(std::ostream* log);
+    void release(const void* p);  // frees an upload
+    void tune(std::ostream* log, TimingCache* cache);
 
     std::shared_ptr<const plan::ExecutionPlan> plan_;
     int device_;
     std::vector<void*> allocations_;
     std::map<int, const void*> constants_;
     struct ConvData {
-        const void* weights;  // packed by cuda::pack_conv_weights
-        const float* bias;    // zeros for a conv without bias
+        const void* weights;                         // packed by cuda::pack_conv_weights
+        const float* bias;                           // zeros for a conv without bias
+        std::shared_ptr<const cuda::ConvInt8> int8;  // INT8 convs (precision="int8")
+        cuda::ElemType gemm;                         // the tactics' type
+        // Tuning an INT8 conv: its FP16 packing, timed beside the INT8 tactics ("INT8 where faster").
+        const void* weights_f16 = nullptr;
     };
     std::map<size_t, ConvData> convs_;
     std::map<size_t, std::array<const int32_t*, 2>> resize_maps_;
     std::map<size_t, std::array<int, 2>> tactics_;
     std::vector<std::string> kernel_names_;
+    TuneStats tune_stats_;
 };
 
 class CudaSession {
@@ -92,6 +121,11 @@ class CudaSession {
     const std::vector<LayerTime>& layer_times() const { return times_; }
     // Floating-point operations of one image (convs and gemms, 2 per multiply-add), per layer.
     const std::vector<double>& layer_flops() const { return flops_; }
+    // Bytes a layer moves, at their stored types, each tensor counted once: per image, the
+    // activations it reads and writes; per inference, its constants (weights, bias: read once a
+    // batch). 0 for layers that run nothing (views, elided concats).
+    const std::vector<double>& layer_bytes() const { return bytes_; }
+    const std::vector<double>& layer_constant_bytes() const { return constant_bytes_; }
 
     int64_t input_elements() const { return input_elements_; }  // per image
     std::vector<int64_t> output_elements() const;               // per image, per output
@@ -120,6 +154,7 @@ class CudaSession {
     bool profiling_ = false;
     std::vector<LayerTime> times_;
     std::vector<double> flops_;
+    std::vector<double> bytes_, constant_bytes_;
     int64_t input_elements_ = 0;
 };
 

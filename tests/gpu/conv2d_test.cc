@@ -6,7 +6,9 @@
 // and the residual so that a kernel reading them would spoil its output, in y so that we can check
 // they come back bit-identical, and that every element inside the slice was written.
 // Tolerances (relative L2): f32 1e-5 against the float64 reference; f16 2e-3 against the reference
-// run on the f16-rounded inputs, weights and residual.
+// run on the f16-rounded inputs, weights and residual. INT8 (kI8: f16 tensors, int8 GEMM) against
+// the reference's fake-quantised conv (precision="int8", weight_qmax=127) on the same f16 inputs:
+// 3e-3 (f16 output rounding, and the kernel's x * (1 / scale) may round a rare tie otherwise).
 // Tactics that need a workspace (split-K) share one zero-filled buffer per case, as a stream's convs
 // do in the runtime: each must leave it all zeros. They run twice on it (atomics may reorder the
 // float sums, so the two results need not be bit-identical, but both must meet the tolerance).
@@ -204,9 +206,12 @@ bool all_zero(const std::vector<uint8_t>& bytes) {
 
 // Runs one case in one element type through the heuristic and every supporting tactic.
 // only_workspace: just the tactics that need a workspace (split-K).
+// type kI8: an INT8 convolution (cuda::ConvInt8) over f16 tensors.
 void run_case(const Case& cs, ElemType type, Rng& rng, bool only_workspace = false) {
-    SCOPED_TRACE(cs.describe() + (type == ElemType::kF32 ? " [f32]" : " [f16]"));
-    const bool f16 = type == ElemType::kF16;
+    SCOPED_TRACE(cs.describe() + (type == ElemType::kF32 ? " [f32]" : type == ElemType::kF16 ? " [f16]" : " [int8]"));
+    const bool int8 = type == ElemType::kI8;
+    const ElemType io = int8 ? ElemType::kF16 : type;  // the tensors' element type
+    const bool f16 = io == ElemType::kF16;
     const int oh = cs.oh(), ow = cs.ow(), cg = cs.c / cs.groups;
     auto rnd = [&](Shape s, float lo, float hi) {
         std::vector<float> v = rng.uniform_floats(static_cast<size_t>(num_elements(s)), lo, hi);
@@ -229,31 +234,45 @@ void run_case(const Case& cs, ElemType type, Rng& rng, bool only_workspace = fal
     node.attrs.set("dilations", std::vector<int64_t>{cs.dil, cs.dil});
     node.attrs.set("group", int64_t{cs.groups});
     if (cs.silu) node.attrs.set("activation", std::string("silu"));
+    // x is in [-1, 1): this scale clips its top 10% (the clamp is tested too).
+    const float input_scale = 0.9f / 127.f;
+    if (int8) {
+        node.attrs.set("precision", std::string("int8"));
+        node.attrs.set("input_scale", input_scale);
+        node.attrs.set("weight_qmax", int64_t{127});
+    }
     const ir::Tensor want = reference::evaluate(node, {&x, &w, &b, cs.residual ? &r : nullptr}).at(0);
     ASSERT_EQ(want.shape, (Shape{cs.n, cs.k, oh, ow}));
 
     const ConvShape s = cs.shape();
-    const size_t es = static_cast<size_t>(cuda::elem_size(type));
-    const std::vector<uint8_t> x_host = to_nhwc(&x, cs.n, cs.h, cs.w, cs.c, cs.xps(), cs.x_off, type);
-    const std::vector<uint8_t> y_init =
-        to_nhwc(cs.inplace ? &r : nullptr, cs.n, oh, ow, cs.k, cs.yps(), cs.y_off, type);
+    const size_t es = static_cast<size_t>(cuda::elem_size(io));
+    const std::vector<uint8_t> x_host = to_nhwc(&x, cs.n, cs.h, cs.w, cs.c, cs.xps(), cs.x_off, io);
+    const std::vector<uint8_t> y_init = to_nhwc(cs.inplace ? &r : nullptr, cs.n, oh, ow, cs.k, cs.yps(), cs.y_off, io);
     DeviceBuffer dx(x_host.size()), dy(y_init.size());
     dx.upload(x_host);
     std::unique_ptr<DeviceBuffer> dr;
     if (cs.residual && !cs.inplace) {
-        const std::vector<uint8_t> r_host = to_nhwc(&r, cs.n, oh, ow, cs.k, cs.rps(), cs.r_off, type);
+        const std::vector<uint8_t> r_host = to_nhwc(&r, cs.n, oh, ow, cs.k, cs.rps(), cs.r_off, io);
         dr = std::make_unique<DeviceBuffer>(r_host.size());
         dr->upload(r_host);
     }
-    const std::vector<uint8_t> packed = cuda::pack_conv_weights(w.data<float>(), s, type);
-    DeviceBuffer dw(packed.size()), db(static_cast<size_t>(cs.k) * 4);
+    std::vector<float> w_scales;
+    const std::vector<uint8_t> packed = cuda::pack_conv_weights(w.data<float>(), s, type, &w_scales);
+    DeviceBuffer dw(packed.size()), db(static_cast<size_t>(cs.k) * 4), ddq(static_cast<size_t>(cs.k) * 4);
     dw.upload(packed);
     db.upload(b.bytes);
+    cuda::ConvInt8 q;
+    if (int8) {
+        std::vector<float> dequant(w_scales.size());
+        for (size_t i = 0; i < dequant.size(); ++i) dequant[i] = input_scale * w_scales[i];
+        ddq.upload(ir::Tensor::from_floats({cs.k}, dequant).bytes);
+        q = {input_scale, reinterpret_cast<const float*>(ddq.get())};
+    }
 
-    NhwcTensor tx{dx.get() + cs.x_off * es, type, cs.n, cs.h, cs.w, cs.c, cs.xps()};
-    NhwcTensor ty{dy.get() + cs.y_off * es, type, cs.n, oh, ow, cs.k, cs.yps()};
+    NhwcTensor tx{dx.get() + cs.x_off * es, io, cs.n, cs.h, cs.w, cs.c, cs.xps()};
+    NhwcTensor ty{dy.get() + cs.y_off * es, io, cs.n, oh, ow, cs.k, cs.yps()};
     NhwcTensor tr = ty;
-    if (dr) tr = NhwcTensor{dr->get() + cs.r_off * es, type, cs.n, oh, ow, cs.k, cs.rps()};
+    if (dr) tr = NhwcTensor{dr->get() + cs.r_off * es, io, cs.n, oh, ow, cs.k, cs.rps()};
 
     std::vector<int> tactics;
     if (!only_workspace) tactics.push_back(-1);
@@ -270,7 +289,7 @@ void run_case(const Case& cs, ElemType type, Rng& rng, bool only_workspace = fal
     DeviceBuffer dws(ws_bytes);
     KS_CUDA(cudaMemset(dws.get(), 0, ws_bytes ? ws_bytes : 1));
 
-    const double tol = f16 ? 2e-3 : 1e-5;
+    const double tol = int8 ? 3e-3 : f16 ? 2e-3 : 1e-5;
     for (const int t : tactics) {
         const bool needs_ws = t >= 0 && cuda::conv2d_workspace_bytes(t, s, type, cs.n, oh, ow) > 0;
         for (int run = 0; run < (needs_ws ? 2 : 1); ++run) {
@@ -279,7 +298,8 @@ void run_case(const Case& cs, ElemType type, Rng& rng, bool only_workspace = fal
             dy.upload(y_init);
             try {
                 cuda::conv2d_nhwc(tx, dw.get(), reinterpret_cast<const float*>(db.get()), s, cs.silu,
-                                  cs.residual ? &tr : nullptr, ty, t, nullptr, needs_ws ? dws.get() : nullptr);
+                                  cs.residual ? &tr : nullptr, ty, t, nullptr, needs_ws ? dws.get() : nullptr,
+                                  int8 ? &q : nullptr);
             } catch (const Error& e) {
                 // Only the vectorised tensor-core tactics may refuse, and only an x they cannot load in
                 // 16-byte pieces (which conv2d_tactic_supports cannot see).
@@ -356,17 +376,21 @@ TEST(CudaConv2d, TacticTable) {
     grouped.groups = 16;
     bool mma_dense = false;
     for (int t = 0; t < count; ++t) {
-        const ElemType type = cuda::conv2d_tactic_supports(t, dense, ElemType::kF32) ? ElemType::kF32 : ElemType::kF16;
+        ElemType type = ElemType::kF16;
+        for (ElemType e : {ElemType::kF32, ElemType::kI8})
+            if (cuda::conv2d_tactic_supports(t, dense, e)) type = e;
         const std::string name = cuda::conv2d_tactic_name(t, dense, type);
         EXPECT_TRUE(names.insert(name).second) << "duplicate tactic name " << name;
         EXPECT_NE(name.find(type == ElemType::kF32 ? "f32" : "f16"), std::string::npos) << name;
+        // INT8 tactics say so (s8 operands, k32 MMAs) and run no float GEMM.
+        EXPECT_EQ(name.find("s8mma_m16n8k32") != std::string::npos, type == ElemType::kI8) << name;
         // The float32 path is exact: FFMA only, never the tensor cores (no TF32).
         if (type == ElemType::kF32) {
             EXPECT_NE(name.find("simt"), std::string::npos) << name;
         }
         if (name.find("mma") != std::string::npos) {
-            EXPECT_TRUE(cuda::conv2d_tactic_supports(t, dense, ElemType::kF16)) << name;
-            EXPECT_FALSE(cuda::conv2d_tactic_supports(t, grouped, ElemType::kF16)) << name;
+            EXPECT_TRUE(cuda::conv2d_tactic_supports(t, dense, type)) << name;
+            EXPECT_FALSE(cuda::conv2d_tactic_supports(t, grouped, type)) << name;
             mma_dense = true;
         }
     }
@@ -436,6 +460,88 @@ TEST(CudaConv2d, MatchesReferenceF16) {
 
 // A longer reduction with many k-tiles through every pipeline stage, at a size where the heuristic
 // picks large tiles; f16 only (the tensor-core path is the one with a multi-stage ring).
+// INT8 convolutions (f16 tensors, s8 tensor-core GEMM): every case the INT8 tactics can run
+// (groups 1, channels a multiple of 8, 16-byte aligned input pixels), slices and residuals included.
+TEST(CudaConv2d, MatchesReferenceInt8) {
+    SKIP_WITHOUT_GPU();
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    int ran = 0;
+    for (const Case& cs : kCases) {
+        if (cs.groups != 1 || cs.c % 8 != 0 || !cs.x_vectorisable()) continue;
+        run_case(cs, ElemType::kI8, rng);
+        ++ran;
+        if (HasFatalFailure()) return;
+    }
+    EXPECT_GE(ran, 10);
+    // A long reduction through every pipeline stage, and the split-K INT8 tactics at YOLOv8's batch-1 shapes.
+    run_case({.name = "int8_long_k",
+              .n = 2,
+              .c = 256,
+              .h = 16,
+              .w = 12,
+              .k = 192,
+              .pt = 1,
+              .pl = 1,
+              .pb = 1,
+              .pr = 1,
+              .silu = true,
+              .residual = true},
+             ElemType::kI8, rng);
+    run_case({.name = "int8_yolo_20x20_c256_3x3_k256",
+              .n = 1,
+              .c = 256,
+              .h = 20,
+              .w = 20,
+              .k = 256,
+              .pt = 1,
+              .pl = 1,
+              .pb = 1,
+              .pr = 1,
+              .silu = true,
+              .residual = true,
+              .y_ps = 512,
+              .y_off = 256,
+              .r_ps = 384,
+              .r_off = 128},
+             ElemType::kI8, rng, /*only_workspace=*/true);
+}
+
+// INT8 packing: per-channel scales max|w| / 127, rows padded to 32 bytes, k permuted within every
+// 16 as the kernel's fragments expect (slot 4t + i holds k 2t + (i & 1) + 8 (i >> 1)).
+TEST(CudaConv2d, PackedInt8WeightLayout) {
+    ConvShape s;
+    s.k = 3;
+    s.c = 8;
+    s.kh = 1;
+    s.kw = 3;  // gemm_k = 24 -> rows of 32
+    std::vector<float> oihw(static_cast<size_t>(s.k * s.c * s.kw));
+    for (size_t i = 0; i < oihw.size(); ++i) oihw[i] = static_cast<float>(static_cast<int>(i % 17) - 8) * 0.5f;
+    oihw[5] = 10.f;  // channel 0's max
+    std::vector<float> scales;
+    const std::vector<uint8_t> packed = cuda::pack_conv_weights(oihw.data(), s, ElemType::kI8, &scales);
+    ASSERT_EQ(packed.size(), 3u * 32);
+    ASSERT_EQ(scales.size(), 3u);
+    EXPECT_FLOAT_EQ(scales[0], 10.f / 127.f);
+    EXPECT_FLOAT_EQ(scales[1], 4.f / 127.f);  // |values| reach 8 * 0.5
+    const int gemm_k = 24;
+    for (int o = 0; o < s.k; ++o)
+        for (int slot = 0; slot < 32; ++slot) {
+            const int base = slot & ~15, p = slot & 15;
+            const int k = base + 2 * (p >> 2) + (p & 1) + 8 * ((p >> 1) & 1);
+            const int8_t got = static_cast<int8_t>(packed[static_cast<size_t>(o * 32 + slot)]);
+            if (k >= gemm_k) {
+                EXPECT_EQ(got, 0) << "o=" << o << " slot=" << slot;
+                continue;
+            }
+            const int tap = k / s.c, ch = k % s.c;  // GEMM k = tap * c + channel
+            const float w = oihw[static_cast<size_t>((o * s.c + ch) * s.kw + tap)];
+            EXPECT_EQ(got, static_cast<int8_t>(std::nearbyint(w / scales[static_cast<size_t>(o)])))
+                << "o=" << o << " slot=" << slot;
+        }
+    EXPECT_THROW(cuda::pack_conv_weights(oihw.data(), s, ElemType::kI8), Error);  // no scales out
+}
+
 TEST(CudaConv2d, LongReductionF16) {
     SKIP_WITHOUT_GPU();
     Rng rng;
@@ -496,7 +602,7 @@ TEST(CudaConv2d, SplitKSupportAndWorkspace) {
     odd.c = 252;
     int split_tactics = 0;
     for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
-        for (ElemType type : {ElemType::kF32, ElemType::kF16}) {
+        for (ElemType type : {ElemType::kF32, ElemType::kF16, ElemType::kI8}) {
             const std::string name = cuda::conv2d_tactic_name(t, big, type);
             const bool split = name.find("splitk") != std::string::npos;
             if (!cuda::conv2d_tactic_supports(t, big, type)) {
@@ -514,7 +620,7 @@ TEST(CudaConv2d, SplitKSupportAndWorkspace) {
             EXPECT_EQ(ws % 16, 0u) << name;
             EXPECT_GT(cuda::conv2d_workspace_bytes(t, big, type, 8, 20, 20), ws) << name;
             EXPECT_FALSE(cuda::conv2d_tactic_supports(t, tiny, type)) << name;
-            if (type == ElemType::kF16) {
+            if (type != ElemType::kF32) {
                 EXPECT_FALSE(cuda::conv2d_tactic_supports(t, odd, type)) << name;
             }
         }

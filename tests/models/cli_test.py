@@ -87,6 +87,8 @@ if shutil.which("nvidia-smi") is None:
         h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     open(os.path.join(work, "cuda.engine"), "wb").write(bytes(body) + struct.pack("<Q", h))
     k.one_line_error(k("predict", "model=cuda.engine", f"source={bus}"), "CUDA engine without a GPU", "no CUDA GPU")
+    k.one_line_error(k("benchmark", "model=cuda.engine", f"source={bus}"), "GPU end-to-end benchmark without a GPU",
+                     "no CUDA GPU")
 open(os.path.join(work, "short.engine"), "wb").write(engine[:-100])
 k.one_line_error(k("predict", "model=short.engine", f"source={bus}"), "engine with missing bytes", "truncated")
 

@@ -40,6 +40,7 @@ int run_export(const Options& opts) {
     bo.trt_quant_algo = opts.get_string("trt_quant_algo");
     bo.sensitivity = opts.get_bool("sensitivity");
     bo.workspace_gib = opts.get_float("workspace");
+    if (opts.has_value("timing_cache")) bo.timing_cache = opts.get_string("timing_cache");
     bool verbose = opts.is_set("verbose") && opts.get_bool("verbose");
     if (verbose) bo.log = &std::cout;
     std::filesystem::path onnx_path(model);

@@ -172,7 +172,8 @@ const std::vector<KeySpec>& key_table() {
         {.key = "timing_cache",
          .kind = Kind::kString,
          .default_value = "None",
-         .help = "TensorRT timing cache file to load and update"},
+         .help = "timing cache file (TensorRT's --timingCacheFile) for GPU exports: kernel timings are read from "
+                 "it, reused, and saved back; i.e. timing_cache=kestrel.timing (not for device=cpu)"},
         {.key = "profile", .kind = Kind::kBool, .default_value = "False", .help = "profile per-layer times"},
     };
     return table;

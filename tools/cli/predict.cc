@@ -2,7 +2,10 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <memory>
+#include <optional>
 
+#include "api/cuda_detect_pipeline.h"
 #include "cli/detections.h"
 #include "cli/modes.h"
 #include "cli/result_writers.h"
@@ -66,8 +69,17 @@ int run_predict(const Options& opts) {
     KS_CHECK(!opts.is_set("imgsz") || opts.get_imgsz() == info.imgsz, "imgsz=", opts.get_imgsz()[0], "x",
              opts.get_imgsz()[1], " differs from the engine's ", info.imgsz[0], "x", info.imgsz[1],
              "; re-export with that imgsz");
-    auto predictor = Predictor::create(engine.value());
-    KS_CHECK(predictor.ok(), predictor.status().message());
+    // CUDA detect engines run letterbox and NMS on the GPU too (api::CudaDetectPipeline), giving the
+    // detections of Predictor's CPU letterbox and NMS; every other engine runs through Predictor.
+    std::unique_ptr<api::CudaDetectPipeline> pipeline;
+    std::optional<Predictor> predictor;
+    if (info.device.rfind("cuda:", 0) == 0 && info.task == "detect") {
+        pipeline = api::CudaDetectPipeline::open(engine.value());
+    } else {
+        auto created = Predictor::create(engine.value());
+        KS_CHECK(created.ok(), created.status().message());
+        predictor.emplace(std::move(created).value());
+    }
     auto files = list_sources(opts.get_string("source"));
 
     PredictOptions po;
@@ -101,10 +113,11 @@ int run_predict(const Options& opts) {
             std::cerr << "WARNING ⚠️ skipping " << image.status().message() << "\n";
             continue;
         }
-        auto p = predictor->predict(image.value(), po);
+        Result<Prediction> p = predictor ? predictor->predict(image.value(), po)
+                                         : Result<Prediction>(pipeline->predict_images({&image.value()}, po).at(0));
         KS_CHECK(p.ok(), p.status().message());
-        printf("image %zu/%zu %s: %dx%d %s%.1fms\n", i + 1, files.size(), fs::absolute(f).string().c_str(), info.imgsz[0],
-               info.imgsz[1], summary(p.value(), info).c_str(), p->speed.inference_ms);
+        printf("image %zu/%zu %s: %dx%d %s%.1fms\n", i + 1, files.size(), fs::absolute(f).string().c_str(),
+               info.imgsz[0], info.imgsz[1], summary(p.value(), info).c_str(), p->speed.inference_ms);
         std::fflush(stdout);
         total.preprocess_ms += p->speed.preprocess_ms;
         total.inference_ms += p->speed.inference_ms;

@@ -45,6 +45,8 @@ class Int8ConvKernel final : public Kernel {
         oc_ = y.shape[1];
         oh_w_ = y.shape[2] * y.shape[3];
         inv_scale_ = 1.f / n.attrs.get_float("input_scale", 0.f);
+        KS_CHECK(n.attrs.get_int("weight_qmax", 63) == 63, "cpu int8: conv '", n.name,
+                 "' was quantised for another device's 8-bit weights");
         KS_CHECK(std::isfinite(inv_scale_) && inv_scale_ > 0, "cpu int8: conv '", n.name, "' has no input scale");
 
         // Per-output-channel symmetric weight quantisation.
@@ -70,18 +72,20 @@ class Int8ConvKernel final : public Kernel {
         auto d = n.attrs.get_ints("dilations", {1, 1});
         auto p = n.attrs.get_ints("pads", {0, 0, 0, 0});
         dnnl::post_ops po;
-        if (n.attrs.get_string("activation", "") == "silu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_swish, 1.f, 0.f);
+        if (n.attrs.get_string("activation", "") == "silu")
+            po.append_eltwise(1.f, dnnl::algorithm::eltwise_swish, 1.f, 0.f);
         dnnl::primitive_attr attr;
         attr.set_output_scales(2, out_scales);
         attr.set_post_ops(po);
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
         auto desc = dnnl::convolution_forward::desc(
             dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
-            memory::desc(wd, memory::data_type::s8, Tag::any), memory::desc({oc_}, memory::data_type::f32, Tag::a), dst_md,
-            {s[0], s[1]}, {d[0] - 1, d[1] - 1}, {p[0], p[1]}, {p[2], p[3]});
+            memory::desc(wd, memory::data_type::s8, Tag::any), memory::desc({oc_}, memory::data_type::f32, Tag::a),
+            dst_md, {s[0], s[1]}, {d[0] - 1, d[1] - 1}, {p[0], p[1]}, {p[2], p[3]});
         auto pd = dnnl::convolution_forward::primitive_desc(desc, attr, ctx.engine);
         std::string impl = pd.impl_info_str();
-        KS_CHECK(impl.rfind("ref", 0) != 0, "cpu int8: no optimised oneDNN implementation for '", n.name, "' (", impl, ")");
+        KS_CHECK(impl.rfind("ref", 0) != 0, "cpu int8: no optimised oneDNN implementation for '", n.name, "' (", impl,
+                 ")");
         prim_ = dnnl::convolution_forward(pd);
         memory user_w(memory::desc(wd, memory::data_type::s8, Tag::oihw), ctx.engine, wq.data());
         weights_ = memory(pd.weights_desc(), ctx.engine);
@@ -118,7 +122,8 @@ class Int8ConvKernel final : public Kernel {
                                     {DNNL_ARG_DST, dst_},
                                     {DNNL_ARG_SCRATCHPAD, scratch_}});
         ctx_.stream.wait();
-        const float* res = residual_id_ >= 0 ? reinterpret_cast<const float*>(addr[static_cast<size_t>(residual_id_)]) : nullptr;
+        const float* res =
+            residual_id_ >= 0 ? reinterpret_cast<const float*>(addr[static_cast<size_t>(residual_id_)]) : nullptr;
         relayout(out, res, reinterpret_cast<float*>(addr[static_cast<size_t>(dst_id_)]));
     }
 

@@ -8,6 +8,9 @@
 //     groups == 1, (c/groups) % 8 == 0 and 16-byte aligned input pixels.
 //   - MMA gather: the same tensor-core main loop, but A and B are gathered element by element, so it
 //     runs any groups == 1 conv (the 3-channel stem, odd channel counts, misaligned slices).
+//   - MMA INT8 ("s8mma"): the MMA kernel with int8 weights; x (f16) arrives through the same
+//     cp.async ring and is quantised where ldmatrix reads it into registers, so feature maps stay
+//     f16 in memory. mma.sync m16n8k32 (s8 x s8 -> s32); the epilogue dequantises per channel.
 //   - Split-K (MMA and f32 SIMT, "_splitk<S>_" in the name): the same kernels with the reduction
 //     spread over S CTAs per output tile, summed in a caller-provided float32 workspace (see
 //     conv2d_workspace_bytes); for small-M, long-K layers (batch-1 deep layers). Never picked by the
@@ -25,6 +28,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 #include <type_traits>
@@ -54,6 +58,11 @@ struct ConvParams {
     int y_vec = 0;     // y allows 16-byte stores (pixel stride % 8 == 0, 16-byte aligned base)
     int res_vec = 0;   // likewise for residual loads
     int a_via_l1 = 0;  // cache input loads in L1 (filters with several taps re-read their neighbours' pixels)
+    // INT8 tactics: 1 / input scale, per-channel dequantisation factors, and the packed weights'
+    // row length (gemm_k rounded up to whole 32-wide k-tiles, zero-filled).
+    float inv_scale = 0.f;
+    const float* dequant = nullptr;
+    int w_ld = 0;
     // Split-K tactics: zero-filled float32 partial-sum tiles (one per output tile, BM * BN floats,
     // row-major) followed by one arrival counter per tile. Left zero-filled again by the kernel.
     float* ws = nullptr;
@@ -105,6 +114,23 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
         "{%0, %1, %2, %3};\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void mma_16832_s8(int (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Four f16 values (two half2 registers) -> four int8 in one register, x * inv rounded to nearest
+// even and clamped to [-128, 127]; lo's pair lands in bytes 0-1, hi's in bytes 2-3.
+__device__ __forceinline__ uint32_t quantize4_s8(uint32_t lo, uint32_t hi, float inv) {
+    const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&lo));
+    const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&hi));
+    auto q = [inv](float v) { return static_cast<uint32_t>(min(127, max(-128, __float2int_rn(v * inv)))) & 0xffu; };
+    return q(a.x) | (q(a.y) << 8) | (q(b.x) << 16) | (q(b.y) << 24);
 }
 
 // ---- epilogue ---------------------------------------------------------------------------------------
@@ -210,16 +236,25 @@ __device__ __forceinline__ void splitk_range(int k_tiles, int z, int splits, int
 
 constexpr int kMmaBK = 32;
 
-constexpr int mma_smem_bytes(int bm, int bn, int stages) {
+constexpr int mma_smem_bytes(int bm, int bn, int stages, bool int8) {
     // The epilogue stages the float accumulator tile in the same memory as the pipeline ring.
-    return std::max(stages * (bm + bn) * kMmaBK * 2, bm * (bn + 8) * 4);
+    return std::max(stages * (bm * 2 + bn * (int8 ? 1 : 2)) * kMmaBK, bm * (bn + 8) * 4);
+}
+
+// INT8 tactics keep the f16 A fragments that ldmatrix gives for k16 halves: thread (g, t) holds k
+// {2t, 2t+1, 2t+8, 2t+9} of each half, where m16n8k32's s8 fragment wants 4t..4t+3. A dot product
+// does not care about the order of k, so the kernel quantises those four into slots 4t..4t+3 and
+// the weights are packed with the same permutation within every 16 k: slot p holds k perm(p).
+__host__ __device__ constexpr int s8_slot_to_k(int p) {
+    return (p & ~15) + 2 * ((p & 15) >> 2) + (p & 1) + (((p >> 1) & 1) << 3);
 }
 
 __device__ __forceinline__ int swz(int row, int chunk) { return row * kMmaBK + ((chunk ^ ((row >> 1) & 3)) << 3); }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, bool kSplitK>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, bool kSplitK, bool kInt8>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WARPS_N == 8 ? 2 : 4)
     conv_mma_kernel(const ConvParams p) {
+    static_assert(!(kGather && kInt8), "INT8 tactics read aligned f16 inputs");
     constexpr int kThreads = WARPS_M * WARPS_N * 32;
     constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
     constexpr int MI = WM / 16, NI = WN / 8;
@@ -229,6 +264,11 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     constexpr int kAPasses = BM / kRowsPerPass;
     constexpr int kBPasses = (BN + kRowsPerPass - 1) / kRowsPerPass;
     constexpr int kStageA = BM * kMmaBK, kStageB = BN * kMmaBK;  // halves
+    // INT8 weights: rows of 32 bytes (two 16-byte chunks); chunk c of row r is stored at chunk
+    // c ^ ((r >> 2) & 1), so the 8 rows an ldmatrix phase reads cover all 32 banks.
+    constexpr int kRowsPerPassB8 = kThreads / 2;
+    constexpr int kBPasses8 = (BN + kRowsPerPassB8 - 1) / kRowsPerPassB8;
+    constexpr int kStageB8 = BN * kMmaBK;  // bytes
 
     extern __shared__ __align__(128) unsigned char smem[];
     __half* s_a = reinterpret_cast<__half*>(smem);
@@ -246,6 +286,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     // Loader assignment: thread t copies chunk (t % 4) of rows t / 4 + i * kRowsPerPass, so the
     // k offset it loads is the same for all its rows and advances by 32 per k-tile.
     const int chunk = tid & 3, row0 = tid >> 2;
+    [[maybe_unused]] const int chunk_b8 = tid & 1, row0_b8 = tid >> 1;  // INT8 weights: two chunks per row
     const unsigned short* a_img[kAPasses];
     int a_ih0[kAPasses], a_iw0[kAPasses];
     const int ohw = p.out_h * p.out_w;
@@ -292,14 +333,31 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
                     cp_async16(dst, src, v);
                 }
             }
+            if constexpr (kInt8) {
+                // Whole 32-byte k-tile rows: the packed weights are zero-filled up to w_ld.
+                const unsigned char* w8 = static_cast<const unsigned char*>(p.wgt);
+                const int k0 = kidx - chunk * 8 + chunk_b8 * 16;
 #pragma unroll
-            for (int j = 0; j < kBPasses; ++j) {
-                const int nrow = row0 + j * kRowsPerPass;
-                if (BN % kRowsPerPass == 0 || nrow < BN) {
-                    const int n = tile_n * BN + nrow;
-                    const bool v = kvalid && n < p.kg;
-                    const unsigned short* src = v ? wgt + static_cast<int64_t>(n) * p.gemm_k + kidx : wgt;
-                    cp_async16(s_b_addr + 2 * (stage * kStageB + st_off + j * kRowsPerPass * kMmaBK), src, v);
+                for (int j = 0; j < kBPasses8; ++j) {
+                    const int nrow = row0_b8 + j * kRowsPerPassB8;
+                    if (BN % kRowsPerPassB8 == 0 || nrow < BN) {
+                        const int n = tile_n * BN + nrow;
+                        const bool v = n < p.kg;
+                        const unsigned char* src = v ? w8 + static_cast<int64_t>(n) * p.w_ld + k0 : w8;
+                        cp_async16(s_b_addr + stage * kStageB8 + nrow * kMmaBK + ((chunk_b8 ^ ((nrow >> 2) & 1)) << 4),
+                                   src, v);
+                    }
+                }
+            } else {
+#pragma unroll
+                for (int j = 0; j < kBPasses; ++j) {
+                    const int nrow = row0 + j * kRowsPerPass;
+                    if (BN % kRowsPerPass == 0 || nrow < BN) {
+                        const int n = tile_n * BN + nrow;
+                        const bool v = kvalid && n < p.kg;
+                        const unsigned short* src = v ? wgt + static_cast<int64_t>(n) * p.gemm_k + kidx : wgt;
+                        cp_async16(s_b_addr + 2 * (stage * kStageB + st_off + j * kRowsPerPass * kMmaBK), src, v);
+                    }
                 }
             }
             // cg % 8 == 0 here, so a chunk never straddles two taps; step to the next k-tile's tap.
@@ -391,14 +449,22 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
         a_ld[ks] = swz(wm * WM + (lane & 15), ks * 2 + (lane >> 4));
         b_ld[ks] = swz(wn * WN + ((lane >> 4) << 3) + (lane & 7), ks * 2 + ((lane >> 3) & 1));
     }
+    // INT8 weights, one ldmatrix.x4 per 16 n: matrices (n 0-7, k 0-15), (n 0-7, k 16-31),
+    // (n 8-15, k 0-15), (n 8-15, k 16-31); lane l addresses row l % 8 of matrix l / 8. Bytes.
+    [[maybe_unused]] int b8_ld;
+    {
+        const int mat = lane >> 3, nrow = wn * WN + ((mat >> 1) << 3) + (lane & 7);
+        b8_ld = nrow * kMmaBK + (((mat & 1) ^ ((nrow >> 2) & 1)) << 4);
+    }
 
-    float acc[MI][NI][4];
+    using Acc = std::conditional_t<kInt8, int, float>;
+    Acc acc[MI][NI][4];
 #pragma unroll
     for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
         for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0.f;
+            for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0;
 
     const int k_tiles = kt_end - kt_begin;
 #pragma unroll
@@ -415,25 +481,56 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
         cp_async_commit();
 
         const int stage = kt % STAGES;
-        const uint32_t a_base = s_a_addr + 2 * stage * kStageA, b_base = s_b_addr + 2 * stage * kStageB;
+        const uint32_t a_base = s_a_addr + 2 * stage * kStageA;
+        if constexpr (kInt8) {
+            // Both k16 halves of A as f16 fragments, quantised into one k32 s8 fragment (see s8_slot_to_k).
+            uint32_t af[2][MI][4], aq[MI][4], bq[NI][2];
 #pragma unroll
-        for (int ks = 0; ks < 2; ++ks) {
-            uint32_t af[MI][4], bf[NI][2];
+            for (int ks = 0; ks < 2; ++ks)
 #pragma unroll
-            for (int mi = 0; mi < MI; ++mi) ldmatrix_x4(af[mi], a_base + 2 * (a_ld[ks] + mi * 16 * kMmaBK));
+                for (int mi = 0; mi < MI; ++mi) ldmatrix_x4(af[ks][mi], a_base + 2 * (a_ld[ks] + mi * 16 * kMmaBK));
+#pragma unroll
+            for (int mi = 0; mi < MI; ++mi) {
+                aq[mi][0] = quantize4_s8(af[0][mi][0], af[0][mi][2], p.inv_scale);  // rows g, k 0-15
+                aq[mi][1] = quantize4_s8(af[0][mi][1], af[0][mi][3], p.inv_scale);  // rows g + 8
+                aq[mi][2] = quantize4_s8(af[1][mi][0], af[1][mi][2], p.inv_scale);  // rows g, k 16-31
+                aq[mi][3] = quantize4_s8(af[1][mi][1], af[1][mi][3], p.inv_scale);
+            }
+            const uint32_t b_base8 = s_b_addr + stage * kStageB8;
 #pragma unroll
             for (int nj = 0; nj < NI / 2; ++nj) {
                 uint32_t t[4];
-                ldmatrix_x4(t, b_base + 2 * (b_ld[ks] + nj * 16 * kMmaBK));
-                bf[2 * nj][0] = t[0];
-                bf[2 * nj][1] = t[1];
-                bf[2 * nj + 1][0] = t[2];
-                bf[2 * nj + 1][1] = t[3];
+                ldmatrix_x4(t, b_base8 + b8_ld + nj * 16 * kMmaBK);
+                bq[2 * nj][0] = t[0];
+                bq[2 * nj][1] = t[1];
+                bq[2 * nj + 1][0] = t[2];
+                bq[2 * nj + 1][1] = t[3];
             }
 #pragma unroll
             for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-                for (int ni = 0; ni < NI; ++ni) mma_16816(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+                for (int ni = 0; ni < NI; ++ni) mma_16832_s8(acc[mi][ni], aq[mi], bq[ni][0], bq[ni][1]);
+        } else {
+            const uint32_t b_base = s_b_addr + 2 * stage * kStageB;
+#pragma unroll
+            for (int ks = 0; ks < 2; ++ks) {
+                uint32_t af[MI][4], bf[NI][2];
+#pragma unroll
+                for (int mi = 0; mi < MI; ++mi) ldmatrix_x4(af[mi], a_base + 2 * (a_ld[ks] + mi * 16 * kMmaBK));
+#pragma unroll
+                for (int nj = 0; nj < NI / 2; ++nj) {
+                    uint32_t t[4];
+                    ldmatrix_x4(t, b_base + 2 * (b_ld[ks] + nj * 16 * kMmaBK));
+                    bf[2 * nj][0] = t[0];
+                    bf[2 * nj][1] = t[1];
+                    bf[2 * nj + 1][0] = t[2];
+                    bf[2 * nj + 1][1] = t[3];
+                }
+#pragma unroll
+                for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+                    for (int ni = 0; ni < NI; ++ni) mma_16816(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+            }
         }
     }
 
@@ -448,8 +545,16 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
 #pragma unroll
         for (int ni = 0; ni < NI; ++ni) {
             const int row = wm * WM + mi * 16 + (lane >> 2), col = wn * WN + ni * 8 + (lane & 3) * 2;
-            *reinterpret_cast<float2*>(&s_c[row * kLdc + col]) = make_float2(acc[mi][ni][0], acc[mi][ni][1]);
-            *reinterpret_cast<float2*>(&s_c[(row + 8) * kLdc + col]) = make_float2(acc[mi][ni][2], acc[mi][ni][3]);
+            float s0 = 1.f, s1 = 1.f;  // INT8: int32 sums -> real units, per output channel
+            if constexpr (kInt8) {
+                const int n = tile_n * BN + col;
+                s0 = n < p.kg ? __ldg(p.dequant + n) : 0.f;
+                s1 = n + 1 < p.kg ? __ldg(p.dequant + n + 1) : 0.f;
+            }
+            *reinterpret_cast<float2*>(&s_c[row * kLdc + col]) =
+                make_float2(static_cast<float>(acc[mi][ni][0]) * s0, static_cast<float>(acc[mi][ni][1]) * s1);
+            *reinterpret_cast<float2*>(&s_c[(row + 8) * kLdc + col]) =
+                make_float2(static_cast<float>(acc[mi][ni][2]) * s0, static_cast<float>(acc[mi][ni][3]) * s1);
         }
     __syncthreads();
     constexpr int kChunksN = BN / 8;
@@ -705,11 +810,11 @@ void prepare_kernel(const void* kernel, int smem, std::atomic<uint64_t>& done) {
     done.fetch_or(bit, std::memory_order_relaxed);
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS, bool kInt8>
 void launch_mma(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CHECK(groups == 1, "conv2d: tensor-core tactics need groups == 1");
-    constexpr int kSmem = mma_smem_bytes(BM, BN, STAGES);
-    auto kernel = conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, (SPLITS > 1)>;
+    constexpr int kSmem = mma_smem_bytes(BM, BN, STAGES, kInt8);
+    auto kernel = conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, (SPLITS > 1), kInt8>;
     static std::atomic<uint64_t> prepared{0};
     prepare_kernel(reinterpret_cast<const void*>(kernel), kSmem, prepared);
     const int64_t blocks = static_cast<int64_t>((p.gemm_m + BM - 1) / BM) * ((p.kg + BN - 1) / BN);
@@ -730,20 +835,21 @@ void launch_simt(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CUDA(cudaGetLastError());
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS = 1>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS = 1, bool kInt8 = false>
 Tactic mma_tactic(double sm_eff) {
-    return {ElemType::kF16,
-            kGather ? Family::kMmaGather : Family::kMma,
-            BM,
-            BN,
-            kMmaBK,
-            STAGES,
-            WARPS_M * WARPS_N * 32,
-            sm_eff,
-            reinterpret_cast<const void*>(conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, (SPLITS > 1)>),
-            mma_smem_bytes(BM, BN, STAGES),
-            launch_mma<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, SPLITS>,
-            SPLITS};
+    return {
+        kInt8 ? ElemType::kI8 : ElemType::kF16,
+        kGather ? Family::kMmaGather : Family::kMma,
+        BM,
+        BN,
+        kMmaBK,
+        STAGES,
+        WARPS_M * WARPS_N * 32,
+        sm_eff,
+        reinterpret_cast<const void*>(conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, (SPLITS > 1), kInt8>),
+        mma_smem_bytes(BM, BN, STAGES, kInt8),
+        launch_mma<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, SPLITS, kInt8>,
+        SPLITS};
 }
 
 template <typename T, int TY, int TX, int TM, int TN, int SPLITS = 1>
@@ -794,6 +900,16 @@ const Tactic kTactics[] = {
     // f32, exact (float32 sums in another order), split-K.
     simt_tactic<float, 16, 16, 4, 4, 4>(0.8),  // 25: 64x64
     simt_tactic<float, 16, 16, 4, 4, 8>(0.8),  // 26: 64x64
+    // INT8 on f16 tensors (mma.sync m16n8k32 s8), then its split-K variants.
+    mma_tactic<128, 128, 2, 4, 3, false, 1, true>(1.0),  // 27
+    mma_tactic<128, 64, 2, 2, 3, false, 1, true>(0.92),  // 28
+    mma_tactic<64, 128, 2, 2, 3, false, 1, true>(0.9),   // 29
+    mma_tactic<64, 64, 2, 2, 3, false, 1, true>(0.8),    // 30
+    mma_tactic<128, 32, 4, 1, 3, false, 1, true>(0.7),   // 31
+    mma_tactic<64, 32, 2, 2, 3, false, 1, true>(0.6),    // 32
+    mma_tactic<64, 64, 2, 2, 3, false, 4, true>(0.8),    // 33
+    mma_tactic<64, 64, 2, 2, 3, false, 8, true>(0.8),    // 34
+    mma_tactic<64, 32, 2, 2, 3, false, 8, true>(0.6),    // 35
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
@@ -875,6 +991,10 @@ double estimate(int id, int64_t m, int64_t n_per_group, int groups, int64_t k) {
 int pick_tactic(const ConvShape& s, ElemType type, int64_t m, bool vec_ok) {
     Family want = Family::kSimt;
     if (type == ElemType::kF16 && s.groups == 1) want = vec_ok && s.c % 8 == 0 ? Family::kMma : Family::kMmaGather;
+    if (type == ElemType::kI8) {
+        KS_CHECK(vec_ok, "conv2d: INT8 needs x 16-byte aligned with a pixel stride that is a multiple of 8");
+        want = Family::kMma;
+    }
     const int64_t k = gemm_k_of(s);
     int best = -1;
     double best_cost = 0;
@@ -903,11 +1023,34 @@ void check_tensor(const NhwcTensor& t, ElemType type, const char* what) {
 
 }  // namespace
 
-std::vector<uint8_t> pack_conv_weights(const float* oihw, const ConvShape& s, ElemType type) {
+std::vector<uint8_t> pack_conv_weights(const float* oihw, const ConvShape& s, ElemType type,
+                                       std::vector<float>* channel_scales) {
     check_shape(s);
     KS_CHECK(oihw != nullptr, "pack_conv_weights: no weights");
-    KS_CHECK(type == ElemType::kF32 || type == ElemType::kF16, "pack_conv_weights: unknown element type");
     const int64_t cg = s.c / s.groups, taps = static_cast<int64_t>(s.kh) * s.kw;
+    if (type == ElemType::kI8) {
+        // Rows of w_ld = gemm_k rounded up to 32 bytes, zero-filled; k permuted by s8_slot_to_k.
+        KS_CHECK(channel_scales != nullptr, "pack_conv_weights: int8 packing returns the channel scales");
+        KS_CHECK(s.groups == 1, "pack_conv_weights: int8 convolutions need groups == 1");
+        const int64_t gemm_k = taps * cg, ld = (gemm_k + kMmaBK - 1) / kMmaBK * kMmaBK;
+        std::vector<uint8_t> out(static_cast<size_t>(s.k * ld), 0);
+        channel_scales->assign(static_cast<size_t>(s.k), 1.f);
+        for (int64_t o = 0; o < s.k; ++o) {
+            float amax = 0.f;
+            for (int64_t j = 0; j < gemm_k; ++j) amax = std::max(amax, std::abs(oihw[o * gemm_k + j]));
+            const float scale = amax > 0 ? amax / 127.f : 1.f;
+            (*channel_scales)[static_cast<size_t>(o)] = scale;
+            for (int64_t slot = 0; slot < ld; ++slot) {
+                const int64_t k = s8_slot_to_k(static_cast<int>(slot));  // GEMM k = tap * cg + channel
+                if (k >= gemm_k) continue;
+                const float v = oihw[(o * cg + k % cg) * taps + k / cg];
+                const float q = std::clamp(std::nearbyint(v / scale), -127.f, 127.f);
+                out[static_cast<size_t>(o * ld + slot)] = static_cast<uint8_t>(static_cast<int8_t>(q));
+            }
+        }
+        return out;
+    }
+    KS_CHECK(type == ElemType::kF32 || type == ElemType::kF16, "pack_conv_weights: unknown element type");
     const int64_t count = s.k * taps * cg;
     std::vector<uint8_t> out(static_cast<size_t>(count * elem_size(type)));
     for (int64_t o = 0; o < s.k; ++o)
@@ -942,7 +1085,7 @@ std::string conv2d_tactic_name(int tactic, const ConvShape&, ElemType) {
             name << "_simt";
             break;
         case Family::kMma:
-            name << "_mma_m16n8k16";
+            name << (t.type == ElemType::kI8 ? "_s8mma_m16n8k32" : "_mma_m16n8k16");
             break;
         case Family::kMmaGather:
             name << "_mma_m16n8k16_gather";
@@ -967,12 +1110,17 @@ size_t conv2d_workspace_bytes(int tactic, const ConvShape& s, ElemType type, int
 }
 
 void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* bias, const ConvShape& s, bool silu,
-                 const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream, void* workspace) {
+                 const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream, void* workspace,
+                 const ConvInt8* int8) {
     check_shape(s);
-    const ElemType type = x.type;
-    KS_CHECK(type == ElemType::kF32 || type == ElemType::kF16, "conv2d: unknown element type");
-    check_tensor(x, type, "x");
-    check_tensor(y, type, "y");
+    // The tensors' type, and the GEMM's (the tactics' key).
+    const ElemType io = x.type, type = int8 ? ElemType::kI8 : x.type;
+    KS_CHECK(io == ElemType::kF32 || io == ElemType::kF16, "conv2d: unknown element type");
+    KS_CHECK(!int8 || io == ElemType::kF16, "conv2d: INT8 convolutions read and write f16 tensors");
+    KS_CHECK(!int8 || (std::isfinite(int8->input_scale) && int8->input_scale > 0 && int8->dequant),
+             "conv2d: an INT8 convolution needs a positive input scale and dequantisation factors");
+    check_tensor(x, io, "x");
+    check_tensor(y, io, "y");
     KS_CHECK(packed_weights != nullptr && bias != nullptr, "conv2d: weights and bias are required");
     KS_CHECK(aligned16(packed_weights), "conv2d: packed weights must be 16-byte aligned");
     KS_CHECK(x.c == s.c, "conv2d: x has ", x.c, " channels, the convolution expects ", s.c);
@@ -992,7 +1140,7 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
              " does not follow from input width ", x.w, ", pad_left ", s.pad_left, ", kernel ", s.kw, ", stride ",
              s.stride_w, ", dilation ", s.dil_w);
     if (residual) {
-        check_tensor(*residual, type, "residual");
+        check_tensor(*residual, io, "residual");
         KS_CHECK(residual->n == y.n && residual->h == y.h && residual->w == y.w && residual->c == y.c,
                  "conv2d: residual shape differs from y");
     }
@@ -1043,6 +1191,11 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
     p.res_vec = residual && aligned16(residual->data) && residual->pixel_stride % 8 == 0;
     p.a_via_l1 = s.kh * s.kw > 1 ? 1 : 0;
     p.ws = t.splits > 1 ? static_cast<float*>(workspace) : nullptr;
+    if (int8) {
+        p.inv_scale = 1.f / int8->input_scale;
+        p.dequant = int8->dequant;
+        p.w_ld = (p.gemm_k + kMmaBK - 1) / kMmaBK * kMmaBK;
+    }
     t.launch(p, s.groups, stream);
 }
 

@@ -4,7 +4,9 @@
 // x, y and residual are NHWC tensors of one ElemType (f16 or f32); any of them may be a channel
 // slice of a wider buffer (pixel_stride > c), which is how Concat inputs and Split outputs are
 // read and written in place. f16 runs on the tensor cores (mma.sync, float32 accumulators);
-// f32 is exact float32 arithmetic (no TF32).
+// f32 is exact float32 arithmetic (no TF32). INT8 convolutions (ConvInt8) read and write f16
+// tensors and multiply in int8 on the tensor cores (mma.sync m16n8k32, int32 sums): x is quantised
+// as the kernel loads it, so no int8 copy of a feature map is ever stored.
 //
 //   auto packed = cuda::pack_conv_weights(oihw_host, shape, ElemType::kF16);   // once
 //   cuda::conv2d_nhwc(x, d_packed, d_bias, shape, /*silu=*/true, nullptr, y, tactic, stream);
@@ -28,11 +30,23 @@ struct ConvShape {
 };
 
 // Host-side weight packing, once per session: OIHW float32 -> the kernels' layout and type.
-// The result is copied to the device as is and passed to conv2d_nhwc.
-std::vector<uint8_t> pack_conv_weights(const float* oihw, const ConvShape& s, ElemType type);
+// The result is copied to the device as is and passed to conv2d_nhwc. kI8: symmetric int8 per
+// output channel, scale max|w| / 127, returned in *channel_scales (required for kI8).
+std::vector<uint8_t> pack_conv_weights(const float* oihw, const ConvShape& s, ElemType type,
+                                       std::vector<float>* channel_scales = nullptr);
+
+// An INT8 convolution (TensorRT's quantise-dequantise semantics, symmetric, per-tensor input scale):
+//   q(x) = clamp(round_half_even(x / input_scale), -128, 127)
+//   y    = silu?(sum(q(x) * q(w)) * dequant[k] + bias) + residual?,  dequant[k] = input_scale * w_scale[k]
+// with x, y, residual f16 tensors and the weights packed with ElemType::kI8.
+struct ConvInt8 {
+    float input_scale = 0.f;
+    const float* dequant = nullptr;  // device float32[k]
+};
 
 // Tactics are the kernel variants (tile shapes, implementations) that can run a convolution; the
-// auto-tuner times each supported one. tactic < 0 picks by heuristic.
+// auto-tuner times each supported one. tactic < 0 picks by heuristic. Tactics are keyed by the
+// GEMM's type: kF32 and kF16 (the tensors' type) or kI8 (an INT8 convolution on f16 tensors).
 int conv2d_tactic_count();
 bool conv2d_tactic_supports(int tactic, const ConvShape& s, ElemType type);
 std::string conv2d_tactic_name(int tactic, const ConvShape& s, ElemType type);  // states its configuration
@@ -46,19 +60,22 @@ std::string conv2d_tactic_name(int tactic, const ConvShape& s, ElemType type);  
 size_t conv2d_workspace_bytes(int tactic, const ConvShape& s, ElemType type, int n, int out_h, int out_w);
 
 // bias: float32[k] on the device (never null). residual: null or an NHWC tensor shaped like y.
+// int8: null, or this is an INT8 convolution (f16 tensors, kI8 weights and tactics).
 // Shapes must agree (y.h/y.w follow from x, padding and strides); violations throw kestrel::Error.
 // workspace: 16-byte aligned, zero-filled, at least conv2d_workspace_bytes(tactic, ...) bytes,
 // used by the stream's kernels in order (not by two concurrent launches); a tactic that needs one
 // throws without it. The heuristic (tactic < 0) never picks a tactic that needs one.
 void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* bias, const ConvShape& s, bool silu,
                  const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream,
-                 void* workspace = nullptr);
+                 void* workspace = nullptr, const ConvInt8* int8 = nullptr);
 
 // The image stem read straight from the float32 NCHW image (3 input channels, 3x3 kernel, groups 1,
 // no dilation, k <= 64): no NHWC conversion of the image and no channel padding. One thread per
 // output pixel, float FMA: the stem has few FLOPs per byte, so it is bound by reading the image.
 bool conv2d_nchw_input_supported(const ConvShape& s);
-// x: [y.n, 3, h, w] float32 contiguous; weights: OIHW float32 on the device; y: NHWC (slices allowed).
+// x: [y.n, 3, h, w] float32 contiguous on the device; weights (OIHW float32) and bias (float32[k]) on
+// the HOST: they are passed to the kernel as launch parameters (a CUDA graph captures them by value).
+// y: NHWC (slices allowed).
 void conv2d_nchw_input(const float* x, int h, int w, const float* weights, const float* bias, const ConvShape& s,
                        bool silu, const NhwcTensor& y, cudaStream_t stream);
 

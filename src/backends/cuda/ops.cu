@@ -38,7 +38,6 @@ int grid_blocks(int64_t items, int threads = kThreads) {
 
 // ---- element access ----------------------------------------------------------------------------
 
-
 // V consecutive elements moved as one aligned access (up to 16 bytes: one LDG/STG.128).
 template <typename T, int V>
 struct alignas(sizeof(T) * V) Vec {

@@ -18,8 +18,6 @@ constexpr int kC = 3, kTaps = 9, kMaxK = 64, kChunk = 8, kThreads = 256;
 
 struct StemArgs {
     const float* x;
-    const float* w;  // OIHW
-    const float* b;
     int n, h, w_in, oh, ow, k;
     int stride_h, stride_w, pad_top, pad_left;
     bool silu;
@@ -27,13 +25,20 @@ struct StemArgs {
     int64_t ps;      // output pixel stride
 };
 
-template <typename T>
-__global__ void __launch_bounds__(kThreads) stem_conv_nchw_3x3(StemArgs a, T* __restrict__ y) {
-    __shared__ float ws[kMaxK * kC * kTaps];
-    __shared__ float bs[kMaxK];
-    for (int i = threadIdx.x; i < a.k * kC * kTaps; i += blockDim.x) ws[i] = a.w[i];
-    for (int i = threadIdx.x; i < a.k; i += blockDim.x) bs[i] = a.b[i];
-    __syncthreads();
+// The weights and bias travel as kernel parameters (the constant bank): with K known at compile
+// time every weight index is a constant, so each FMA takes its weight straight from the bank — one
+// instruction per FMA, where weights in shared memory cost a load per FMA (0.47 ms at batch 64 on
+// the H100). K = 0: any k <= kMaxK, indexed at run time.
+template <int K>
+struct StemWeights {
+    float w[(K ? K : kMaxK) * kC * kTaps];  // OIHW
+    float b[K ? K : kMaxK];
+};
+
+template <typename T, int K>
+__global__ void __launch_bounds__(kThreads)
+    stem_conv_nchw_3x3(StemArgs a, const __grid_constant__ StemWeights<K> wt, T* __restrict__ y) {
+    const int k_count = K ? K : a.k;
     const int64_t total = int64_t{a.n} * a.oh * a.ow;
     for (int64_t p = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; p < total; p += int64_t{gridDim.x} * blockDim.x) {
         const int ox = static_cast<int>(p % a.ow);
@@ -52,17 +57,19 @@ __global__ void __launch_bounds__(kThreads) stem_conv_nchw_3x3(StemArgs a, T* __
                     in[(c * 3 + ky) * 3 + kx] = inside ? __ldg(a.x + ((img * kC + c) * a.h + iy) * a.w_in + ix) : 0.f;
                 }
         T* out = y + p * a.ps;
-        for (int k0 = 0; k0 < a.k; k0 += kChunk) {
+#pragma unroll
+        for (int k0 = 0; k0 < (K ? K : kMaxK); k0 += kChunk) {
+            if (!K && k0 >= k_count) break;
             float acc[kChunk];
 #pragma unroll
             for (int j = 0; j < kChunk; ++j) {
-                const int k = min(k0 + j, a.k - 1);
-                float s = bs[k];
+                const int k = K ? k0 + j : min(k0 + j, k_count - 1);
+                float s = wt.b[k];
 #pragma unroll
-                for (int t = 0; t < kC * kTaps; ++t) s = fmaf(in[t], ws[k * kC * kTaps + t], s);
+                for (int t = 0; t < kC * kTaps; ++t) s = fmaf(in[t], wt.w[k * kC * kTaps + t], s);
                 acc[j] = a.silu ? s / (1.f + __expf(-s)) : s;
             }
-            if (a.vec_store && k0 + kChunk <= a.k) {
+            if (a.vec_store && k0 + kChunk <= k_count) {
                 // 8 channels of one pixel as one 16-byte (f16) or two (f32) stores.
                 alignas(16) T v[kChunk];
 #pragma unroll
@@ -74,9 +81,22 @@ __global__ void __launch_bounds__(kThreads) stem_conv_nchw_3x3(StemArgs a, T* __
             }
 #pragma unroll
             for (int j = 0; j < kChunk; ++j)
-                if (k0 + j < a.k) out[k0 + j] = from_float<T>(acc[j]);
+                if (k0 + j < k_count) out[k0 + j] = from_float<T>(acc[j]);
         }
     }
+}
+
+template <int K>
+void launch_stem(const StemArgs& a, const float* weights, const float* bias, const NhwcTensor& y, int blocks,
+                 cudaStream_t stream) {
+    StemWeights<K> wt{};
+    std::copy_n(weights, a.k * kC * kTaps, wt.w);
+    std::copy_n(bias, a.k, wt.b);
+    if (y.type == ElemType::kF16)
+        stem_conv_nchw_3x3<__half, K><<<blocks, kThreads, 0, stream>>>(a, wt, static_cast<__half*>(y.data));
+    else
+        stem_conv_nchw_3x3<float, K><<<blocks, kThreads, 0, stream>>>(a, wt, static_cast<float*>(y.data));
+    KS_CUDA(cudaGetLastError());
 }
 
 }  // namespace
@@ -96,15 +116,23 @@ void conv2d_nchw_input(const float* x, int h, int w, const float* weights, const
              "conv2d_nchw_input: output ", y.h, "x", y.w, " is too large for a ", h, "x", w, " input");
     if (int64_t{y.n} * y.h * y.w == 0) return;
     const bool aligned = reinterpret_cast<uintptr_t>(y.data) % 16 == 0 && y.pixel_stride % 8 == 0;
-    StemArgs a{x,   weights,    bias,       y.n,       h,          w,    y.h,     y.w,
-               s.k, s.stride_h, s.stride_w, s.pad_top, s.pad_left, silu, aligned, y.pixel_stride};
+    StemArgs a{x,          y.n,        h,         w,          y.h,  y.w,     s.k,
+               s.stride_h, s.stride_w, s.pad_top, s.pad_left, silu, aligned, y.pixel_stride};
     const int64_t total = int64_t{y.n} * y.h * y.w;
     const int blocks = static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, 132 * 16));
-    if (y.type == ElemType::kF16)
-        stem_conv_nchw_3x3<__half><<<blocks, kThreads, 0, stream>>>(a, static_cast<__half*>(y.data));
-    else
-        stem_conv_nchw_3x3<float><<<blocks, kThreads, 0, stream>>>(a, static_cast<float*>(y.data));
-    KS_CUDA(cudaGetLastError());
+    // YOLOv8's stems: 16 (n), 32 (s), 48 (m), 64 (l) channels get their own kernel.
+    switch (s.k) {
+        case 16:
+            return launch_stem<16>(a, weights, bias, y, blocks, stream);
+        case 32:
+            return launch_stem<32>(a, weights, bias, y, blocks, stream);
+        case 48:
+            return launch_stem<48>(a, weights, bias, y, blocks, stream);
+        case 64:
+            return launch_stem<64>(a, weights, bias, y, blocks, stream);
+        default:
+            return launch_stem<0>(a, weights, bias, y, blocks, stream);
+    }
 }
 
 }  // namespace kestrel::cuda

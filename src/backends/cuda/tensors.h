@@ -19,9 +19,10 @@
 
 namespace kestrel::cuda {
 
-enum class ElemType : uint8_t { kF32 = 0, kF16 = 1 };
+// kI8 is an int8 GEMM's operand type (conv2d's INT8 tactics); feature maps are f32 or f16.
+enum class ElemType : uint8_t { kF32 = 0, kF16 = 1, kI8 = 2 };
 
-inline int elem_size(ElemType t) { return t == ElemType::kF32 ? 4 : 2; }
+inline int elem_size(ElemType t) { return t == ElemType::kF32 ? 4 : t == ElemType::kF16 ? 2 : 1; }
 
 struct NhwcTensor {
     void* data = nullptr;  // first element of this tensor (a slice starts at its channel offset)

@@ -52,7 +52,6 @@ struct DecodeArgs {
     int64_t ys_n = 0, ys_c = 0, ys_a = 0;
 };
 
-
 __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }

@@ -1,0 +1,226 @@
+// Execution contexts and tuning on a real graph (yolov8n from the shared models, KESTREL_SHARED):
+//   - several threads, each with its own CudaSession on ONE CudaModel (TensorRT's execution
+//     contexts on one engine), running different batches at once: each result must be the one a
+//     single thread gets for the same images and batch;
+//   - the timing cache: a build that reads every time from the cache picks the tactics the fresh
+//     tuning that filled it picked, and another model reuses the timings of the layers it shares.
+// Results are compared by relative L2 (1e-3), not bit for bit: split-K tactics sum their partial
+// products with atomics, in an order that varies from run to run. A session reading another
+// thread's buffers or workspace would be off by O(1).
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/rng.h"
+#include "kestrel/engine.h"
+#include "onnx/model_importer.h"
+#include "passes/pipeline.h"
+#include "plan/execution_plan.h"
+#include "runtime/cuda_session.h"
+#include "runtime/timing_cache.h"
+
+namespace kestrel::test {
+namespace {
+
+std::string no_device_reason() {
+    int count = 0;
+    const cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return std::string("no CUDA device (cudaGetDeviceCount: ") + cudaGetErrorString(e) + ")";
+    }
+    return count == 0 ? "no CUDA device" : "";
+}
+
+#define SKIP_WITHOUT_GPU()                                    \
+    do {                                                      \
+        const std::string why = no_device_reason();           \
+        if (!why.empty()) GTEST_SKIP() << why << "; skipped"; \
+    } while (0)
+
+std::string model(const std::string& name) {
+    const std::string path = std::string(KESTREL_SHARED_DIR) + "/models/" + name;
+    // A missing model is a broken setup, not a reason to pass.
+    EXPECT_TRUE(std::filesystem::exists(path)) << path << " not found (KESTREL_SHARED)";
+    return path;
+}
+
+// The CUDA plan of an ONNX model, as `kestrel export device=0` makes it.
+std::shared_ptr<const plan::ExecutionPlan> cuda_plan(const std::string& onnx, int max_batch, bool half) {
+    ir::Graph g = onnx::import_model(onnx, {});
+    passes::run_pipeline(g, nullptr, {.fuse_yolo_decode = true});
+    return std::make_shared<const plan::ExecutionPlan>(
+        plan::build(g, {.target = plan::Target::kCuda, .batch = max_batch, .half = half}));
+}
+
+double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+        const double d = double(got[i]) - double(want[i]);
+        num += d * d;
+        den += double(want[i]) * double(want[i]);
+    }
+    return std::sqrt(num / std::max(den, 1e-30));
+}
+
+using Outputs = std::vector<std::vector<float>>;
+
+Outputs run(runtime::CudaSession& s, const float* input, int batch) {
+    Outputs out;
+    std::vector<float*> ptrs;
+    for (int64_t e : s.output_elements()) out.emplace_back(static_cast<size_t>(e * batch), std::nanf(""));
+    for (auto& o : out) ptrs.push_back(o.data());
+    s.run(input, batch, ptrs);
+    return out;
+}
+
+TEST(CudaSessions, ThreadsOnOneModelGetTheSingleThreadedResults) {
+    SKIP_WITHOUT_GPU();
+    constexpr int kMaxBatch = 8, kThreads = 4, kRounds = 6;
+    auto plan = cuda_plan(model("yolov8n.onnx"), kMaxBatch, /*half=*/true);
+    auto m = std::make_shared<const runtime::CudaModel>(plan, 0, /*tune=*/true);
+    const ir::Value& in = plan->graph.value(plan->graph.inputs[0]);
+    const size_t image = static_cast<size_t>(in.shape[1] * in.shape[2] * in.shape[3]);
+
+    // Every thread its own images (so that reading another thread's would show) and batches.
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    const std::vector<std::vector<int>> batches = {{1, 8}, {3, 5}, {8, 2}, {5, 1}};
+    const int images = kThreads * 2 + kMaxBatch;
+    const std::vector<float> pixels = rng.uniform_floats(image * static_cast<size_t>(images), 0.f, 1.f);
+    auto input = [&](int thread) { return pixels.data() + image * static_cast<size_t>(thread) * 2; };
+
+    // The results of one thread, one session, run one after the other.
+    std::vector<std::vector<Outputs>> want(kThreads);
+    {
+        runtime::CudaSession s(m);
+        for (int t = 0; t < kThreads; ++t)
+            for (int b : batches[static_cast<size_t>(t)]) want[static_cast<size_t>(t)].push_back(run(s, input(t), b));
+    }
+    for (const auto& w : want)
+        for (const Outputs& o : w)
+            for (const auto& v : o)
+                for (float x : v) ASSERT_TRUE(std::isfinite(x)) << "the single-threaded run wrote a non-finite value";
+
+    std::mutex mu;
+    std::vector<std::string> failures;
+    std::vector<double> worst(kThreads, 0.0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+        threads.emplace_back([&, t] {
+            try {
+                runtime::CudaSession s(m);  // made while the other threads run theirs
+                for (int r = 0; r < kRounds; ++r)
+                    for (size_t k = 0; k < batches[static_cast<size_t>(t)].size(); ++k) {
+                        Outputs got = run(s, input(t), batches[static_cast<size_t>(t)][k]);
+                        const Outputs& w = want[static_cast<size_t>(t)][k];
+                        for (size_t o = 0; o < w.size(); ++o)
+                            worst[static_cast<size_t>(t)] =
+                                std::max(worst[static_cast<size_t>(t)], rel_l2(got[o], w[o]));
+                    }
+            } catch (const std::exception& e) {
+                std::lock_guard<std::mutex> lock(mu);
+                failures.push_back("thread " + std::to_string(t) + ": " + e.what());
+            }
+        });
+    for (auto& th : threads) th.join();
+    EXPECT_TRUE(failures.empty()) << failures.front();
+    for (int t = 0; t < kThreads; ++t)
+        EXPECT_LE(worst[static_cast<size_t>(t)], 1e-3)
+            << "thread " << t << " (batches " << batches[static_cast<size_t>(t)][0] << ", "
+            << batches[static_cast<size_t>(t)][1] << ")";
+}
+
+// Reads "R layer tunings reused, T timed" from a verbose build log.
+std::pair<int, int> reuse_counts(const std::string& log) {
+    std::smatch m;
+    if (!std::regex_search(log, m, std::regex(R"((\d+) layer tunings reused, (\d+) timed)"))) return {-1, -1};
+    return {std::stoi(m[1]), std::stoi(m[2])};
+}
+
+struct Built {
+    std::string table, log;
+};
+
+Built build(const std::string& onnx, int batch, const std::string& cache) {
+    std::ostringstream log;
+    BuildOptions o;
+    o.device = "cuda:0";
+    o.half = true;
+    o.batch = batch;
+    o.dynamic = true;
+    o.timing_cache = cache;
+    o.log = &log;
+    auto e = Engine::build(onnx, o);
+    EXPECT_TRUE(e.ok()) << e.status().message();
+    return {e.ok() ? e->layer_table() : "", log.str()};
+}
+
+TEST(CudaSessions, TimingCacheGivesTheTacticsOfFreshTuning) {
+    SKIP_WITHOUT_GPU();
+    constexpr int kMaxBatch = 4;
+    auto plan = cuda_plan(model("yolov8n.onnx"), kMaxBatch, /*half=*/true);
+    int convs = 0;
+    for (const ir::Node& n : plan->graph.nodes)
+        if (n.op == ir::Op::kConv && plan->values[static_cast<size_t>(n.inputs[0])].layout == plan::Layout::kNhwc)
+            ++convs;
+    ASSERT_GT(convs, 50);
+
+    // Fresh tuning fills the cache; every distinct (conv problem, batch) is timed once: YOLOv8 repeats
+    // some problems (same shapes, epilogue and strides), and the repeats reuse the first timing.
+    runtime::TimingCache cache(runtime::cuda_timing_environment(0));
+    runtime::CudaModel fresh(plan, 0, /*tune=*/true, nullptr, &cache);
+    const int distinct = fresh.tune_stats().timed;
+    EXPECT_EQ(distinct + fresh.tune_stats().reused, 2 * convs);
+    EXPECT_GT(distinct, convs);
+    ASSERT_GT(cache.size(), static_cast<size_t>(2 * convs));
+
+    // Through the file and back, then a build that times nothing and picks the same tactics.
+    const std::string path =
+        (std::filesystem::temp_directory_path() / ("kestrel_sessions_test_" + std::to_string(::getpid()) + ".timing"))
+            .string();
+    std::filesystem::remove(path);
+    cache.save(path);
+    std::string warning;
+    runtime::TimingCache loaded = runtime::TimingCache::load(path, runtime::cuda_timing_environment(0), &warning);
+    EXPECT_EQ(warning, "");
+    EXPECT_EQ(loaded.size(), cache.size());
+    runtime::CudaModel cached(plan, 0, /*tune=*/true, nullptr, &loaded);
+    EXPECT_EQ(cached.tune_stats().reused, 2 * convs);
+    EXPECT_EQ(cached.tune_stats().timed, 0);
+    EXPECT_EQ(cached.tactics(), fresh.tactics());
+    EXPECT_EQ(cached.kernel_names(), fresh.kernel_names());
+    EXPECT_EQ(loaded.size(), cache.size()) << "nothing new was timed";
+
+    // The same through the public API, as `kestrel export ... timing_cache=` runs it.
+    std::filesystem::remove(path);
+    Built first = build(model("yolov8n.onnx"), kMaxBatch, path);
+    EXPECT_EQ(reuse_counts(first.log), std::make_pair(2 * convs - distinct, distinct)) << first.log;
+    Built second = build(model("yolov8n.onnx"), kMaxBatch, path);
+    EXPECT_EQ(reuse_counts(second.log), std::make_pair(2 * convs, 0)) << second.log;
+    EXPECT_EQ(second.table, first.table);
+
+    // Another model with the same backbone: its shared layers come from the cache, its own are timed.
+    if (!std::filesystem::exists(std::string(KESTREL_SHARED_DIR) + "/models/yolov8n-pose.onnx")) {
+        std::filesystem::remove(path);
+        GTEST_SKIP() << "yolov8n-pose.onnx is not staged; the cross-model part is skipped";
+    }
+    Built pose = build(model("yolov8n-pose.onnx"), kMaxBatch, path);
+    auto [reused, timed] = reuse_counts(pose.log);
+    EXPECT_GT(reused, convs) << pose.log;  // the backbone and neck at both batches
+    EXPECT_GT(timed, 0) << pose.log;       // the keypoint head
+    std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace kestrel::test
