@@ -30,6 +30,7 @@
 
 #include "common/rng.h"
 #include "core/half.h"
+#include "gpu/gpu_test.h"
 #include "ir/graph.h"
 #include "reference/reference.h"
 
@@ -39,46 +40,6 @@ namespace {
 using cuda::ConvShape;
 using cuda::ElemType;
 using cuda::NhwcTensor;
-
-// Why the GPU tests cannot run on this machine, or "" when a CUDA device is present.
-std::string no_device_reason() {
-    int count = 0;
-    const cudaError_t e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        return std::string("no CUDA device (cudaGetDeviceCount: ") + cudaGetErrorString(e) + ")";
-    }
-    return count == 0 ? "no CUDA device" : "";
-}
-
-#define SKIP_WITHOUT_GPU()                                    \
-    do {                                                      \
-        const std::string why = no_device_reason();           \
-        if (!why.empty()) GTEST_SKIP() << why << "; skipped"; \
-    } while (0)
-
-class DeviceBuffer {
-   public:
-    explicit DeviceBuffer(size_t bytes) : bytes_(bytes) { KS_CUDA(cudaMalloc(&ptr_, bytes_ ? bytes_ : 1)); }
-    ~DeviceBuffer() { cudaFree(ptr_); }
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-    void upload(const std::vector<uint8_t>& host) {
-        KS_CHECK(host.size() == bytes_, "upload size");
-        KS_CUDA(cudaMemcpy(ptr_, host.data(), bytes_, cudaMemcpyHostToDevice));
-    }
-    std::vector<uint8_t> download() const {
-        std::vector<uint8_t> host(bytes_);
-        KS_CUDA(cudaMemcpy(host.data(), ptr_, bytes_, cudaMemcpyDeviceToHost));
-        return host;
-    }
-    uint8_t* get() const { return static_cast<uint8_t*>(ptr_); }
-
-   private:
-    void* ptr_ = nullptr;
-    size_t bytes_ = 0;
-};
 
 float round_to_half(float v) { return half_to_float(float_to_half(v)); }
 
@@ -269,10 +230,10 @@ void run_case(const Case& cs, ElemType type, Rng& rng, bool only_workspace = fal
         q = {input_scale, reinterpret_cast<const float*>(ddq.get())};
     }
 
-    NhwcTensor tx{dx.get() + cs.x_off * es, io, cs.n, cs.h, cs.w, cs.c, cs.xps()};
-    NhwcTensor ty{dy.get() + cs.y_off * es, io, cs.n, oh, ow, cs.k, cs.yps()};
+    NhwcTensor tx{dx.bytes() + cs.x_off * es, io, cs.n, cs.h, cs.w, cs.c, cs.xps()};
+    NhwcTensor ty{dy.bytes() + cs.y_off * es, io, cs.n, oh, ow, cs.k, cs.yps()};
     NhwcTensor tr = ty;
-    if (dr) tr = NhwcTensor{dr->get() + cs.r_off * es, io, cs.n, oh, ow, cs.k, cs.rps()};
+    if (dr) tr = NhwcTensor{dr->bytes() + cs.r_off * es, io, cs.n, oh, ow, cs.k, cs.rps()};
 
     std::vector<int> tactics;
     if (!only_workspace) tactics.push_back(-1);

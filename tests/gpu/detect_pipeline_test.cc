@@ -22,7 +22,7 @@
 
 #include "api/cuda_detect_pipeline.h"
 #include "core/error.h"
-#include "gpu/test_files.h"
+#include "gpu/gpu_test.h"
 #include "ir/graph.h"
 #include "onnx/model_importer.h"
 #include "passes/pipeline.h"

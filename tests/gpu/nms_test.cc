@@ -20,7 +20,7 @@
 #include "backends/cuda/tensors.h"
 #include "common/rng.h"
 #include "core/error.h"
-#include "gpu/test_files.h"
+#include "gpu/gpu_test.h"
 #include "kestrel/detector.h"
 #include "kestrel/engine.h"
 #include "yolo/image/image.h"

@@ -22,11 +22,15 @@
 #include "common/rng.h"
 #include "core/half.h"
 #include "core/shape.h"
+#include "gpu/gpu_test.h"
 #include "ir/graph.h"
 #include "reference/reference.h"
 
 namespace kestrel::cuda {
 namespace {
+
+using test::DeviceBuffer;
+using test::rel_l2;
 
 using ir::Op;
 using ir::Tensor;
@@ -37,14 +41,6 @@ constexpr double kTolSum = 1e-5;    // f32 softmax, gemm, pooling, conv_transpos
 constexpr double kTolF16 = 1e-3;
 
 const char* type_name(ElemType t) { return t == ElemType::kF16 ? "f16" : "f32"; }
-
-bool gpu_available() {
-    static const bool ok = [] {
-        int n = 0;
-        return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-    }();
-    return ok;
-}
 
 // The worst error seen per kernel and type, printed once at the end of the run.
 std::map<std::string, double>& worst_errors() {
@@ -61,16 +57,6 @@ class ErrorSummary : public ::testing::Environment {
     }
 };
 [[maybe_unused]] ::testing::Environment* const kSummary = ::testing::AddGlobalTestEnvironment(new ErrorSummary);
-
-double rel_l2(const Tensor& got, const Tensor& want) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < want.size(); ++i) {
-        double d = static_cast<double>(got.data<float>()[i]) - want.data<float>()[i];
-        num += d * d;
-        den += static_cast<double>(want.data<float>()[i]) * want.data<float>()[i];
-    }
-    return std::sqrt(num / std::max(den, 1e-30));
-}
 
 // Equal element counts (shapes may differ by unit dims, e.g. GlobalAveragePool's [n, c, 1, 1])
 // and rel_l2 <= tol; records the error under `key`.
@@ -135,31 +121,6 @@ ir::Node make_node(Op op, const std::vector<std::pair<std::string, ir::Attribute
 Tensor ref(const ir::Node& node, const std::vector<const Tensor*>& in) { return reference::evaluate(node, in)[0]; }
 
 // ---- device buffers ----------------------------------------------------------------------------
-
-class DeviceBuffer {
-   public:
-    explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
-        if (bytes_) KS_CUDA(cudaMalloc(&p_, bytes_));
-    }
-    ~DeviceBuffer() {
-        if (p_) cudaFree(p_);
-    }
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-
-    void* get() const { return p_; }
-    float* f() const { return static_cast<float*>(p_); }
-    void upload(const void* src) {
-        if (bytes_) KS_CUDA(cudaMemcpy(p_, src, bytes_, cudaMemcpyHostToDevice));
-    }
-    void download(void* dst) const {
-        if (bytes_) KS_CUDA(cudaMemcpy(dst, p_, bytes_, cudaMemcpyDeviceToHost));
-    }
-
-   private:
-    void* p_ = nullptr;
-    size_t bytes_;
-};
 
 void sync() {
     KS_CUDA(cudaGetLastError());
@@ -324,9 +285,7 @@ class FloatBuf {
 
 class CudaOpsTest : public ::testing::Test {
    protected:
-    void SetUp() override {
-        if (!gpu_available()) GTEST_SKIP() << "no CUDA device: the GPU kernel tests are skipped";
-    }
+    void SetUp() override { SKIP_WITHOUT_GPU(); }
     test::Rng rng;
 };
 

@@ -24,7 +24,7 @@
 #include "backends/cuda/tensors.h"
 #include "common/rng.h"
 #include "core/error.h"
-#include "gpu/test_files.h"
+#include "gpu/gpu_test.h"
 #include "yolo/image/image.h"
 #include "yolo/preprocess/letterbox.h"
 

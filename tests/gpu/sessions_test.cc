@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/rng.h"
+#include "gpu/gpu_test.h"
 #include "kestrel/engine.h"
 #include "onnx/model_importer.h"
 #include "passes/pipeline.h"
@@ -32,24 +33,8 @@
 namespace kestrel::test {
 namespace {
 
-std::string no_device_reason() {
-    int count = 0;
-    const cudaError_t e = cudaGetDeviceCount(&count);
-    if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        return std::string("no CUDA device (cudaGetDeviceCount: ") + cudaGetErrorString(e) + ")";
-    }
-    return count == 0 ? "no CUDA device" : "";
-}
-
-#define SKIP_WITHOUT_GPU()                                    \
-    do {                                                      \
-        const std::string why = no_device_reason();           \
-        if (!why.empty()) GTEST_SKIP() << why << "; skipped"; \
-    } while (0)
-
 std::string model(const std::string& name) {
-    const std::string path = std::string(KESTREL_SHARED_DIR) + "/models/" + name;
+    const std::string path = shared_file("models/" + name);
     // A missing model is a broken setup, not a reason to pass.
     EXPECT_TRUE(std::filesystem::exists(path)) << path << " not found (KESTREL_SHARED)";
     return path;
@@ -61,16 +46,6 @@ std::shared_ptr<const plan::ExecutionPlan> cuda_plan(const std::string& onnx, in
     passes::run_pipeline(g, nullptr, {.fuse_yolo_decode = true});
     return std::make_shared<const plan::ExecutionPlan>(
         plan::build(g, {.target = plan::Target::kCuda, .batch = max_batch, .half = half}));
-}
-
-double rel_l2(const std::vector<float>& got, const std::vector<float>& want) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-        const double d = double(got[i]) - double(want[i]);
-        num += d * d;
-        den += double(want[i]) * double(want[i]);
-    }
-    return std::sqrt(num / std::max(den, 1e-30));
 }
 
 using Outputs = std::vector<std::vector<float>>;
@@ -211,7 +186,7 @@ TEST(CudaSessions, TimingCacheGivesTheTacticsOfFreshTuning) {
     EXPECT_EQ(second.table, first.table);
 
     // Another model with the same backbone: its shared layers come from the cache, its own are timed.
-    if (!std::filesystem::exists(std::string(KESTREL_SHARED_DIR) + "/models/yolov8n-pose.onnx")) {
+    if (!std::filesystem::exists(shared_file("models/yolov8n-pose.onnx"))) {
         std::filesystem::remove(path);
         GTEST_SKIP() << "yolov8n-pose.onnx is not staged; the cross-model part is skipped";
     }

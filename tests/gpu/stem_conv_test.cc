@@ -14,19 +14,13 @@
 #include "backends/cuda/conv2d.h"
 #include "common/rng.h"
 #include "core/half.h"
+#include "gpu/gpu_test.h"
 #include "reference/reference.h"
 
 namespace kestrel::cuda {
 namespace {
 
 using ir::Tensor;
-
-bool gpu_available() {
-    int n = 0;
-    bool ok = cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-    cudaGetLastError();
-    return ok;
-}
 
 template <typename T>
 T* upload(const std::vector<T>& host) {
@@ -43,7 +37,7 @@ struct Case {
 };
 
 TEST(CudaStemConv, MatchesReferenceIntoChannelSlices) {
-    if (!gpu_available()) GTEST_SKIP() << "no CUDA device";
+    SKIP_WITHOUT_GPU();
     test::Rng rng;
     SCOPED_TRACE(rng.trace());
     const Case cases[] = {{1, 64, 64, 16, 2, true, ElemType::kF16},

@@ -25,11 +25,15 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/shape.h"
+#include "gpu/gpu_test.h"
 #include "ir/graph.h"
 #include "reference/reference.h"
 
 namespace kestrel::cuda {
 namespace {
+
+using test::DeviceBuffer;
+using test::rel_l2;
 
 using ir::Tensor;
 
@@ -38,31 +42,8 @@ constexpr double kTolF16 = 1e-3;
 constexpr uint32_t kPoisonF32 = 0x7fc0deadu;  // a NaN no kernel makes from finite data
 constexpr uint16_t kPoisonF16 = 0x7e5au;
 
-bool gpu_available() {
-    static const bool ok = [] {
-        int n = 0;
-        return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-    }();
-    return ok;
-}
-
 const char* type_name(ElemType t) { return t == ElemType::kF16 ? "f16" : "f32"; }
 size_t idx(int64_t v) { return static_cast<size_t>(v); }
-
-class DeviceBuffer {
-   public:
-    explicit DeviceBuffer(size_t bytes) : bytes_(bytes) { KS_CUDA(cudaMalloc(&p_, std::max<size_t>(bytes_, 16))); }
-    ~DeviceBuffer() { cudaFree(p_); }
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-    void* get() const { return p_; }
-    void upload(const void* src) { KS_CUDA(cudaMemcpy(p_, src, bytes_, cudaMemcpyHostToDevice)); }
-    void download(void* dst) const { KS_CUDA(cudaMemcpy(dst, p_, bytes_, cudaMemcpyDeviceToHost)); }
-
-   private:
-    void* p_ = nullptr;
-    size_t bytes_;
-};
 
 // A level map [n, h, w, c] stored NHWC as channels [offset, offset + c) of pixels of c + extra
 // channels (a slice of a wider buffer, the rest poisoned).
@@ -190,16 +171,6 @@ class OutBuf {
     std::unique_ptr<DeviceBuffer> dev_;
 };
 
-double rel_l2(const Tensor& got, const Tensor& want) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < want.size(); ++i) {
-        const double d = static_cast<double>(got.data<float>()[i]) - want.data<float>()[i];
-        num += d * d;
-        den += static_cast<double>(want.data<float>()[i]) * want.data<float>()[i];
-    }
-    return std::sqrt(num / std::max(den, 1e-30));
-}
-
 struct Case {
     std::vector<std::pair<int64_t, int64_t>> levels;
     int64_t n = 1, nc = 80, reg_max = 16;
@@ -237,9 +208,7 @@ void make_anchors(const Case& c, std::vector<float>* anchors, std::vector<float>
 
 class CudaYoloDecode : public ::testing::Test {
    protected:
-    void SetUp() override {
-        if (!gpu_available()) GTEST_SKIP() << "no CUDA device: the GPU kernel tests are skipped";
-    }
+    void SetUp() override { SKIP_WITHOUT_GPU(); }
     test::Rng rng;
 };
 
