@@ -215,6 +215,9 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
                                                    : o.calibration_cache;
         q.workspace_gib = o.workspace_gib;
         q.sensitivity = o.sensitivity;
+        // The CPU's INT8-or-float timing is not the GPU's: a CUDA build ranks layers by accuracy
+        // alone here and then keeps INT8 only where its own INT8 kernel beats FP16 (tune()).
+        q.target = device >= 0 ? "cuda" : "cpu";
         q.log = o.log;
         int n = api::quantize_int8(d.graph, q);
         if (device >= 0) {

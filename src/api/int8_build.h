@@ -1,6 +1,7 @@
-// INT8 post-training quantisation at export: chooses the INT8 layers (quant/precision_policy),
-// gets their input scales from a calibration cache or by calibrating on the dataset's val images,
-// and marks those convolutions precision="int8" with their input_scale.
+// INT8 post-training quantisation at export: gets the input scales of the INT8-capable layers
+// (quant/precision_policy) from a calibration cache or by calibrating on the dataset's val images,
+// chooses which of them run INT8 (timing and accuracy, docs/calibration.md "Precision policy"), and
+// marks those convolutions precision="int8" with their input_scale.
 #pragma once
 
 #include <ostream>
@@ -17,7 +18,13 @@ struct Int8BuildOptions {
     int batch = 1;           // export batch; calibration runs at 2x (batch 1 becomes 4)
     std::string cache_path;  // <model>.cache beside the engine
     double workspace_gib = 4;
-    bool sensitivity = false;  // print each layer's measured INT8 sensitivity
+    // Print the precision policy's measurements (per-layer time and error) and decisions; also
+    // re-runs the analysis when the cache holds a stored choice.
+    bool sensitivity = false;
+    // The engine's target. "cpu": INT8 only where the CPU's int8 kernel is faster (timed here); any
+    // other target is not timed here (the CUDA build times its own kernels) and ranks layers by
+    // accuracy alone. The choice is stored with the cache per target.
+    std::string target = "cpu";
     std::ostream* log = nullptr;
 };
 

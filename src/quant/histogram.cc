@@ -72,6 +72,14 @@ void AbsHistogram::add(const float* data, size_t n) {
     }
 }
 
+void AbsHistogram::set_first_batch_max(float first_batch_max) {
+    KS_CHECK(counts_.empty(), "histogram range is already fixed (", range_,
+             "); set the first batch's max before adding");
+    KS_CHECK(first_batch_max >= 0.0f && first_batch_max <= FLT_MAX, "first batch max |x| must be finite and >= 0, got ",
+             first_batch_max);
+    if (first_batch_max > 0.0f) fix_range(first_batch_max);
+}
+
 void AbsHistogram::fix_range(double first_max) {
     range_ = first_max;
     width_ = first_max / static_cast<double>(initial_bins_);

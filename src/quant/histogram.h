@@ -36,6 +36,13 @@ class AbsHistogram {
     // which no scale can represent); the histogram is unchanged then.
     void add(const float* data, size_t n);
 
+    // Fixes the bin grid as a first batch whose max |x| is `first_batch_max` would: TensorRT fixes
+    // the width from its whole first calibration batch, and a caller that feeds that batch image by
+    // image (the CPU engine runs a batch one image at a time) first finds the batch's max, calls
+    // this, then add()s the images. Only while empty_range(); 0 leaves the range open; NaN, infinity
+    // or a negative value throw.
+    void set_first_batch_max(float first_batch_max);
+
     // Adds another histogram's values. Only histograms whose bin width is a power-of-two multiple
     // of each other's (e.g. same initial_bins and first-batch range) merge; anything else throws.
     void merge(const AbsHistogram& other);

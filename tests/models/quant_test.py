@@ -65,6 +65,13 @@ r = k("export", "model=q.onnx", "int8=True", f"data={coco8}", "trt_quant_algo=MI
 c.check(r.returncode == 0 and "reusing calibration cache" in r.stdout and "%|" not in r.stderr,
         "a TensorRT-written cache for the same tensor names is used")
 
+# A cache for another model (a tensor this one needs has no scale): warned about and rebuilt.
+lines = open(cache).read().splitlines()
+open(cache, "w").write("\n".join(lines[:-1]) + "\n")
+r = k("export", "model=q.onnx", "int8=True", f"data={coco8}", "trt_quant_algo=MINMAX_CALIBRATION")
+c.check(r.returncode == 0 and "has no scale for tensor" in r.stderr and "100%" in r.stderr
+        and len(open(cache).read().splitlines()) == len(lines), "a cache lacking a tensor's scale is rebuilt")
+
 # Bad input.
 k.one_line_error(k("export", "model=q.onnx", "int8=True", "data=missing.yaml"), "missing yaml", after_warnings=True)
 open(os.path.join(work, "bad.yaml"), "w").write("path: [unclosed\nval: : :\n")
@@ -78,9 +85,11 @@ k.one_line_error(k("export", "model=locked.onnx", "int8=True", f"data={coco8}"),
 c.check(not os.path.exists(os.path.join(work, "locked.engine")), "nothing half-written after a failed INT8 export")
 k.one_line_error(k("export", "model=fp32.onnx", "workspace=100000"), "workspace larger than the machine", "workspace", after_warnings=True)
 
-# INT8 accuracy on COCO128, calibrated on COCO128 at batch 8 (regression gates; see BENCHMARKS.md).
-model("legacy")
-r = k("export", "model=legacy.onnx", "int8=True", f"data={coco128}", "batch=8", "trt_quant_algo=LEGACY_CALIBRATION")
-m8 = val_map("legacy.engine")
-c.check(r.returncode == 0 and m8 >= m32 - 0.02, f"INT8 LEGACY_CALIBRATION mAP50-95 {m8:.4f} within 0.02 of FP32 {m32:.4f} (regression gate)")
+# INT8 accuracy on COCO128 with the default calibrator, calibrated on COCO128 at batch 8: the
+# issue's target, within 0.010 of FP32 (BENCHMARKS.md has the table for all four).
+model("e2")
+r = k("export", "model=e2.onnx", "int8=True", f"data={coco128}", "batch=8")
+m8 = val_map("e2.engine")
+c.check(r.returncode == 0 and m8 >= m32 - 0.010,
+        f"INT8 ENTROPY_CALIBRATION_2 mAP50-95 {m8:.4f} within 0.010 of FP32 {m32:.4f}")
 c.finish()

@@ -4,6 +4,9 @@
 // ties in rounding the input: a tight tolerance applies.
 #include <gtest/gtest.h>
 
+#include <ostream>
+#include <string>
+
 #include "common/graph_builder.h"
 
 namespace kestrel::test {
@@ -13,6 +16,13 @@ struct Int8Case {
     int64_t ic, oc, hw, k, stride;
     bool silu, residual, blocked;
 };
+
+// gtest prints a parameter's bytes (padding included) unless told how: the listing that ctest's
+// test names come from must not change between runs.
+void PrintTo(const Int8Case& c, std::ostream* os) {
+    *os << "ic " << c.ic << " oc " << c.oc << " hw " << c.hw << " k " << c.k << " s " << c.stride << " silu " << c.silu
+        << " res " << c.residual << " blocked " << c.blocked;
+}
 
 class Int8Conv : public ::testing::TestWithParam<Int8Case> {};
 
@@ -24,7 +34,8 @@ TEST_P(Int8Conv, MatchesFakeQuantisedReference) {
     // The residual comes from the same input (the session runs one-input graphs): a 1x1 conv with
     // the same stride has the main conv's output size.
     int r = c.residual ? b.conv(x, c.ic, c.oc, {.k = 1, .stride = c.stride}) : -1;
-    int y = b.conv(x, c.ic, c.oc, {.k = c.k, .stride = c.stride, .pad = c.k / 2, .activation = c.silu ? "silu" : "", .residual = r});
+    int y = b.conv(x, c.ic, c.oc,
+                   {.k = c.k, .stride = c.stride, .pad = c.k / 2, .activation = c.silu ? "silu" : "", .residual = r});
     b.output(y);
     ir::Graph& g = b.graph();
     for (auto& n : g.nodes)
@@ -37,7 +48,7 @@ TEST_P(Int8Conv, MatchesFakeQuantisedReference) {
     auto want = run_reference(g, in);
     SCOPED_TRACE(rng.trace());
     EXPECT_LE(rel_l2(got[0], want[0]), 2e-3) << "ic " << c.ic << " oc " << c.oc << " hw " << c.hw << " k " << c.k
-                                            << " s " << c.stride << " silu " << c.silu << " res " << c.residual;
+                                             << " s " << c.stride << " silu " << c.silu << " res " << c.residual;
 }
 
 INSTANTIATE_TEST_SUITE_P(Cases, Int8Conv,
@@ -45,7 +56,14 @@ INSTANTIATE_TEST_SUITE_P(Cases, Int8Conv,
                                            Int8Case{16, 32, 10, 3, 1, true, false, true},
                                            Int8Case{32, 16, 12, 3, 2, true, false, true},
                                            Int8Case{16, 16, 9, 3, 1, true, true, true},
-                                           Int8Case{8, 24, 7, 3, 1, false, false, false}));
+                                           Int8Case{8, 24, 7, 3, 1, false, false, false}),
+                         [](const ::testing::TestParamInfo<Int8Case>& info) {
+                             const Int8Case& c = info.param;
+                             return "ic" + std::to_string(c.ic) + "_oc" + std::to_string(c.oc) + "_hw" +
+                                    std::to_string(c.hw) + "_k" + std::to_string(c.k) + "_s" +
+                                    std::to_string(c.stride) + (c.silu ? "_silu" : "") + (c.residual ? "_res" : "") +
+                                    (c.blocked ? "_blocked" : "_plain");
+                         });
 
 }  // namespace
 }  // namespace kestrel::test

@@ -1,7 +1,9 @@
-// src/quant on synthetic data: the |x| histogram (growth keeps every value, max stays exact), the four
-// calibrators (MinMax exact; Legacy against the sorted-sample quantile; ENTROPY / ENTROPY_2 against an
-// independent brute-force KL search written with plain per-candidate loops), and the TensorRT
-// calibration cache (round trip, a hand-written TensorRT file, every malformed-file error).
+// src/quant on synthetic data: the |x| histogram (growth keeps every value, max stays exact, a first
+// batch fed image by image bins as the whole batch), the four calibrators (MinMax exact; Legacy against
+// the sorted-sample quantile; ENTROPY / ENTROPY_2 against an independent brute-force KL search written
+// with plain per-candidate loops; ENTROPY_2 on a SiLU output), the TensorRT calibration cache (round
+// trip, a hand-written TensorRT file, every malformed-file error), and the precision policy's
+// arithmetic (error measures on hand-computed outputs, layer order, the budget search).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,6 +21,7 @@
 #include "quant/calibration_cache.h"
 #include "quant/calibrators.h"
 #include "quant/histogram.h"
+#include "quant/precision_policy.h"
 
 namespace kestrel::quant {
 namespace {
@@ -172,6 +175,41 @@ TEST(AbsHistogramTest, FirstBatchFixesRange) {
     EXPECT_EQ(h.count(), data.size());
     // The first batch's max lands in the last bin, not past it.
     EXPECT_GT(h.counts().back(), 0u);
+}
+
+TEST(AbsHistogramTest, FirstBatchMaxThenImagesEqualsWholeBatch) {
+    // 16 "images" of different spread, as a calibration batch of 16 run image by image.
+    std::vector<std::vector<float>> images;
+    std::vector<float> batch;
+    float batch_max = 0.0f;
+    for (uint32_t i = 0; i < 16; ++i) {
+        images.push_back(gaussian(5'000, 40 + i, 0.5f + 0.25f * static_cast<float>(i % 5)));
+        batch.insert(batch.end(), images.back().begin(), images.back().end());
+        batch_max = std::max(batch_max, exact_max_abs(images.back()));
+    }
+    const std::vector<float> later = gaussian(5'000, 99, 6.0f);  // forces growth afterwards
+    AbsHistogram whole, by_image, naive;
+    whole.add(batch.data(), batch.size());
+    whole.add(later.data(), later.size());
+    by_image.set_first_batch_max(batch_max);
+    for (const auto& im : images) by_image.add(im.data(), im.size());
+    by_image.add(later.data(), later.size());
+    EXPECT_EQ(by_image.bin_width(), whole.bin_width());
+    EXPECT_EQ(by_image.range(), whole.range());
+    EXPECT_EQ(by_image.counts(), whole.counts());
+    EXPECT_EQ(by_image.max_abs(), whole.max_abs());
+    EXPECT_EQ(by_image.count(), whole.count());
+    // Without it, the first image alone fixes a finer grid: a different histogram (and thresholds).
+    for (const auto& im : images) naive.add(im.data(), im.size());
+    EXPECT_LT(naive.bin_width(), whole.bin_width());
+    // Only before the range is fixed; 0 leaves it open; non-finite or negative is an error.
+    EXPECT_THROW(by_image.set_first_batch_max(1.0f), Error);
+    AbsHistogram open;
+    open.set_first_batch_max(0.0f);
+    EXPECT_TRUE(open.empty_range());
+    EXPECT_THROW(open.set_first_batch_max(std::numeric_limits<float>::quiet_NaN()), Error);
+    EXPECT_THROW(open.set_first_batch_max(std::numeric_limits<float>::infinity()), Error);
+    EXPECT_THROW(open.set_first_batch_max(-1.0f), Error);
 }
 
 TEST(AbsHistogramTest, GrowthKeepsEveryValueAndExactMax) {
@@ -340,6 +378,29 @@ TEST(CalibratorTest, Entropy1MatchesBruteForce) {
     }
 }
 
+TEST(CalibratorTest, Entropy2OnSiluOutputSnapsToItsNegativeLobe) {
+    // Why ENTROPY_CALIBRATION_2 costs YOLOv8 accuracy (docs/calibration.md): SiLU's outputs are >= its
+    // minimum -0.27846 (at x = -1.2785), so |x| piles up below 0.27846 and the histogram has a sharp
+    // edge there. The KL search then favours thresholds that put a group boundary on that edge; for
+    // an input mostly below zero the whole 128-level grid collapses onto the lobe, and every positive
+    // output above 0.28 is clipped (yolov8n's model.4.m.1.cv2 input gets this threshold).
+    const double lobe = 0.27846454;
+    std::mt19937 rng(7);
+    std::normal_distribution<float> pre(-1.0f, 1.0f);
+    std::vector<float> data(kSamples);
+    for (float& x : data) {
+        const float z = pre(rng);
+        x = z / (1.0f + std::exp(-z));
+    }
+    const AbsHistogram h = collect(data);
+    const float e2 = compute_amax(h, CalibrationAlgorithm::kEntropy2);
+    EXPECT_NEAR(e2, lobe, 0.01 * lobe);
+    EXPECT_GT(compute_amax(h, CalibrationAlgorithm::kLegacy), 2.4f);  // 99.99 % of |x|
+    EXPECT_GT(h.max_abs(), 3.5f);
+    // This is the KL criterion's own choice: the independent brute-force search agrees.
+    EXPECT_NEAR(e2, brute_entropy2(h), h.bin_width());
+}
+
 TEST(CalibratorTest, Entropy2DiscardsZeroBin) {
     // A ReLU-like spike of exact zeros changes only bin 0, which ENTROPY_2 ignores.
     const std::vector<float> data = gaussian(200'000, 51);
@@ -363,6 +424,81 @@ TEST(CalibratorTest, KlSearchTiesGoToLargerCandidate) {
     EXPECT_EQ(r.bins, 256u);
     EXPECT_EQ(r.divergence, 0.0);
     EXPECT_THROW(kl_search(counts, 100, 256), Error);
+}
+
+// ---- precision policy -----------------------------------------------------------------------------
+
+TEST(PrecisionPolicyTest, DetectionErrorByHand) {
+    // One image, 3 anchors, 2 classes and one extra row (e.g. a keypoint value), channel-major.
+    const DetectionLayout layout{7, 3, 2};
+    // Rows: cx, cy, w, h, score 0, score 1, extra; columns: anchors 0..2.
+    const std::vector<float> ref = {100,  50,     300,   //
+                                    100,  50,     300,   //
+                                    20,   10,     40,    //
+                                    20,   10,     40,    //
+                                    0.8f, 0.005f, 0.2f,  //
+                                    0.1f, 0.002f, 0.4f,  //
+                                    1,    1,      1};
+    std::vector<float> q = ref;
+    EXPECT_EQ(detection_error(ref.data(), q.data(), 1, layout), 0.0);
+    q[0] = 110;           // anchor 0: box moved by half its width -> IoU 200 / 600 = 1/3
+    q[4 * 3] = 0.7f;      // anchor 0: class 0 score -0.1
+    q[5 * 3 + 2] = 0.1f;  // anchor 2: class 1 score -0.3
+    // Anchor 1 (best float score 0.005 < 0.01) and the extra row do not count, however wrong.
+    q[1] = 900;
+    q[4 * 3 + 1] = 0.9f;
+    q[6 * 3 + 0] = 50;
+    // Weights 0.8 and 0.4: (0.8 * (2/3 + 0.1) + 0.4 * 0.3) / 1.2.
+    const double expected = (0.8 * (2.0 / 3.0 + 0.1) + 0.4 * 0.3) / 1.2;
+    EXPECT_NEAR(detection_error(ref.data(), q.data(), 1, layout), expected, 1e-6);
+    // Two images: the second identical to the float one adds weight but no error.
+    std::vector<float> ref2 = ref, q2 = q;
+    ref2.insert(ref2.end(), ref.begin(), ref.end());
+    q2.insert(q2.end(), ref.begin(), ref.end());
+    EXPECT_NEAR(detection_error(ref2.data(), q2.data(), 2, layout), expected / 2, 1e-6);
+    // No relevant anchor: no error; a layout without room for the classes is an error.
+    const std::vector<float> empty(7 * 3, 0.0f);
+    EXPECT_EQ(detection_error(empty.data(), q.data(), 1, layout), 0.0);
+    EXPECT_THROW(detection_error(ref.data(), q.data(), 1, DetectionLayout{5, 3, 2}), Error);
+}
+
+TEST(PrecisionPolicyTest, ClassificationErrorIsMeanL1) {
+    const std::vector<float> ref = {0.7f, 0.2f, 0.1f, 0.1f, 0.1f, 0.8f};
+    const std::vector<float> q = {0.6f, 0.3f, 0.1f, 0.1f, 0.1f, 0.8f};
+    EXPECT_NEAR(classification_error(ref.data(), q.data(), 2, 3), 0.1, 1e-6);
+}
+
+TEST(PrecisionPolicyTest, FloatOrderIsErrorPerMillisecondSaved) {
+    const std::vector<LayerMeasure> layers = {{10, 2.0, 1.0, 0.10},   // 0.1 per ms
+                                              {11, 1.0, 0.9, 0.05},   // 0.5 per ms
+                                              {12, 1.0, 1.0, 0.20},   // saves nothing: kMinSavedMs, first
+                                              {13, 3.0, 2.0, 0.10}};  // ties with node 10: input order kept
+    EXPECT_EQ(float_order(layers, true), (std::vector<size_t>{2, 1, 0, 3}));
+    EXPECT_EQ(float_order(layers, false), (std::vector<size_t>{2, 0, 3, 1}));
+    EXPECT_TRUE(float_order({}, true).empty());
+}
+
+TEST(PrecisionPolicyTest, SmallestFloatPrefixBisects) {
+    std::vector<size_t> asked;
+    auto falling = [&](size_t k) {
+        asked.push_back(k);
+        return 1.0 / static_cast<double>(k + 1);
+    };
+    double err = -1;
+    EXPECT_EQ(smallest_float_prefix(40, 0.1, falling, &err), 9u);  // 1/10 <= 0.1 < 1/9
+    EXPECT_DOUBLE_EQ(err, 0.1);
+    EXPECT_LE(asked.size(), 6u);               // ceil(log2(41))
+    for (size_t k : asked) EXPECT_LT(k, 40u);  // all float (k = n) is never run: its error is 0
+    // Met with every layer INT8; never met short of all float.
+    EXPECT_EQ(smallest_float_prefix(40, 2.0, falling, &err), 0u);
+    EXPECT_DOUBLE_EQ(err, 1.0);
+    EXPECT_EQ(smallest_float_prefix(
+                  40, 0.0, [](size_t) { return 1.0; }, &err),
+              40u);
+    EXPECT_EQ(err, 0.0);
+    asked.clear();
+    EXPECT_EQ(smallest_float_prefix(0, 0.1, falling), 0u);
+    EXPECT_TRUE(asked.empty());
 }
 
 // ---- calibration cache ----------------------------------------------------------------------------
