@@ -16,6 +16,7 @@ include(GoogleTest)
 add_executable(kestrel_unit_tests
   ${KESTREL_ROOT}/tests/ops/ops_test.cc
   ${KESTREL_ROOT}/tests/ops/int8_conv_test.cc
+  ${KESTREL_ROOT}/tests/ops/winograd_conv_test.cc
   ${KESTREL_ROOT}/tests/ops/reference_test.cc
   ${KESTREL_ROOT}/tests/passes/passes_test.cc
   ${KESTREL_ROOT}/tests/passes/fuse_yolo_decode_test.cc

@@ -9,7 +9,7 @@
 // For CUDA detect engines (task detect, one output [batch, 4 + nc, anchors]); val's multi-label NMS
 // and letterbox stay on the CPU. Not thread-safe: one pipeline per thread.
 //
-//   auto pipe = api::CudaDetectPipeline::open("yolov8n.engine", engine.info());
+//   auto pipe = api::CudaDetectPipeline::open(engine);  // a loaded CUDA detect engine
 //   std::vector<kestrel::Prediction> p = pipe->predict_files(bytes_of_each_file, names, options);
 #pragma once
 

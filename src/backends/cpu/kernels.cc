@@ -11,6 +11,7 @@
 #include "backends/cpu/kernel.h"
 #include "backends/cpu/onednn_kernels.h"
 #include "backends/cpu/vector_math.h"
+#include "backends/cpu/winograd_conv_kernel.h"
 #include "core/error.h"
 
 namespace kestrel::cpu {
@@ -481,9 +482,11 @@ std::string conv_name(const plan::ExecutionPlan& p, const Node& n) {
     auto s = n.attrs.get_ints("strides", {1, 1});
     std::ostringstream os;
     bool int8 = n.attrs.get_string("precision", "fp32") == "int8";
-    os << (n.op == Op::kConv ? "conv2d" : "deconv2d") << (int8 ? "_onednn_s8s8f32_nhwc_via_" : "_onednn_f32_")
-       << plan::layout_name(p.values[sz(n.inputs[0])].layout) << "_"
-       << plan::layout_name(p.values[sz(n.outputs[0])].layout) << "_k" << k[2] << "x" << k[3] << "s" << s[0];
+    const char* impl = int8                     ? "_onednn_s8s8f32_nhwc_via_"
+                       : winograd_applies(p, n) ? "_winograd_f4x4_avx2_f32_"
+                                                : "_onednn_f32_";
+    os << (n.op == Op::kConv ? "conv2d" : "deconv2d") << impl << plan::layout_name(p.values[sz(n.inputs[0])].layout)
+       << "_" << plan::layout_name(p.values[sz(n.outputs[0])].layout) << "_k" << k[2] << "x" << k[3] << "s" << s[0];
     if (n.attrs.get_int("group", 1) > 1) os << "g" << n.attrs.get_int("group", 1);
     if (n.attrs.get_string("activation", "") == "silu") os << "_silu";
     if (n.input(3) >= 0) os << "_add";
@@ -544,6 +547,7 @@ std::unique_ptr<Kernel> create_kernel(const plan::ExecutionPlan& p, size_t index
     switch (n.op) {
         case Op::kConv:
             if (n.attrs.get_string("precision", "fp32") == "int8") return make_int8_conv_kernel(p, n, ctx);
+            if (winograd_applies(p, n)) return make_winograd_conv_kernel(p, n);
             return make_conv_kernel(p, n, ctx, false);
         case Op::kConvTranspose:
             return make_conv_kernel(p, n, ctx, true);
