@@ -6,7 +6,8 @@
 // The T = ceil(H/4) x ceil(W/4) output tiles are processed in blocks of `tiles_per_block_`, one
 // block per OpenMP iteration, each thread with its own scratch:
 //   1. input transform: V[p][t][c] = (B^T d_t,c B)[p] for the block's tiles t, p = 0..35;
-//   2. 36 GEMMs: M[p] (tiles x K) = V[p] (tiles x C) . U[p] (C x K), a 6x16 AVX2 register tile;
+//   2. 36 GEMMs: M[p] (tiles x K) = V[p] (tiles x C) . U[p] (C x K), a 6x16 AVX2 register tile
+//      (a tile-major V and M, contiguous per tile for the transforms, measured the same);
 //   3. output transform: y = A^T M A per tile and 8 output channels, + bias, SiLU, + residual,
 //      stored (edge tiles clipped to H x W).
 // U (36 x C x K floats, transformed at creation) is read once per block, so blocks are as large as
@@ -31,9 +32,9 @@ size_t sz(int64_t v) { return static_cast<size_t>(v); }
 
 // Scratch per thread for one block: V and M, 36 x tiles x (C + K) floats, within about this many
 // bytes. Every block reads all of U (36 x C x K floats, 2.4 MB for 128 -> 128 channels), so larger
-// blocks read it less often; on the Zen 3 development machine (512 KiB L2, 32 MiB L3) 1 MiB beat
-// 192 KiB (which kept the scratch in L2) by 1.5-2x on the 80x80 and 20x20 layers of yolov8n
-// (bench/cpu/winograd_vs_direct.cc), 512 KiB to 2 MiB within the machine's noise.
+// blocks read it less often. On the Zen 3 development machine (512 KiB L2 per core, 32 MiB L3),
+// yolov8n's 32 layers (bench/cpu/winograd_vs_direct.cc): 384 KiB 0.57-0.60 of oneDNN direct's
+// time, 1 MiB 0.50, 2 MiB 0.48-0.51.
 constexpr int64_t kBlockScratchBytes = 1024 * 1024;
 constexpr int kGemmRows = 6;  // tiles per register tile of the GEMM
 
@@ -131,25 +132,27 @@ inline void output_1d(const __m256 m[6], __m256 out[4]) {
 inline void gemm_6x16(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t depth) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda, *a5 = a + 5 * lda;
-    for (int64_t i = 0; i < depth; ++i, b += ldb) {
+    // Two row pointers and one stride: every address is base + stride * {0, 1, 2} + i, which x86
+    // encodes directly (six pointers made GCC spill general registers in the loop).
+    const float *a0 = a, *a3 = a + 3 * lda;
+    for (int64_t i = 0; i < depth; ++i, b += ldb, ++a0, ++a3) {
         const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
-        __m256 av = _mm256_broadcast_ss(a0 + i);
+        __m256 av = _mm256_broadcast_ss(a0);
         c00 = _mm256_fmadd_ps(av, b0, c00);
         c01 = _mm256_fmadd_ps(av, b1, c01);
-        av = _mm256_broadcast_ss(a1 + i);
+        av = _mm256_broadcast_ss(a0 + lda);
         c10 = _mm256_fmadd_ps(av, b0, c10);
         c11 = _mm256_fmadd_ps(av, b1, c11);
-        av = _mm256_broadcast_ss(a2 + i);
+        av = _mm256_broadcast_ss(a0 + 2 * lda);
         c20 = _mm256_fmadd_ps(av, b0, c20);
         c21 = _mm256_fmadd_ps(av, b1, c21);
-        av = _mm256_broadcast_ss(a3 + i);
+        av = _mm256_broadcast_ss(a3);
         c30 = _mm256_fmadd_ps(av, b0, c30);
         c31 = _mm256_fmadd_ps(av, b1, c31);
-        av = _mm256_broadcast_ss(a4 + i);
+        av = _mm256_broadcast_ss(a3 + lda);
         c40 = _mm256_fmadd_ps(av, b0, c40);
         c41 = _mm256_fmadd_ps(av, b1, c41);
-        av = _mm256_broadcast_ss(a5 + i);
+        av = _mm256_broadcast_ss(a3 + 2 * lda);
         c50 = _mm256_fmadd_ps(av, b0, c50);
         c51 = _mm256_fmadd_ps(av, b1, c51);
     }
@@ -187,19 +190,16 @@ inline void gemm_6x8(const float* a, int64_t lda, const float* b, int64_t ldb, f
     _mm256_storeu_ps(c + 5 * ldc, c5);
 }
 
-// c[0..n) = sum_i a[i] * b[i][0..n), b rows n apart, n a multiple of 8: one tile's row of the GEMM.
-inline void gemm_1xk(const float* a, const float* b, float* c, int64_t n, int64_t depth) {
-    for (int64_t k = 0; k < n; k += 16) {
-        const bool two = k + 16 <= n;
-        __m256 c0 = _mm256_setzero_ps(), c1 = c0;
-        for (int64_t i = 0; i < depth; ++i) {
-            const __m256 av = _mm256_broadcast_ss(a + i);
-            c0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + i * n + k), c0);
-            if (two) c1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + i * n + k + 8), c1);
-        }
-        _mm256_storeu_ps(c + k, c0);
-        if (two) _mm256_storeu_ps(c + k + 8, c1);
+// c[0..w) = sum_i a[i] * b[i][0..w) for a panel b of width w (16 or 8): one tile's row of the GEMM.
+inline void gemm_1xw(const float* a, const float* b, int64_t w, float* c, int64_t depth) {
+    __m256 c0 = _mm256_setzero_ps(), c1 = c0;
+    for (int64_t i = 0; i < depth; ++i, b += w) {
+        const __m256 av = _mm256_broadcast_ss(a + i);
+        c0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b), c0);
+        if (w == 16) c1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(b + 8), c1);
     }
+    _mm256_storeu_ps(c, c0);
+    if (w == 16) _mm256_storeu_ps(c + 8, c1);
 }
 
 class WinogradConvKernel final : public Kernel {
@@ -232,7 +232,8 @@ class WinogradConvKernel final : public Kernel {
                         gg[i][j] = kG[i][0] * f[0 * 3 + j] + kG[i][1] * f[1 * 3 + j] + kG[i][2] * f[2 * 3 + j];
                 for (int i = 0; i < 6; ++i)
                     for (int j = 0; j < 6; ++j)
-                        u_[sz(((i * 6 + j) * c_ + c) * k_ + k)] =
+                        u_[sz((i * 6 + j) * c_ * k_ + k / 16 * 16 * c_ + c * std::min<int64_t>(16, k_ - k / 16 * 16) +
+                              k % 16)] =
                             static_cast<float>(gg[i][0] * kG[j][0] + gg[i][1] * kG[j][1] + gg[i][2] * kG[j][2]);
             }
         bias_.assign(sz(k_), 0.f);
@@ -281,7 +282,7 @@ class WinogradConvKernel final : public Kernel {
    private:
     // V[p][t][c] for the block's `count` tiles.
     void input_transform(const float* x, int64_t first, int64_t count, float* v) const {
-        const int64_t plane = h_ * w_ * 8, p_stride = tiles_per_block_ * c_;
+        const int64_t plane = h_ * w_ * 8;
         for (int64_t t = 0; t < count; ++t) {
             const int64_t oy = (first + t) / tiles_x_ * 4 - 1, ox = (first + t) % tiles_x_ * 4 - 1;
             const bool interior = oy >= 0 && ox >= 0 && oy + 6 <= h_ && ox + 6 <= w_;
@@ -305,7 +306,8 @@ class WinogradConvKernel final : public Kernel {
                 for (int i = 0; i < 6; ++i) {
                     __m256 row[6];
                     input_1d(bt[i], row);
-                    for (int j = 0; j < 6; ++j) _mm256_storeu_ps(v + (i * 6 + j) * p_stride + t * c_ + cb * 8, row[j]);
+                    for (int j = 0; j < 6; ++j)
+                        _mm256_storeu_ps(v + (i * 6 + j) * tiles_per_block_ * c_ + t * c_ + cb * 8, row[j]);
                 }
             }
         }
@@ -314,19 +316,27 @@ class WinogradConvKernel final : public Kernel {
     // M[p] (tiles x K) = V[p] (tiles x C) . U[p] (C x K) for one p: 6 tiles x 16 channels per
     // register tile (12 accumulators), 8 channels for a K that is an odd multiple of 8; the last
     // count % 6 tiles one at a time.
+    // U[p] is stored as column panels of 16 (the last of 8 when K is an odd multiple of 8), each
+    // C x 16 contiguous: a panel (4 KiB at C = 64) stays in L1 while every tile row of the block
+    // passes under it.
     void gemm(int p, const float* v, float* m, int64_t count) const {
-        const float* u = u_.data() + p * c_ * k_;
-        int64_t r = 0;
-        for (; r + kGemmRows <= count; r += kGemmRows) {
-            int64_t k = 0;
-            for (; k + 16 <= k_; k += 16) gemm_6x16(v + r * c_, c_, u + k, k_, m + r * k_ + k, k_, c_);
-            if (k < k_) gemm_6x8(v + r * c_, c_, u + k, k_, m + r * k_ + k, k_, c_);
+        for (int64_t k = 0; k < k_; k += 16) {
+            const int64_t w = std::min<int64_t>(16, k_ - k);
+            const float* panel = u_.data() + p * c_ * k_ + k * c_;
+            int64_t r = 0;
+            for (; r + kGemmRows <= count; r += kGemmRows) {
+                if (w == 16) {
+                    gemm_6x16(v + r * c_, c_, panel, 16, m + r * k_ + k, k_, c_);
+                } else {
+                    gemm_6x8(v + r * c_, c_, panel, 8, m + r * k_ + k, k_, c_);
+                }
+            }
+            for (; r < count; ++r) gemm_1xw(v + r * c_, panel, w, m + r * k_ + k, c_);
         }
-        for (; r < count; ++r) gemm_1xk(v + r * c_, u, m + r * k_, k_, c_);
     }
 
     void output_transform(const float* m, int64_t first, int64_t count, const float* res, float* y) const {
-        const int64_t plane = h_ * w_ * 8, p_stride = tiles_per_block_ * k_;
+        const int64_t plane = h_ * w_ * 8;
         for (int64_t t = 0; t < count; ++t) {
             const int64_t oy = (first + t) / tiles_x_ * 4, ox = (first + t) % tiles_x_ * 4;
             const int64_t rows = std::min<int64_t>(4, h_ - oy), cols = std::min<int64_t>(4, w_ - ox);
@@ -334,7 +344,8 @@ class WinogradConvKernel final : public Kernel {
                 __m256 at[4][6];  // A^T M: rows of the result, per column of M
                 for (int j = 0; j < 6; ++j) {
                     __m256 col[6], out[4];
-                    for (int i = 0; i < 6; ++i) col[i] = _mm256_loadu_ps(m + (i * 6 + j) * p_stride + t * k_ + kb * 8);
+                    for (int i = 0; i < 6; ++i)
+                        col[i] = _mm256_loadu_ps(m + (i * 6 + j) * tiles_per_block_ * k_ + t * k_ + kb * 8);
                     output_1d(col, out);
                     for (int i = 0; i < 4; ++i) at[i][j] = out[i];
                 }
