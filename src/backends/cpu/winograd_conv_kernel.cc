@@ -220,7 +220,13 @@ class WinogradConvKernel final : public Kernel {
         tiles_x_ = (w_ + 3) / 4;
         const int64_t tiles = tiles_y_ * tiles_x_;
 
-        // U[p][c][k] = (G g[k][c] G^T)[p], in double: the weights' rounding is then the only one.
+        // U[p] = (G g[k][c] G^T)[p], in double: the weights' rounding is then the only one. Stored
+        // as column panels of 16 output channels (see gemm): (c, k) of p lives in the panel that
+        // starts at k0 = k - k % 16, whose rows are `width` floats.
+        auto u_index = [&](int64_t p, int64_t c, int64_t k) {
+            const int64_t k0 = k - k % 16, width = std::min<int64_t>(16, k_ - k0);
+            return sz(p * c_ * k_ + k0 * c_ + c * width + (k - k0));
+        };
         const std::vector<float> wf = w.to_floats();
         u_.assign(sz(36 * c_ * k_), 0.f);
         for (int64_t k = 0; k < k_; ++k)
@@ -232,8 +238,7 @@ class WinogradConvKernel final : public Kernel {
                         gg[i][j] = kG[i][0] * f[0 * 3 + j] + kG[i][1] * f[1 * 3 + j] + kG[i][2] * f[2 * 3 + j];
                 for (int i = 0; i < 6; ++i)
                     for (int j = 0; j < 6; ++j)
-                        u_[sz((i * 6 + j) * c_ * k_ + k / 16 * 16 * c_ + c * std::min<int64_t>(16, k_ - k / 16 * 16) +
-                              k % 16)] =
+                        u_[u_index(i * 6 + j, c, k)] =
                             static_cast<float>(gg[i][0] * kG[j][0] + gg[i][1] * kG[j][1] + gg[i][2] * kG[j][2]);
             }
         bias_.assign(sz(k_), 0.f);
