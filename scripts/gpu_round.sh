@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One round on the GPU machine (through the device tool, after scripts/stage_gpu.sh here): build
 # with CUDA, run the GPU tests (label "gpu"), then benchmark Kestrel's CUDA engines beside the
-# PyTorch peer in the same call. Logs go to $OUT; a summary table prints last.
+# PyTorch peer in the same call. Logs go to $LOG (and $OUT/gpu_round_logs.tgz); a summary table prints last.
 #   bash scripts/gpu_round.sh [test|bench|all]   (default all; SKIP_TORCH=1 leaves out the PyTorch peer,
 #                                                  TORCH_ARGS overrides its default --quick,
 #                                                  PRECISIONS="fp16" exports one engine (of fp16 int8 fp32),
@@ -9,54 +9,56 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-OUT=${OUT:-/tmp/kestrel_gpu_round}; mkdir -p "$OUT"
+# Logs go to LOG; with the device tool's OUT set, they come back as one tarball (it returns few files).
+LOG=${LOG:-/tmp/kestrel_gpu_round}; mkdir -p "$LOG"
+[ -n "${OUT:-}" ] && trap 'tar czf "$OUT/gpu_round_logs.tgz" -C "$LOG" .' EXIT
 shared=$PWD/.gpu/shared
 eval "$(.deps/deps.sh unpack .deps /opt/deps)"
 # nvJPEG is opened at run time (src/backends/cuda/jpeg_decoder.cc): put the toolkit's copy on the path.
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
   [ -e "$d/libnvjpeg.so.13" ] && export LD_LIBRARY_PATH=$d:${LD_LIBRARY_PATH:-} && break
 done
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$LOG/gpu.txt"
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKESTREL_PYTHON="$(command -v python3)" \
-  -DKESTREL_SHARED="$shared" >"$OUT/cmake.log" 2>&1 || { tail -40 "$OUT/cmake.log"; exit 1; }
-ninja -C build-gpu kestrel_cli kestrel_run_raw kestrel_gpu_tests kestrel_gpu_ceilings >"$OUT/build.log" 2>&1 ||
-  { grep -A12 -m8 'error' "$OUT/build.log"; exit 1; }
+  -DKESTREL_SHARED="$shared" >"$LOG/cmake.log" 2>&1 || { tail -40 "$LOG/cmake.log"; exit 1; }
+ninja -C build-gpu kestrel_cli kestrel_run_raw kestrel_gpu_tests kestrel_gpu_ceilings >"$LOG/build.log" 2>&1 ||
+  { grep -A12 -m8 'error' "$LOG/build.log"; exit 1; }
 # The rest (CPU suites) only to learn that they build with this machine's g++ 13 too.
-ninja -C build-gpu -k 0 >"$OUT/build_rest.log" 2>&1 || grep -m5 -A6 'error' "$OUT/build_rest.log"
+ninja -C build-gpu -k 0 >"$LOG/build_rest.log" 2>&1 || grep -m5 -A6 'error' "$LOG/build_rest.log"
 status=0
 if [ "$what" != bench ]; then
-  build-gpu/kestrel_gpu_tests >"$OUT/tests.log" 2>&1 || status=1
-  grep -E '^\[  (FAILED|PASSED) |FAILED TEST|tests ran' "$OUT/tests.log" | tail -15
-  (cd build-gpu && ctest -L gpu -R py_ --output-on-failure) >>"$OUT/tests.log" 2>&1 || status=1
-  grep -E '^(FAIL|ok) |passed|Error' "$OUT/tests.log" | tail -40
+  build-gpu/kestrel_gpu_tests >"$LOG/tests.log" 2>&1 || status=1
+  grep -E '^\[  (FAILED|PASSED) |FAILED TEST|tests ran' "$LOG/tests.log" | tail -15
+  (cd build-gpu && ctest -L gpu -R py_ --output-on-failure) >>"$LOG/tests.log" 2>&1 || status=1
+  grep -E '^(FAIL|ok) |passed|Error' "$LOG/tests.log" | tail -40
 fi
 if [ "$what" != test ]; then
-  build-gpu/kestrel_gpu_ceilings >"$OUT/ceilings.txt" 2>&1 || status=1
+  build-gpu/kestrel_gpu_ceilings >"$LOG/ceilings.txt" 2>&1 || status=1
   k=$PWD/build-gpu/kestrel; m=/tmp/kestrel_models; mkdir -p "$m"; cp "$shared/models/yolov8n.onnx" "$m/"
   coco=$shared/datasets/coco128/coco128.yaml
   for p in ${PRECISIONS:-fp16 int8 fp32}; do
     extra=""; [ $p = fp16 ] && extra="half=True"; [ $p = int8 ] && extra="int8=True data=$coco"
     $k export model="$m/yolov8n.onnx" format=engine device=0 dynamic=True batch=128 $extra verbose=True \
-      >>"$OUT/export.log" 2>&1 || { tail -5 "$OUT/export.log"; status=1; continue; }
+      >>"$LOG/export.log" 2>&1 || { tail -5 "$LOG/export.log"; status=1; continue; }
     mv "$m/yolov8n.engine" "$m/yolov8n_$p.engine"
-    $k benchmark model="$m/yolov8n_$p.engine" batch=1,8,32,64,128 >"$OUT/bench_$p.txt" 2>&1 || status=1
+    $k benchmark model="$m/yolov8n_$p.engine" batch=1,8,32,64,128 >"$LOG/bench_$p.txt" 2>&1 || status=1
   done
   # End to end: coco128's JPEG files -> boxes (nvJPEG, letterbox kernel, inference, GPU NMS).
   $k benchmark model="$m/yolov8n_fp16.engine" batch=1,8,32,64 source="$shared/datasets/coco128/images/train2017" \
-    >"$OUT/e2e.txt" 2>&1 || status=1
-  $k benchmark model="$m/yolov8n_fp16.engine" batch=64 profile=True >"$OUT/profile.txt" 2>&1
-  $k benchmark model="$m/yolov8n_fp16.engine" batch=1 profile=True >>"$OUT/profile.txt" 2>&1
+    >"$LOG/e2e.txt" 2>&1 || status=1
+  $k benchmark model="$m/yolov8n_fp16.engine" batch=64 profile=True >"$LOG/profile.txt" 2>&1
+  $k benchmark model="$m/yolov8n_fp16.engine" batch=1 profile=True >>"$LOG/profile.txt" 2>&1
   for p in ${PRECISIONS:-fp32 fp16 int8}; do
     [ "${SKIP_VAL:-0}" = 1 ] && break
-    echo "== val $p ==" >>"$OUT/val.txt"
-    (cd /tmp && $k val model="$m/yolov8n_$p.engine" data="$coco") >>"$OUT/val.txt" 2>&1 || status=1
+    echo "== val $p ==" >>"$LOG/val.txt"
+    (cd /tmp && $k val model="$m/yolov8n_$p.engine" data="$coco") >>"$LOG/val.txt" 2>&1 || status=1
   done
   [ "${SKIP_TORCH:-0}" = 1 ] || PYTHONUNBUFFERED=1 timeout 420 python3 bench/models/gpu_vs_pytorch.py --model "$m/yolov8n.onnx" \
-    ${TORCH_ARGS:---quick} --json "$OUT/torch.json" >"$OUT/torch.txt" 2>&1 || status=1
-  echo "== measured ceilings =="; cat "$OUT/ceilings.txt"
-  echo "== Kestrel (GPU compute time) =="; cat "$OUT"/bench_*.txt
-  echo "== Kestrel end to end (FP16) =="; tail -8 "$OUT/e2e.txt"
-  [ "${SKIP_VAL:-0}" = 1 ] || { echo "== val on COCO128 (${PRECISIONS:-fp32 fp16 int8}) =="; grep -E '^ +all ' "$OUT/val.txt"; }
-  [ "${SKIP_TORCH:-0}" = 1 ] || { echo "== PyTorch peer =="; tail -12 "$OUT/torch.txt"; }
+    ${TORCH_ARGS:---quick} --json "$LOG/torch.json" >"$LOG/torch.txt" 2>&1 || status=1
+  echo "== measured ceilings =="; cat "$LOG/ceilings.txt"
+  echo "== Kestrel (GPU compute time) =="; cat "$LOG"/bench_*.txt
+  echo "== Kestrel end to end (FP16) =="; tail -8 "$LOG/e2e.txt"
+  [ "${SKIP_VAL:-0}" = 1 ] || { echo "== val on COCO128 (${PRECISIONS:-fp32 fp16 int8}) =="; grep -E '^ +all ' "$LOG/val.txt"; }
+  [ "${SKIP_TORCH:-0}" = 1 ] || { echo "== PyTorch peer =="; tail -12 "$LOG/torch.txt"; }
 fi
 exit $status

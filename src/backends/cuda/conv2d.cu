@@ -5,7 +5,7 @@
 //     exact f32 path; with f16 tensors it is the generic fallback (grouped and depthwise convs).
 //   - MMA: f16 tensor cores (mma.sync m16n8k16, f32 accumulators) fed by cp.async 16-byte copies
 //     into a multi-stage, XOR-swizzled shared-memory ring and read back with ldmatrix. Needs
-//     groups == 1, (c/groups) % 8 == 0 and 16-byte aligned input pixels.
+//     groups == 1, (c/groups) % 8 == 0, at most 64 filter taps and 16-byte aligned input pixels.
 //   - MMA gather: the same tensor-core main loop, but A and B are gathered element by element, so it
 //     runs any groups == 1 conv (the 3-channel stem, odd channel counts, misaligned slices).
 //   - MMA INT8 ("s8mma"): the MMA kernel with int8 weights; x (f16) arrives through the same
@@ -55,9 +55,11 @@ struct ConvParams {
     int gemm_k = 0;      // kh * kw * cg
     int gemm_m = 0;      // n * out_h * out_w
     int silu = 0;
-    int y_vec = 0;     // y allows 16-byte stores (pixel stride % 8 == 0, 16-byte aligned base)
-    int res_vec = 0;   // likewise for residual loads
-    int a_via_l1 = 0;  // cache input loads in L1 (filters with several taps re-read their neighbours' pixels)
+    int y_vec = 0;      // y allows 16-byte stores (pixel stride % 8 == 0, 16-byte aligned base)
+    int res_vec = 0;    // likewise for residual loads
+    int bias_vec = 0;   // bias 16-byte aligned (float4 loads)
+    int pointwise = 0;  // 1x1, stride 1, no padding: GEMM row m is input pixel m (no index arithmetic)
+    int a_via_l1 = 0;   // cache input loads in L1 (filters with several taps re-read their neighbours' pixels)
     // INT8 tactics: 1 / input scale, per-channel dequantisation factors, and the packed weights'
     // row length (gemm_k rounded up to whole 32-wide k-tiles, zero-filled).
     float inv_scale = 0.f;
@@ -77,7 +79,12 @@ __device__ __forceinline__ float silu_act(float v) {
     if constexpr (kPrecise) {
         return v / (1.f + expf(-v));
     } else {
-        return v / (1.f + __expf(-v));  // exp overflow to inf gives -0 for very negative v, as it should
+        // The SFU's exp2 and reciprocal (relative error ~1e-7, far below f16's rounding) instead of
+        // an IEEE division, whose instruction sequence is most of a small-K conv's epilogue. exp
+        // overflowing to inf gives rcp 0 and so -0 for very negative v, as it should.
+        float r;
+        asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.f + __expf(-v)));
+        return v * r;
     }
 }
 
@@ -139,9 +146,16 @@ __device__ __forceinline__ uint32_t quantize4_s8(uint32_t lo, uint32_t hi, float
 // clipped to the k channels that exist. 16-byte accesses when the tensors' strides and bases allow.
 __device__ __forceinline__ void store8_f16(const ConvParams& p, int m, int n, float (&v)[8]) {
     const int cnt = min(8, p.kg - n);
+    if (cnt == 8 && p.bias_vec) {
+        const float4 b0 = __ldg(reinterpret_cast<const float4*>(p.bias + n));
+        const float4 b1 = __ldg(reinterpret_cast<const float4*>(p.bias + n + 4));
+        v[0] += b0.x, v[1] += b0.y, v[2] += b0.z, v[3] += b0.w;
+        v[4] += b1.x, v[5] += b1.y, v[6] += b1.z, v[7] += b1.w;
+    } else {
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
-        if (j < cnt) v[j] += __ldg(p.bias + n + j);
+        for (int j = 0; j < 8; ++j)
+            if (j < cnt) v[j] += __ldg(p.bias + n + j);
+    }
     if (p.silu) {
 #pragma unroll
         for (int j = 0; j < 8; ++j) v[j] = silu_act<false>(v[j]);
@@ -287,13 +301,38 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     // k offset it loads is the same for all its rows and advances by 32 per k-tile.
     const int chunk = tid & 3, row0 = tid >> 2;
     [[maybe_unused]] const int chunk_b8 = tid & 1, row0_b8 = tid >> 1;  // INT8 weights: two chunks per row
-    const unsigned short* a_img[kAPasses];
-    int a_ih0[kAPasses], a_iw0[kAPasses];
     const int ohw = p.out_h * p.out_w;
+    // Vectorised tactics: per A row, the element offset (from x) of its window's top-left input pixel
+    // (outside the image where the window overhangs the padding) and one bit per filter tap that
+    // lands inside the image; per k-tile, one tap index and one tap offset shared by all rows. A row
+    // then costs a bit test and an add per k-tile instead of bounds checks and index arithmetic.
+    [[maybe_unused]] int64_t a_off[kAPasses];
+    [[maybe_unused]] uint64_t a_taps[kAPasses];
+    // Gather tactics: per A row, its image and the window's top-left input pixel.
+    [[maybe_unused]] const unsigned short* a_img[kAPasses];
+    [[maybe_unused]] int a_ih0[kAPasses], a_iw0[kAPasses];
 #pragma unroll
     for (int i = 0; i < kAPasses; ++i) {
         const int m = tile_m * BM + row0 + i * kRowsPerPass;
-        if (m < p.gemm_m) {
+        if constexpr (!kGather) {
+            a_off[i] = 0;
+            a_taps[i] = 0;
+            if (m < p.gemm_m && p.pointwise) {
+                a_off[i] = static_cast<int64_t>(m) * p.x_ps;  // 1x1, stride 1: row m is input pixel m
+                a_taps[i] = 1;
+            } else if (m < p.gemm_m) {
+                const int img = m / ohw, rem = m - img * ohw;
+                const int oy = rem / p.out_w, ox = rem - oy * p.out_w;
+                const int ih0 = oy * p.sh - p.pt, iw0 = ox * p.sw - p.pl;
+                a_off[i] = ((static_cast<int64_t>(img) * p.in_h + ih0) * p.in_w + iw0) * p.x_ps;
+                for (int r = 0; r < p.kh; ++r) {
+                    if (static_cast<unsigned>(ih0 + r * p.dh) >= static_cast<unsigned>(p.in_h)) continue;
+                    for (int c = 0; c < p.kw; ++c)
+                        if (static_cast<unsigned>(iw0 + c * p.dw) < static_cast<unsigned>(p.in_w))
+                            a_taps[i] |= uint64_t{1} << (r * p.kw + c);
+                }
+            }
+        } else if (m < p.gemm_m) {
             const int img = m / ohw, rem = m - img * ohw;
             const int oy = rem / p.out_w, ox = rem - oy * p.out_w;
             a_img[i] = x + static_cast<int64_t>(img) * p.in_h * p.in_w * p.x_ps;
@@ -304,6 +343,13 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
             a_ih0[i] = kDeadRow;
             a_iw0[i] = 0;
         }
+    }
+    // Vectorised f16 weights: each B row's offset, or -1 past the output channels.
+    [[maybe_unused]] int64_t b_off[kBPasses];
+#pragma unroll
+    for (int j = 0; j < kBPasses; ++j) {
+        const int n = tile_n * BN + row0 + j * kRowsPerPass;
+        b_off[j] = n < p.kg ? static_cast<int64_t>(n) * p.gemm_k : -1;
     }
     // Rows are loaded kRowsPerPass (a multiple of 8) apart, so one swizzled offset serves all passes.
     const int st_off = swz(row0, chunk);
@@ -316,16 +362,20 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     // The k index this thread loads next, as (filter row, filter column, channel).
     int kidx = kt_begin * kMmaBK + chunk * 8;
     int ci = kidx % p.cg, fs = (kidx / p.cg) % p.kw, fr = kidx / p.cg / p.kw;
+    // The tap (filter row * kw + column) and its offset from a row's window origin, for the
+    // vectorised loads; a k index past gemm_k has tap >= kh * kw, whose bit is clear.
+    auto tap_offset = [&] { return static_cast<int64_t>(fr * p.dh * p.in_w + fs * p.dw) * p.x_ps + ci; };
+    int tap = fr * p.kw + fs;
+    int64_t tap_off = tap_offset();
 
     auto load_tile = [&](int stage) {
         const bool kvalid = kidx < p.gemm_k;
         if constexpr (!kGather) {
+            const int tap_bit = min(tap, 63);
 #pragma unroll
             for (int i = 0; i < kAPasses; ++i) {
-                const int ih = a_ih0[i] + fr * p.dh, iw = a_iw0[i] + fs * p.dw;
-                const bool v = kvalid && static_cast<unsigned>(ih) < static_cast<unsigned>(p.in_h) &&
-                               static_cast<unsigned>(iw) < static_cast<unsigned>(p.in_w);
-                const unsigned short* src = v ? a_img[i] + (static_cast<int64_t>(ih) * p.in_w + iw) * p.x_ps + ci : x;
+                const bool v = kvalid && ((a_taps[i] >> tap_bit) & 1u);
+                const unsigned short* src = v ? x + (a_off[i] + tap_off) : x;
                 const uint32_t dst = s_a_addr + 2 * (stage * kStageA + st_off + i * kRowsPerPass * kMmaBK);
                 if (p.a_via_l1) {
                     cp_async16_l1(dst, src, v);
@@ -353,9 +403,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
                 for (int j = 0; j < kBPasses; ++j) {
                     const int nrow = row0 + j * kRowsPerPass;
                     if (BN % kRowsPerPass == 0 || nrow < BN) {
-                        const int n = tile_n * BN + nrow;
-                        const bool v = kvalid && n < p.kg;
-                        const unsigned short* src = v ? wgt + static_cast<int64_t>(n) * p.gemm_k + kidx : wgt;
+                        const bool v = kvalid && b_off[j] >= 0;
+                        const unsigned short* src = v ? wgt + (b_off[j] + kidx) : wgt;
                         cp_async16(s_b_addr + 2 * (stage * kStageB + st_off + j * kRowsPerPass * kMmaBK), src, v);
                     }
                 }
@@ -363,12 +412,17 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
             // cg % 8 == 0 here, so a chunk never straddles two taps; step to the next k-tile's tap.
             kidx += kMmaBK;
             ci += kMmaBK;
-            while (ci >= p.cg) {
-                ci -= p.cg;
-                if (++fs == p.kw) {
-                    fs = 0;
-                    ++fr;
-                }
+            tap_off += kMmaBK;
+            if (ci >= p.cg) {
+                do {
+                    ci -= p.cg;
+                    ++tap;
+                    if (++fs == p.kw) {
+                        fs = 0;
+                        ++fr;
+                    }
+                } while (ci >= p.cg);
+                tap_off = tap_offset();
             }
         } else {
             // Any channel count: the chunk's 8 k indices may span several taps. Work out each
@@ -910,6 +964,14 @@ const Tactic kTactics[] = {
     mma_tactic<64, 64, 2, 2, 3, false, 4, true>(0.8),    // 33
     mma_tactic<64, 64, 2, 2, 3, false, 8, true>(0.8),    // 34
     mma_tactic<64, 32, 2, 2, 3, false, 8, true>(0.6),    // 35
+    // f16 tensor cores: 80 output channels whole (the head's class convs), tall tiles for layers with
+    // many pixels and few channels, and a fourth stage for long reductions.
+    mma_tactic<64, 80, 2, 1, 3, false>(0.7),    // 36
+    mma_tactic<128, 80, 4, 1, 3, false>(0.85),  // 37
+    mma_tactic<256, 32, 8, 1, 3, false>(0.75),  // 38
+    mma_tactic<256, 64, 4, 2, 3, false>(0.95),  // 39
+    mma_tactic<128, 128, 2, 4, 4, false>(1.0),  // 40
+    mma_tactic<128, 64, 2, 2, 4, false>(0.92),  // 41
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
@@ -926,18 +988,24 @@ void check_shape(const ConvShape& s) {
 
 int64_t gemm_k_of(const ConvShape& s) { return static_cast<int64_t>(s.kh) * s.kw * (s.c / s.groups); }
 
+// The vectorised tensor-core tactics load whole 16-byte runs of one tap (channels % 8) and keep one
+// bit per filter tap for each output row (a 64-bit mask).
+bool vec_shape_ok(const ConvShape& s) {
+    return s.groups == 1 && s.c % 8 == 0 && static_cast<int64_t>(s.kh) * s.kw <= 64;
+}
+
 bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
     if (t.type != type) return false;
     if (t.splits > 1) {
         // Every split gets at least kMinTilesPerSplit k-tiles; shorter reductions gain nothing.
         if (gemm_k_of(s) < static_cast<int64_t>(t.splits) * kMinTilesPerSplit * t.bk) return false;
-        if (t.family == Family::kMma) return s.groups == 1 && s.c % 8 == 0;
+        if (t.family == Family::kMma) return vec_shape_ok(s);
     }
     switch (t.family) {
         case Family::kSimt:
             return true;
         case Family::kMma:
-            return s.groups == 1 && s.c % 8 == 0;
+            return vec_shape_ok(s);
         case Family::kMmaGather:
             return s.groups == 1;
     }
@@ -990,7 +1058,7 @@ double estimate(int id, int64_t m, int64_t n_per_group, int groups, int64_t k) {
 
 int pick_tactic(const ConvShape& s, ElemType type, int64_t m, bool vec_ok) {
     Family want = Family::kSimt;
-    if (type == ElemType::kF16 && s.groups == 1) want = vec_ok && s.c % 8 == 0 ? Family::kMma : Family::kMmaGather;
+    if (type == ElemType::kF16 && s.groups == 1) want = vec_ok && vec_shape_ok(s) ? Family::kMma : Family::kMmaGather;
     if (type == ElemType::kI8) {
         KS_CHECK(vec_ok, "conv2d: INT8 needs x 16-byte aligned with a pixel stride that is a multiple of 8");
         want = Family::kMma;
@@ -1189,6 +1257,9 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
     p.silu = silu ? 1 : 0;
     p.y_vec = aligned16(y.data) && y.pixel_stride % 8 == 0;
     p.res_vec = residual && aligned16(residual->data) && residual->pixel_stride % 8 == 0;
+    p.bias_vec = aligned16(bias);
+    p.pointwise = s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_top == 0 && s.pad_left == 0 &&
+                  x.h == y.h && x.w == y.w;
     p.a_via_l1 = s.kh * s.kw > 1 ? 1 : 0;
     p.ws = t.splits > 1 ? static_cast<float*>(workspace) : nullptr;
     if (int8) {
