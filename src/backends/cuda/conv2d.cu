@@ -35,6 +35,7 @@
 
 #include "backends/cuda/conv2d.h"
 #include "backends/cuda/device_convert.cuh"
+#include "backends/cuda/fast_divmod.h"
 #include "core/half.h"
 
 namespace kestrel::cuda {
@@ -55,11 +56,12 @@ struct ConvParams {
     int gemm_k = 0;      // kh * kw * cg
     int gemm_m = 0;      // n * out_h * out_w
     int silu = 0;
-    int y_vec = 0;      // y allows 16-byte stores (pixel stride % 8 == 0, 16-byte aligned base)
-    int res_vec = 0;    // likewise for residual loads
-    int bias_vec = 0;   // bias 16-byte aligned (float4 loads)
-    int pointwise = 0;  // 1x1, stride 1, no padding: GEMM row m is input pixel m (no index arithmetic)
-    int a_via_l1 = 0;   // cache input loads in L1 (filters with several taps re-read their neighbours' pixels)
+    int y_vec = 0;               // y allows 16-byte stores (pixel stride % 8 == 0, 16-byte aligned base)
+    int res_vec = 0;             // likewise for residual loads
+    int bias_vec = 0;            // bias 16-byte aligned (float4 loads)
+    int pointwise = 0;           // 1x1, stride 1, no padding: GEMM row m is input pixel m (no index arithmetic)
+    FastDivmod div_ohw, div_ow;  // GEMM row -> (image, output pixel) -> (output y, output x)
+    int a_via_l1 = 0;            // cache input loads in L1 (filters with several taps re-read their neighbours' pixels)
     // INT8 tactics: 1 / input scale, per-channel dequantisation factors, and the packed weights'
     // row length (gemm_k rounded up to whole 32-wide k-tiles, zero-filled).
     float inv_scale = 0.f;
@@ -142,23 +144,27 @@ __device__ __forceinline__ uint32_t quantize4_s8(uint32_t lo, uint32_t hi, float
 
 // ---- epilogue ---------------------------------------------------------------------------------------
 
-// Bias, activation, residual and store for 8 consecutive output channels [n, n + 8) of pixel m,
-// clipped to the k channels that exist. 16-byte accesses when the tensors' strides and bases allow.
+// Bias and activation (kBiasAct; otherwise v has them already), residual and store for 8
+// consecutive output channels [n, n + 8) of pixel m, clipped to the k channels that exist. 16-byte
+// accesses when the tensors' strides and bases allow.
+template <bool kBiasAct>
 __device__ __forceinline__ void store8_f16(const ConvParams& p, int m, int n, float (&v)[8]) {
     const int cnt = min(8, p.kg - n);
-    if (cnt == 8 && p.bias_vec) {
-        const float4 b0 = __ldg(reinterpret_cast<const float4*>(p.bias + n));
-        const float4 b1 = __ldg(reinterpret_cast<const float4*>(p.bias + n + 4));
-        v[0] += b0.x, v[1] += b0.y, v[2] += b0.z, v[3] += b0.w;
-        v[4] += b1.x, v[5] += b1.y, v[6] += b1.z, v[7] += b1.w;
-    } else {
+    if constexpr (kBiasAct) {
+        if (cnt == 8 && p.bias_vec) {
+            const float4 b0 = __ldg(reinterpret_cast<const float4*>(p.bias + n));
+            const float4 b1 = __ldg(reinterpret_cast<const float4*>(p.bias + n + 4));
+            v[0] += b0.x, v[1] += b0.y, v[2] += b0.z, v[3] += b0.w;
+            v[4] += b1.x, v[5] += b1.y, v[6] += b1.z, v[7] += b1.w;
+        } else {
 #pragma unroll
-        for (int j = 0; j < 8; ++j)
-            if (j < cnt) v[j] += __ldg(p.bias + n + j);
-    }
-    if (p.silu) {
+            for (int j = 0; j < 8; ++j)
+                if (j < cnt) v[j] += __ldg(p.bias + n + j);
+        }
+        if (p.silu) {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) v[j] = silu_act<false>(v[j]);
+            for (int j = 0; j < 8; ++j) v[j] = silu_act<false>(v[j]);
+        }
     }
     __half* y = static_cast<__half*>(p.y) + static_cast<int64_t>(m) * p.y_ps + n;
     const __half* res = p.res ? static_cast<const __half*>(p.res) + static_cast<int64_t>(m) * p.res_ps + n : nullptr;
@@ -301,7 +307,6 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     // k offset it loads is the same for all its rows and advances by 32 per k-tile.
     const int chunk = tid & 3, row0 = tid >> 2;
     [[maybe_unused]] const int chunk_b8 = tid & 1, row0_b8 = tid >> 1;  // INT8 weights: two chunks per row
-    const int ohw = p.out_h * p.out_w;
     // Vectorised tactics: per A row, the element offset (from x) of its window's top-left input pixel
     // (outside the image where the window overhangs the padding) and one bit per filter tap that
     // lands inside the image; per k-tile, one tap index and one tap offset shared by all rows. A row
@@ -321,20 +326,22 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
                 a_off[i] = static_cast<int64_t>(m) * p.x_ps;  // 1x1, stride 1: row m is input pixel m
                 a_taps[i] = 1;
             } else if (m < p.gemm_m) {
-                const int img = m / ohw, rem = m - img * ohw;
-                const int oy = rem / p.out_w, ox = rem - oy * p.out_w;
+                int rem, ox;
+                const int img = p.div_ohw.divmod(m, rem);
+                const int oy = p.div_ow.divmod(rem, ox);
                 const int ih0 = oy * p.sh - p.pt, iw0 = ox * p.sw - p.pl;
                 a_off[i] = ((static_cast<int64_t>(img) * p.in_h + ih0) * p.in_w + iw0) * p.x_ps;
-                for (int r = 0; r < p.kh; ++r) {
-                    if (static_cast<unsigned>(ih0 + r * p.dh) >= static_cast<unsigned>(p.in_h)) continue;
-                    for (int c = 0; c < p.kw; ++c)
-                        if (static_cast<unsigned>(iw0 + c * p.dw) < static_cast<unsigned>(p.in_w))
-                            a_taps[i] |= uint64_t{1} << (r * p.kw + c);
-                }
+                uint64_t cols = 0;  // the filter columns inside the image, then shifted to each row inside it
+                for (int c = 0; c < p.kw; ++c)
+                    if (static_cast<unsigned>(iw0 + c * p.dw) < static_cast<unsigned>(p.in_w)) cols |= uint64_t{1} << c;
+                for (int r = 0; r < p.kh; ++r)
+                    if (static_cast<unsigned>(ih0 + r * p.dh) < static_cast<unsigned>(p.in_h))
+                        a_taps[i] |= cols << (r * p.kw);
             }
         } else if (m < p.gemm_m) {
-            const int img = m / ohw, rem = m - img * ohw;
-            const int oy = rem / p.out_w, ox = rem - oy * p.out_w;
+            int rem, ox;
+            const int img = p.div_ohw.divmod(m, rem);
+            const int oy = p.div_ow.divmod(rem, ox);
             a_img[i] = x + static_cast<int64_t>(img) * p.in_h * p.in_w * p.x_ps;
             a_ih0[i] = oy * p.sh - p.pt;
             a_iw0[i] = ox * p.sw - p.pl;
@@ -594,22 +601,36 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     __syncthreads();
     constexpr int kLdc = BN + 8;  // +8 floats: the 4 rows of a half-warp's float2 stores hit distinct banks
     float* s_c = reinterpret_cast<float*>(smem);
+    // A thread's accumulator columns are fixed per ni: its per-channel factors load once. Without
+    // split-K the bias and activation are applied here, once per element on registers, so the store
+    // loop below only adds the residual, converts and stores; split-K tiles hold partial sums, and
+    // the CTA that completes a tile applies them when it stores.
 #pragma unroll
-    for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni) {
-            const int row = wm * WM + mi * 16 + (lane >> 2), col = wn * WN + ni * 8 + (lane & 3) * 2;
-            float s0 = 1.f, s1 = 1.f;  // INT8: int32 sums -> real units, per output channel
-            if constexpr (kInt8) {
-                const int n = tile_n * BN + col;
-                s0 = n < p.kg ? __ldg(p.dequant + n) : 0.f;
-                s1 = n + 1 < p.kg ? __ldg(p.dequant + n + 1) : 0.f;
-            }
-            *reinterpret_cast<float2*>(&s_c[row * kLdc + col]) =
-                make_float2(static_cast<float>(acc[mi][ni][0]) * s0, static_cast<float>(acc[mi][ni][1]) * s1);
-            *reinterpret_cast<float2*>(&s_c[(row + 8) * kLdc + col]) =
-                make_float2(static_cast<float>(acc[mi][ni][2]) * s0, static_cast<float>(acc[mi][ni][3]) * s1);
+    for (int ni = 0; ni < NI; ++ni) {
+        const int col = wn * WN + ni * 8 + (lane & 3) * 2, n = tile_n * BN + col;
+        float s0 = 1.f, s1 = 1.f;  // INT8: int32 sums -> real units, per output channel
+        if constexpr (kInt8) {
+            s0 = n < p.kg ? __ldg(p.dequant + n) : 0.f;
+            s1 = n + 1 < p.kg ? __ldg(p.dequant + n + 1) : 0.f;
         }
+        float b0 = 0.f, b1 = 0.f;
+        if constexpr (!kSplitK) {
+            b0 = n < p.kg ? __ldg(p.bias + n) : 0.f;
+            b1 = n + 1 < p.kg ? __ldg(p.bias + n + 1) : 0.f;
+        }
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) {
+            const int row = wm * WM + mi * 16 + (lane >> 2);
+            float v[4] = {static_cast<float>(acc[mi][ni][0]) * s0 + b0, static_cast<float>(acc[mi][ni][1]) * s1 + b1,
+                          static_cast<float>(acc[mi][ni][2]) * s0 + b0, static_cast<float>(acc[mi][ni][3]) * s1 + b1};
+            if (!kSplitK && p.silu) {
+#pragma unroll
+                for (int e = 0; e < 4; ++e) v[e] = silu_act<false>(v[e]);
+            }
+            *reinterpret_cast<float2*>(&s_c[row * kLdc + col]) = make_float2(v[0], v[1]);
+            *reinterpret_cast<float2*>(&s_c[(row + 8) * kLdc + col]) = make_float2(v[2], v[3]);
+        }
+    }
     __syncthreads();
     constexpr int kChunksN = BN / 8;
     if constexpr (kSplitK) {
@@ -634,7 +655,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
             const float4 lo = take4(ws + row * BN + c8 * 8);
             const float4 hi = take4(ws + row * BN + c8 * 8 + 4);
             float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-            store8_f16(p, m, n, v);
+            store8_f16<true>(p, m, n, v);
         }
     } else {
 #pragma unroll 1
@@ -645,7 +666,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
             const float4 lo = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8]);
             const float4 hi = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8 + 4]);
             float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-            store8_f16(p, m, n, v);
+            store8_f16<false>(p, m, n, v);
         }
     }
 }
@@ -676,12 +697,12 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
     const int group = blockIdx.z;
     const int n_tiles = (p.kg + BN - 1) / BN;
     const int tile_n = static_cast<int>(blockIdx.x % n_tiles), tile_m = static_cast<int>(blockIdx.x / n_tiles);
-    const int ohw = p.out_h * p.out_w;
     for (int r = tid; r < BM; r += kThreads) {
         const int m = tile_m * BM + r;
         if (m < p.gemm_m) {
-            const int img = m / ohw, rem = m - img * ohw;
-            const int oy = rem / p.out_w, ox = rem - oy * p.out_w;
+            int rem, ox;
+            const int img = p.div_ohw.divmod(m, rem);
+            const int oy = p.div_ow.divmod(rem, ox);
             s_pix[r] = img * p.in_h * p.in_w;
             s_ih[r] = oy * p.sh - p.pt;
             s_iw[r] = ox * p.sw - p.pl;
@@ -1254,6 +1275,8 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
     p.kg = s.k / s.groups;
     p.gemm_k = s.kh * s.kw * p.cg;
     p.gemm_m = static_cast<int>(m);
+    p.div_ohw = FastDivmod(std::max(1, y.h * y.w));
+    p.div_ow = FastDivmod(std::max(1, y.w));
     p.silu = silu ? 1 : 0;
     p.y_vec = aligned16(y.data) && y.pixel_stride % 8 == 0;
     p.res_vec = residual && aligned16(residual->data) && residual->pixel_stride % 8 == 0;
