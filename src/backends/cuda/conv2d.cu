@@ -81,11 +81,12 @@ __device__ __forceinline__ float silu_act(float v) {
     if constexpr (kPrecise) {
         return v / (1.f + expf(-v));
     } else {
-        // The SFU's exp2 and reciprocal (relative error ~1e-7, far below f16's rounding) instead of
-        // an IEEE division, whose instruction sequence is most of a small-K conv's epilogue. exp
-        // overflowing to inf gives rcp 0 and so -0 for very negative v, as it should.
-        float r;
-        asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.f + __expf(-v)));
+        // The SFU's exp2 and reciprocal (relative error ~1e-7, far below f16's rounding): five
+        // instructions, where an IEEE division and expf's range handling took most of a small-K
+        // conv's epilogue. exp overflowing to inf gives rcp 0 and so -0 for very negative v.
+        float e, r;
+        asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(v * -1.44269504088896341f));  // exp(-v)
+        asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.f + e));
         return v * r;
     }
 }
@@ -311,44 +312,62 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     // (outside the image where the window overhangs the padding) and one bit per filter tap that
     // lands inside the image; per k-tile, one tap index and one tap offset shared by all rows. A row
     // then costs a bit test and an add per k-tile instead of bounds checks and index arithmetic.
+    // The four threads that load a row's four chunks need the same two words: each row is worked
+    // out once, by one thread, in shared memory.
     [[maybe_unused]] int64_t a_off[kAPasses];
     [[maybe_unused]] uint64_t a_taps[kAPasses];
-    // Gather tactics: per A row, its image and the window's top-left input pixel.
-    [[maybe_unused]] const unsigned short* a_img[kAPasses];
-    [[maybe_unused]] int a_ih0[kAPasses], a_iw0[kAPasses];
-#pragma unroll
-    for (int i = 0; i < kAPasses; ++i) {
-        const int m = tile_m * BM + row0 + i * kRowsPerPass;
-        if constexpr (!kGather) {
-            a_off[i] = 0;
-            a_taps[i] = 0;
+    if constexpr (!kGather) {
+        __shared__ int64_t s_row_off[BM];
+        __shared__ uint64_t s_row_taps[BM];
+        for (int r = tid; r < BM; r += kThreads) {
+            const int m = tile_m * BM + r;
+            int64_t off = 0;
+            uint64_t taps = 0;
             if (m < p.gemm_m && p.pointwise) {
-                a_off[i] = static_cast<int64_t>(m) * p.x_ps;  // 1x1, stride 1: row m is input pixel m
-                a_taps[i] = 1;
+                off = static_cast<int64_t>(m) * p.x_ps;  // 1x1, stride 1: row m is input pixel m
+                taps = 1;
             } else if (m < p.gemm_m) {
                 int rem, ox;
                 const int img = p.div_ohw.divmod(m, rem);
                 const int oy = p.div_ow.divmod(rem, ox);
                 const int ih0 = oy * p.sh - p.pt, iw0 = ox * p.sw - p.pl;
-                a_off[i] = ((static_cast<int64_t>(img) * p.in_h + ih0) * p.in_w + iw0) * p.x_ps;
+                off = ((static_cast<int64_t>(img) * p.in_h + ih0) * p.in_w + iw0) * p.x_ps;
                 uint64_t cols = 0;  // the filter columns inside the image, then shifted to each row inside it
                 for (int c = 0; c < p.kw; ++c)
                     if (static_cast<unsigned>(iw0 + c * p.dw) < static_cast<unsigned>(p.in_w)) cols |= uint64_t{1} << c;
-                for (int r = 0; r < p.kh; ++r)
-                    if (static_cast<unsigned>(ih0 + r * p.dh) < static_cast<unsigned>(p.in_h))
-                        a_taps[i] |= cols << (r * p.kw);
+                for (int fy = 0; fy < p.kh; ++fy)
+                    if (static_cast<unsigned>(ih0 + fy * p.dh) < static_cast<unsigned>(p.in_h))
+                        taps |= cols << (fy * p.kw);
             }
-        } else if (m < p.gemm_m) {
-            int rem, ox;
-            const int img = p.div_ohw.divmod(m, rem);
-            const int oy = p.div_ow.divmod(rem, ox);
-            a_img[i] = x + static_cast<int64_t>(img) * p.in_h * p.in_w * p.x_ps;
-            a_ih0[i] = oy * p.sh - p.pt;
-            a_iw0[i] = ox * p.sw - p.pl;
-        } else {
-            a_img[i] = x;
-            a_ih0[i] = kDeadRow;
-            a_iw0[i] = 0;
+            s_row_off[r] = off;
+            s_row_taps[r] = taps;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < kAPasses; ++i) {
+            a_off[i] = s_row_off[row0 + i * kRowsPerPass];
+            a_taps[i] = s_row_taps[row0 + i * kRowsPerPass];
+        }
+    }
+    // Gather tactics: per A row, its image and the window's top-left input pixel.
+    [[maybe_unused]] const unsigned short* a_img[kAPasses];
+    [[maybe_unused]] int a_ih0[kAPasses], a_iw0[kAPasses];
+    if constexpr (kGather) {
+#pragma unroll
+        for (int i = 0; i < kAPasses; ++i) {
+            const int m = tile_m * BM + row0 + i * kRowsPerPass;
+            if (m < p.gemm_m) {
+                int rem, ox;
+                const int img = p.div_ohw.divmod(m, rem);
+                const int oy = p.div_ow.divmod(rem, ox);
+                a_img[i] = x + static_cast<int64_t>(img) * p.in_h * p.in_w * p.x_ps;
+                a_ih0[i] = oy * p.sh - p.pt;
+                a_iw0[i] = ox * p.sw - p.pl;
+            } else {
+                a_img[i] = x;
+                a_ih0[i] = kDeadRow;
+                a_iw0[i] = 0;
+            }
         }
     }
     // Vectorised f16 weights: each B row's offset, or -1 past the output channels.
@@ -657,6 +676,46 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
             float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
             store8_f16<true>(p, m, n, v);
         }
+    } else if constexpr (kThreads % kChunksN == 0) {
+        // Each thread keeps one 8-channel chunk and walks rows kThreads / kChunksN apart, so its
+        // output (and residual) address just advances by a fixed stride.
+        constexpr int kRowStep = kThreads / kChunksN;
+        const int c8 = tid % kChunksN, n = tile_n * BN + c8 * 8;
+        if (n >= p.kg) return;
+        int row = tid / kChunksN;
+        const bool vec = n + 8 <= p.kg && p.y_vec && (!p.res || p.res_vec);
+        const int64_t m0 = static_cast<int64_t>(tile_m) * BM + row;
+        uint4* y = reinterpret_cast<uint4*>(static_cast<__half*>(p.y) + m0 * p.y_ps + n);
+        const uint4* res =
+            p.res ? reinterpret_cast<const uint4*>(static_cast<const __half*>(p.res) + m0 * p.res_ps + n) : nullptr;
+        const int64_t y_step = kRowStep * p.y_ps / 8, res_step = kRowStep * p.res_ps / 8;  // in uint4
+#pragma unroll 2
+        for (; row < BM && tile_m * BM + row < p.gemm_m; row += kRowStep) {
+            const float4 lo = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8]);
+            const float4 hi = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8 + 4]);
+            float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+            if (vec) {
+                if (res) {
+                    const uint4 r = *res;
+                    const __half2* rh = reinterpret_cast<const __half2*>(&r);
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        const float2 f = __half22float2(rh[j]);
+                        v[2 * j] += f.x;
+                        v[2 * j + 1] += f.y;
+                    }
+                    res += res_step;
+                }
+                uint4 out;
+                __half2* oh = reinterpret_cast<__half2*>(&out);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) oh[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+                *y = out;
+                y += y_step;
+            } else {
+                store8_f16<false>(p, tile_m * BM + row, n, v);
+            }
+        }
     } else {
 #pragma unroll 1
         for (int idx = tid; idx < BM * kChunksN; idx += kThreads) {
@@ -872,11 +931,13 @@ struct Tactic {
     int splits;  // > 1: split-K over grid.z (tensor cores) or grid.y (SIMT), with a workspace
 };
 
-// Opts a kernel into more than 48 KB of dynamic shared memory, once per device (a per-device
-// function attribute). The L1/shared split is left to the driver, which sizes shared memory for
-// occupancy and leaves the rest to L1 (the input loads of 3x3 filters use it).
+// Sets a kernel's dynamic shared memory limit to what its launches ask for, once per device (a
+// per-device function attribute): past 48 KB, static and dynamic together, a launch needs it, and
+// the tensor-core kernels have a few KB of static shared memory besides. The L1/shared split is
+// left to the driver, which sizes shared memory for occupancy and leaves the rest to L1 (the input
+// loads of 3x3 filters use it).
 void prepare_kernel(const void* kernel, int smem, std::atomic<uint64_t>& done) {
-    if (smem <= 48 * 1024) return;
+    if (smem <= 0) return;
     int dev = 0;
     KS_CUDA(cudaGetDevice(&dev));
     const uint64_t bit = dev < 64 ? uint64_t{1} << dev : 0;
