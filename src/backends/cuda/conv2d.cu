@@ -33,6 +33,7 @@
 #include <sstream>
 #include <type_traits>
 
+#include "backends/cuda/activations.cuh"
 #include "backends/cuda/conv2d.h"
 #include "backends/cuda/device_convert.cuh"
 #include "backends/cuda/fast_divmod.h"
@@ -78,17 +79,7 @@ constexpr int kDeadRow = -(1 << 29);
 
 template <bool kPrecise>
 __device__ __forceinline__ float silu_act(float v) {
-    if constexpr (kPrecise) {
-        return v / (1.f + expf(-v));
-    } else {
-        // The SFU's exp2 and reciprocal (relative error ~1e-7, far below f16's rounding): five
-        // instructions, where an IEEE division and expf's range handling took most of a small-K
-        // conv's epilogue. exp overflowing to inf gives rcp 0 and so -0 for very negative v.
-        float e, r;
-        asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(e) : "f"(v * -1.44269504088896341f));  // exp(-v)
-        asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(1.f + e));
-        return v * r;
-    }
+    return kPrecise ? silu_exact(v) : silu_approx(v);
 }
 
 // ---- PTX wrappers ----------------------------------------------------------------------------------

@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
+#include "backends/cuda/activations.cuh"
 #include "backends/cuda/conv2d.h"
 #include "backends/cuda/device_convert.cuh"
+#include "backends/cuda/fast_divmod.h"
 
 namespace kestrel::cuda {
 namespace {
@@ -19,6 +22,7 @@ constexpr int kC = 3, kTaps = 9, kMaxK = 64, kChunk = 8, kThreads = 256;
 struct StemArgs {
     const float* x;
     int n, h, w_in, oh, ow, k;
+    FastDivmod div_ow;  // output pixel -> (y, x)
     int stride_h, stride_w, pad_top, pad_left;
     bool silu;
     bool vec_store;  // 16-byte aligned pixels: 8 channels per store
@@ -39,11 +43,13 @@ template <typename T, int K>
 __global__ void __launch_bounds__(kThreads)
     stem_conv_nchw_3x3(StemArgs a, const __grid_constant__ StemWeights<K> wt, T* __restrict__ y) {
     const int k_count = K ? K : a.k;
-    const int64_t total = int64_t{a.n} * a.oh * a.ow;
-    for (int64_t p = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; p < total; p += int64_t{gridDim.x} * blockDim.x) {
-        const int ox = static_cast<int>(p % a.ow);
-        const int oy = static_cast<int>((p / a.ow) % a.oh);
-        const int64_t img = p / (int64_t{a.ow} * a.oh);
+    // grid.x covers one image's output pixels, grid.y steps over the images: 32-bit index arithmetic.
+    const int q = static_cast<int>(blockIdx.x) * kThreads + static_cast<int>(threadIdx.x);
+    if (q >= a.oh * a.ow) return;
+    int ox;
+    const int oy = a.div_ow.divmod(q, ox);
+    for (int64_t img = blockIdx.y; img < a.n; img += gridDim.y) {
+        const int64_t p = img * a.oh * a.ow + q;
         // The 27 input taps of this pixel, zero outside the image (the conv's padding).
         float in[kC * kTaps];
 #pragma unroll
@@ -67,7 +73,9 @@ __global__ void __launch_bounds__(kThreads)
                 float s = wt.b[k];
 #pragma unroll
                 for (int t = 0; t < kC * kTaps; ++t) s = fmaf(in[t], wt.w[k * kC * kTaps + t], s);
-                acc[j] = a.silu ? s / (1.f + __expf(-s)) : s;
+                // f16 outputs round far above the approximate SiLU's error; f32 ones get the exact one.
+                if (a.silu) s = std::is_same_v<T, float> ? silu_exact(s) : silu_approx(s);
+                acc[j] = s;
             }
             if (a.vec_store && k0 + kChunk <= k_count) {
                 // 8 channels of one pixel as one 16-byte (f16) or two (f32) stores.
@@ -87,7 +95,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <int K>
-void launch_stem(const StemArgs& a, const float* weights, const float* bias, const NhwcTensor& y, int blocks,
+void launch_stem(const StemArgs& a, const float* weights, const float* bias, const NhwcTensor& y, dim3 blocks,
                  cudaStream_t stream) {
     StemWeights<K> wt{};
     std::copy_n(weights, a.k * kC * kTaps, wt.w);
@@ -116,10 +124,11 @@ void conv2d_nchw_input(const float* x, int h, int w, const float* weights, const
              "conv2d_nchw_input: output ", y.h, "x", y.w, " is too large for a ", h, "x", w, " input");
     if (int64_t{y.n} * y.h * y.w == 0) return;
     const bool aligned = reinterpret_cast<uintptr_t>(y.data) % 16 == 0 && y.pixel_stride % 8 == 0;
-    StemArgs a{x,          y.n,        h,         w,          y.h,  y.w,     s.k,
+    KS_CHECK(int64_t{y.h} * y.w < (int64_t{1} << 31) - kThreads, "conv2d_nchw_input: output image too large");
+    StemArgs a{x,          y.n,        h,         w,          y.h,  y.w,     s.k,           FastDivmod(y.w),
                s.stride_h, s.stride_w, s.pad_top, s.pad_left, silu, aligned, y.pixel_stride};
-    const int64_t total = int64_t{y.n} * y.h * y.w;
-    const int blocks = static_cast<int>(std::min<int64_t>((total + kThreads - 1) / kThreads, 132 * 16));
+    const dim3 blocks(static_cast<unsigned>((y.h * y.w + kThreads - 1) / kThreads),
+                      static_cast<unsigned>(std::min(y.n, 65535)));
     // YOLOv8's stems: 16 (n), 32 (s), 48 (m), 64 (l) channels get their own kernel.
     switch (s.k) {
         case 16:
