@@ -30,6 +30,12 @@ target_include_directories(kestrel_timing_cache_tests PRIVATE ${PROJECT_SOURCE_D
 target_link_libraries(kestrel_timing_cache_tests PRIVATE kestrel GTest::gtest_main)
 gtest_discover_tests(kestrel_timing_cache_tests DISCOVERY_TIMEOUT 60)
 
+# The CUDA kernels' division by a launch-time constant, on the host (no GPU needed).
+add_executable(kestrel_fast_divmod_tests tests/unit/fast_divmod_test.cc)
+target_include_directories(kestrel_fast_divmod_tests PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(kestrel_fast_divmod_tests PRIVATE kestrel GTest::gtest_main)
+gtest_discover_tests(kestrel_fast_divmod_tests DISCOVERY_TIMEOUT 60)
+
 # GPU suite: every CUDA kernel against the reference (tests/gpu). Needs a GPU, so it carries the
 # label "gpu": scripts/test.sh excludes it here and scripts/gpu_round.sh runs it on the GPU machine.
 file(GLOB KESTREL_GPU_TEST_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/gpu/*.cc)
