@@ -1045,6 +1045,11 @@ const Tactic kTactics[] = {
     mma_tactic<256, 64, 4, 2, 3, false>(0.95),  // 39
     mma_tactic<128, 128, 2, 4, 4, false>(1.0),  // 40
     mma_tactic<128, 64, 2, 2, 4, false>(0.92),  // 41
+    // Tall tiles for 16 output channels (C2f bottlenecks at 160x160), and split-K for the head's
+    // 80-channel convs at batch 1 (80x80 has 50 tiles of 128 rows for 132 SMs).
+    mma_tactic<256, 16, 8, 1, 3, false>(0.4),    // 42
+    mma_tactic<64, 80, 2, 1, 3, false, 2>(0.7),  // 43
+    mma_tactic<64, 80, 2, 1, 3, false, 4>(0.7),  // 44
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
