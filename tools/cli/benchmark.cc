@@ -11,23 +11,40 @@
 #include "cli/modes.h"
 #include "core/error.h"
 #include "kestrel/engine.h"
+#include "runtime/cuda_session.h"
 
 namespace kestrel::cli {
 
 namespace {
 
-// NVIDIA H100 SXM5 datasheet peaks (dense, no sparsity), the roofline the profile compares with;
-// boost clock, so a card held at lower clocks stays below them.
-constexpr double kH100Fp16TensorTflops = 989.4;  // FP16 tensor core, FP32 accumulate
-constexpr double kH100Int8TensorTops = 1978.9;   // INT8 tensor core
-constexpr double kH100Fp32Tflops = 66.9;         // FP32 (FFMA) on the CUDA cores, no TF32
-constexpr double kH100HbmGBs = 3350;             // HBM3 bandwidth, GB/s
+// Datasheet peaks (dense, no sparsity; boost clock, so a card held at lower clocks stays below
+// them): the roofline the GPU profile compares each layer with.
+struct GpuPeaks {
+    const char* card;
+    double fp16_tensor_tflops;  // FP16 tensor core, FP32 accumulate
+    double int8_tensor_tops;    // INT8 tensor core
+    double fp32_tflops;         // FP32 (FFMA) on the CUDA cores, no TF32
+    double hbm_gbs;             // memory bandwidth, GB/s
+};
+constexpr GpuPeaks kH100Sxm{"H100 SXM5", 989.4, 1978.9, 66.9, 3350};
+constexpr GpuPeaks kH100Pcie{"H100 PCIe", 756.5, 1513.0, 51.2, 2000};
+constexpr GpuPeaks kH200Sxm{"H200 SXM", 989.4, 1978.9, 66.9, 4800};
+
+// The card's figures by its CUDA name ("NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe", "NVIDIA H200");
+// nullptr for a card without figures here.
+const GpuPeaks* datasheet_peaks(const std::string& name) {
+    auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+    if (has("NVL")) return nullptr;
+    if (has("H200")) return &kH200Sxm;
+    if (has("H100")) return has("PCIe") ? &kH100Pcie : &kH100Sxm;
+    return nullptr;
+}
 
 // The compute peak a kernel can reach, by its name (conv2d's names state the instruction).
-double peak_tflops(const std::string& kernel) {
-    if (kernel.find("s8mma") != std::string::npos) return kH100Int8TensorTops;
-    if (kernel.find("mma_") != std::string::npos) return kH100Fp16TensorTflops;
-    return kH100Fp32Tflops;
+double peak_tflops(const GpuPeaks& g, const std::string& kernel) {
+    if (kernel.find("s8mma") != std::string::npos) return g.int8_tensor_tops;
+    if (kernel.find("mma_") != std::string::npos) return g.fp16_tensor_tflops;
+    return g.fp32_tflops;
 }
 
 }  // namespace
@@ -41,9 +58,11 @@ int run_benchmark(const Options& opts) {
     KS_CHECK(session.ok(), session.status().message());
     std::vector<int> batches = opts.is_set("batch") ? opts.get_int_list("batch") : std::vector<int>{info.max_batch};
     bool profile = opts.get_bool("profile");
-    std::cout << "Kestrel benchmark: " << opts.get_string("model") << " (" << info.task << ", " << info.precision
-              << ", device=" << info.device << ", imgsz " << info.imgsz[0] << "x" << info.imgsz[1] << ")\n";
     const bool gpu = info.device.rfind("cuda", 0) == 0;
+    const std::string gpu_name = gpu ? runtime::cuda_device_name(0) : std::string();  // engines run on GPU 0
+    std::cout << "Kestrel benchmark: " << opts.get_string("model") << " (" << info.task << ", " << info.precision
+              << ", device=" << info.device << (gpu ? " " + gpu_name : std::string()) << ", imgsz " << info.imgsz[0]
+              << "x" << info.imgsz[1] << ")\n";
     // GPU: compute time of CUDA-graph replays between events (trtexec's "GPU Compute Time"); CPU:
     // wall time of whole inferences.
     const int runs = gpu ? 200 : 30;
@@ -79,13 +98,16 @@ int run_benchmark(const Options& opts) {
         }
         double total = std::accumulate(sum.begin(), sum.end(), 0.0);
         printf("\nPer-layer profile (batch %d, mean of 10 runs, total %.3f ms)\n", b, total / 10);
+        const GpuPeaks* card = gpu ? datasheet_peaks(gpu_name) : nullptr;
+        const GpuPeaks& peaks = card ? *card : kH100Sxm;
         if (gpu)
             printf(
                 "GB/s: activations read and written at their stored types (each tensor once) plus weights once a "
-                "batch.\nbound: the roofline's limit at the layer's FLOP/byte against H100 SXM5 datasheet peaks "
-                "(FP16 tensor %.0f, INT8 tensor %.0f, FP32 %.1f TFLOP/s; HBM3 %.0f GB/s); roof%%: the share of that "
+                "batch.\nbound: the roofline's limit at the layer's FLOP/byte against %s datasheet peaks%s (FP16 "
+                "tensor %.0f, INT8 tensor %.0f, FP32 %.1f TFLOP/s; memory %.0f GB/s); roof%%: the share of that "
                 "limit reached.\n",
-                kH100Fp16TensorTflops, kH100Int8TensorTops, kH100Fp32Tflops, kH100HbmGBs);
+                peaks.card, card ? "" : (" (no figures for " + gpu_name + " here)").c_str(), peaks.fp16_tensor_tflops,
+                peaks.int8_tensor_tops, peaks.fp32_tflops, peaks.hbm_gbs);
         printf("%-40s %-52s %9s %6s %9s", "layer", "kernel", "ms", "%", "TFLOP/s");
         if (gpu) printf(" %9s %8s %6s", "GB/s", "bound", "roof%");
         printf("\n");
@@ -98,10 +120,10 @@ int run_benchmark(const Options& opts) {
             if (gpu && ms > 0 && bytes > 0) {
                 const double gbs = bytes / (ms * 1e6);
                 // Roofline: attainable = min(peak compute, FLOP/byte x bandwidth).
-                const double peak = peak_tflops(layers[k].kernel);
+                const double peak = peak_tflops(peaks, layers[k].kernel);
                 const double intensity = layers[k].flops * b / bytes;  // FLOP per byte
-                const bool compute_bound = intensity * kH100HbmGBs / 1e3 >= peak;
-                const double roof = compute_bound ? tflops / peak : gbs / kH100HbmGBs;
+                const bool compute_bound = intensity * peaks.hbm_gbs / 1e3 >= peak;
+                const double roof = compute_bound ? tflops / peak : gbs / peaks.hbm_gbs;
                 printf(" %9.1f %8s %5.1f%%", gbs, compute_bound ? "compute" : "memory", 100 * roof);
             } else if (gpu) {
                 printf(" %9s %8s %6s", "-", "-", "-");
