@@ -136,6 +136,25 @@ __device__ __forceinline__ uint32_t quantize4_s8(uint32_t lo, uint32_t hi, float
 
 // ---- epilogue ---------------------------------------------------------------------------------------
 
+// v plus the 8 halves at res (if any) -> 8 halves at y: one 16-byte load and one 16-byte store.
+__device__ __forceinline__ void store8_vec(float (&v)[8], const uint4* res, uint4* y) {
+    if (res) {
+        const uint4 r = *res;
+        const __half2* rh = reinterpret_cast<const __half2*>(&r);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float2 f = __half22float2(rh[j]);
+            v[2 * j] += f.x;
+            v[2 * j + 1] += f.y;
+        }
+    }
+    uint4 out;
+    __half2* oh = reinterpret_cast<__half2*>(&out);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) oh[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
+    *y = out;
+}
+
 // Bias and activation (kBiasAct; otherwise v has them already), residual and store for 8
 // consecutive output channels [n, n + 8) of pixel m, clipped to the k channels that exist. 16-byte
 // accesses when the tensors' strides and bases allow.
@@ -161,21 +180,7 @@ __device__ __forceinline__ void store8_f16(const ConvParams& p, int m, int n, fl
     __half* y = static_cast<__half*>(p.y) + static_cast<int64_t>(m) * p.y_ps + n;
     const __half* res = p.res ? static_cast<const __half*>(p.res) + static_cast<int64_t>(m) * p.res_ps + n : nullptr;
     if (cnt == 8 && p.y_vec && (!res || p.res_vec)) {
-        if (res) {
-            uint4 r = *reinterpret_cast<const uint4*>(res);
-            const __half2* rh = reinterpret_cast<const __half2*>(&r);
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                float2 f = __half22float2(rh[j]);
-                v[2 * j] += f.x;
-                v[2 * j + 1] += f.y;
-            }
-        }
-        uint4 out;
-        __half2* oh = reinterpret_cast<__half2*>(&out);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) oh[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
-        *reinterpret_cast<uint4*>(y) = out;
+        store8_vec(v, reinterpret_cast<const uint4*>(res), reinterpret_cast<uint4*>(y));
     } else {
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
@@ -686,22 +691,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
             const float4 hi = *reinterpret_cast<const float4*>(&s_c[row * kLdc + c8 * 8 + 4]);
             float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
             if (vec) {
-                if (res) {
-                    const uint4 r = *res;
-                    const __half2* rh = reinterpret_cast<const __half2*>(&r);
-#pragma unroll
-                    for (int j = 0; j < 4; ++j) {
-                        const float2 f = __half22float2(rh[j]);
-                        v[2 * j] += f.x;
-                        v[2 * j + 1] += f.y;
-                    }
-                    res += res_step;
-                }
-                uint4 out;
-                __half2* oh = reinterpret_cast<__half2*>(&out);
-#pragma unroll
-                for (int j = 0; j < 4; ++j) oh[j] = __floats2half2_rn(v[2 * j], v[2 * j + 1]);
-                *y = out;
+                store8_vec(v, res, y);
+                if (res) res += res_step;
                 y += y_step;
             } else {
                 store8_f16<false>(p, tile_m * BM + row, n, v);
