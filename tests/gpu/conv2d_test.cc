@@ -143,8 +143,9 @@ const Case kCases[] = {
     // asymmetric padding, groups.
     {.name = "odd_channels_res", .n = 2, .c = 5, .h = 9, .w = 9, .k = 7, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
     {.name = "5x5_p2", .n = 1, .c = 8, .h = 12, .w = 12, .k = 16, .kh = 5, .kw = 5, .pt = 2, .pl = 2, .pb = 2, .pr = 2},
-    // 49 taps (the vectorised loads' per-row tap mask nearly full), and 81 (past its 64 bits: only
-    // the gather and SIMT tactics take it).
+    // 32 taps (the vectorised loads' per-row tap mask full, bit 31 included), and 49 and 81 (past
+    // its 32 bits: only the gather and SIMT tactics take them).
+    {.name = "4x8_asym", .n = 2, .c = 16, .h = 11, .w = 10, .k = 24, .kh = 4, .kw = 8, .pt = 2, .pl = 4, .pb = 1, .pr = 3, .silu = true, .residual = true},
     {.name = "7x7_p3", .n = 2, .c = 8, .h = 11, .w = 10, .k = 16, .kh = 7, .kw = 7, .pt = 3, .pl = 3, .pb = 3, .pr = 3, .silu = true},
     {.name = "9x9_p4", .n = 1, .c = 8, .h = 10, .w = 9, .k = 8, .kh = 9, .kw = 9, .pt = 4, .pl = 4, .pb = 4, .pr = 4},
     {.name = "3x1_asym_dil2", .n = 1, .c = 16, .h = 10, .w = 9, .k = 16, .kh = 3, .kw = 1, .pt = 2, .pl = 0, .pb = 1, .pr = 1, .dil = 2, .silu = true},
@@ -360,15 +361,17 @@ TEST(CudaConv2d, TacticTable) {
         }
     }
     EXPECT_TRUE(mma_dense) << "no tensor-core tactic for a 3x3 256->64 f16 conv";
-    // Vectorised tensor-core tactics keep a 64-bit tap mask per output row: 8x8 filters at most.
-    ConvShape taps64 = dense, taps81 = dense;
-    taps64.kh = taps64.kw = 8;
-    taps81.kh = taps81.kw = 9;
+    // Vectorised tensor-core tactics keep a 32-bit tap mask per output row: 32 filter taps at most.
+    ConvShape taps32 = dense, taps33 = dense;
+    taps32.kh = 4;
+    taps32.kw = 8;
+    taps33.kh = 3;
+    taps33.kw = 11;
     for (int t = 0; t < count; ++t) {
         const std::string name = cuda::conv2d_tactic_name(t, dense, ElemType::kF16);
         if (name.find("_mma_m16n8k16_") == std::string::npos || name.find("gather") != std::string::npos) continue;
-        EXPECT_TRUE(cuda::conv2d_tactic_supports(t, taps64, ElemType::kF16)) << name;
-        EXPECT_FALSE(cuda::conv2d_tactic_supports(t, taps81, ElemType::kF16)) << name;
+        EXPECT_TRUE(cuda::conv2d_tactic_supports(t, taps32, ElemType::kF16)) << name;
+        EXPECT_FALSE(cuda::conv2d_tactic_supports(t, taps33, ElemType::kF16)) << name;
     }
     for (const ConvShape& s : {dense, stem, grouped})
         for (ElemType type : {ElemType::kF32, ElemType::kF16}) {
@@ -434,7 +437,7 @@ TEST(CudaConv2d, MatchesReferenceF16) {
 }
 
 // INT8 convolutions (f16 tensors, s8 tensor-core GEMM): every case the INT8 tactics can run
-// (groups 1, channels a multiple of 8, at most 64 filter taps, 16-byte aligned input pixels), slices
+// (groups 1, channels a multiple of 8, at most 32 filter taps, 16-byte aligned input pixels), slices
 // and residuals included.
 TEST(CudaConv2d, MatchesReferenceInt8) {
     SKIP_WITHOUT_GPU();
@@ -442,7 +445,7 @@ TEST(CudaConv2d, MatchesReferenceInt8) {
     SCOPED_TRACE(rng.trace());
     int ran = 0;
     for (const Case& cs : kCases) {
-        if (cs.groups != 1 || cs.c % 8 != 0 || cs.kh * cs.kw > 64 || !cs.x_vectorisable()) continue;
+        if (cs.groups != 1 || cs.c % 8 != 0 || cs.kh * cs.kw > 32 || !cs.x_vectorisable()) continue;
         run_case(cs, ElemType::kI8, rng);
         ++ran;
         if (HasFatalFailure()) return;

@@ -5,7 +5,7 @@
 //     exact f32 path; with f16 tensors it is the generic fallback (grouped and depthwise convs).
 //   - MMA: f16 tensor cores (mma.sync m16n8k16, f32 accumulators) fed by cp.async 16-byte copies
 //     into a multi-stage, XOR-swizzled shared-memory ring and read back with ldmatrix. Needs
-//     groups == 1, (c/groups) % 8 == 0, at most 64 filter taps and 16-byte aligned input pixels.
+//     groups == 1, (c/groups) % 8 == 0, at most 32 filter taps and 16-byte aligned input pixels.
 //   - MMA gather: the same tensor-core main loop, but A and B are gathered element by element, so it
 //     runs any groups == 1 conv (the 3-channel stem, odd channel counts, misaligned slices).
 //   - MMA INT8 ("s8mma"): the MMA kernel with int8 weights; x (f16) arrives through the same
@@ -19,7 +19,8 @@
 // output's pixel stride; the tensor-core kernels stage the tile in shared memory so that they store
 // 16 bytes at a time when the output and residual are aligned for it.
 // Packed weights must be 16-byte aligned (cudaMalloc'd, or at a 16-byte offset in a larger blob).
-// The vectorised MMA tactics also need x 16-byte aligned with pixel_stride % 8 == 0; ConvShape
+// The vectorised MMA tactics also need x 16-byte aligned with pixel_stride % 8 == 0, spanning less
+// than 4 GiB (32-bit offsets); ConvShape
 // cannot say so, so conv2d_tactic_supports() accepts them and conv2d_nhwc() throws for such an x
 // (the heuristic, tactic < 0, falls back to the gather tactics).
 #include <cuda_fp16.h>
@@ -88,14 +89,23 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
     return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
-// src_bytes == 0 zero-fills the 16 bytes without reading src: that is how padding taps and rows
-// or channels past the tensor become zeros in the tile.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
-}
-// The same through L1: neighbouring taps of a filter read mostly the same input pixels.
-__device__ __forceinline__ void cp_async16_l1(uint32_t dst, const void* src, bool valid) {
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+// 16 bytes from global src to shared dst. !valid zero-fills dst and ignores src entirely (the
+// ignore-src operand): nothing is read, so src may be any address, e.g. a padding tap's, which lies
+// outside the tensor. kViaL1 caches the read in L1 (.ca): neighbouring taps of a filter read mostly
+// the same input pixels; otherwise it goes to L2 only (.cg).
+template <bool kViaL1>
+__device__ __forceinline__ void cp_async16(uint32_t dst, uint64_t src, bool valid) {
+    if constexpr (kViaL1) {
+        asm volatile(
+            "{\n .reg .pred skip;\n setp.eq.u32 skip, %2, 0;\n cp.async.ca.shared.global [%0], [%1], 16, skip;\n}\n" ::
+                "r"(dst),
+            "l"(src), "r"(static_cast<unsigned>(valid)));
+    } else {
+        asm volatile(
+            "{\n .reg .pred skip;\n setp.eq.u32 skip, %2, 0;\n cp.async.cg.shared.global [%0], [%1], 16, skip;\n}\n" ::
+                "r"(dst),
+            "l"(src), "r"(static_cast<unsigned>(valid)));
+    }
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
@@ -279,18 +289,17 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     constexpr int kRowsPerPass = kThreads / 4;  // four 16-byte chunks per 32-wide k row
     static_assert(BM % kRowsPerPass == 0, "every thread loads the same number of A rows");
     constexpr int kAPasses = BM / kRowsPerPass;
-    constexpr int kBPasses = (BN + kRowsPerPass - 1) / kRowsPerPass;
-    constexpr int kStageA = BM * kMmaBK, kStageB = BN * kMmaBK;  // halves
-    // INT8 weights: rows of 32 bytes (two 16-byte chunks); chunk c of row r is stored at chunk
-    // c ^ ((r >> 2) & 1), so the 8 rows an ldmatrix phase reads cover all 32 banks.
-    constexpr int kRowsPerPassB8 = kThreads / 2;
-    constexpr int kBPasses8 = (BN + kRowsPerPassB8 - 1) / kRowsPerPassB8;
-    constexpr int kStageB8 = BN * kMmaBK;  // bytes
+    constexpr int kStageA = BM * kMmaBK;  // halves
+    // B rows: f16 weights are 64-byte rows like A's; INT8 weights are rows of 32 bytes (two 16-byte
+    // chunks), chunk c of row r stored at chunk c ^ ((r >> 2) & 1), so the 8 rows an ldmatrix phase
+    // reads cover all 32 banks.
+    constexpr int kBRowBytes = kInt8 ? kMmaBK : 2 * kMmaBK;
+    constexpr int kBRowsPerPass = kThreads / (kBRowBytes / 16);
+    constexpr int kBPasses = (BN + kBRowsPerPass - 1) / kBRowsPerPass;
+    constexpr int kStageBBytes = BN * kBRowBytes;
 
     extern __shared__ __align__(128) unsigned char smem[];
-    __half* s_a = reinterpret_cast<__half*>(smem);
-    __half* s_b = s_a + STAGES * kStageA;
-    const uint32_t s_a_addr = smem_addr(s_a), s_b_addr = smem_addr(s_b);
+    const uint32_t s_a_addr = smem_addr(smem), s_b_addr = s_a_addr + STAGES * kStageA * 2;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp % WARPS_M, wn = warp / WARPS_M;
@@ -300,25 +309,43 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     const unsigned short* x = static_cast<const unsigned short*>(p.x);
     const unsigned short* wgt = static_cast<const unsigned short*>(p.wgt);
 
-    // Loader assignment: thread t copies chunk (t % 4) of rows t / 4 + i * kRowsPerPass, so the
-    // k offset it loads is the same for all its rows and advances by 32 per k-tile.
+    // Loader assignment: thread t copies chunk (t % 4) of A rows t / 4 + i * kRowsPerPass, so the
+    // k offset it loads is the same for all its rows and advances by 32 per k-tile; likewise for B
+    // (chunk t % 2 of rows t / 2 + j * kBRowsPerPass for INT8 weights).
     const int chunk = tid & 3, row0 = tid >> 2;
-    [[maybe_unused]] const int chunk_b8 = tid & 1, row0_b8 = tid >> 1;  // INT8 weights: two chunks per row
-    // Vectorised tactics: per A row, the element offset (from x) of its window's top-left input pixel
-    // (outside the image where the window overhangs the padding) and one bit per filter tap that
-    // lands inside the image; per k-tile, one tap index and one tap offset shared by all rows. A row
-    // then costs a bit test and an add per k-tile instead of bounds checks and index arithmetic.
-    // The four threads that load a row's four chunks need the same two words: each row is worked
-    // out once, by one thread, in shared memory.
-    [[maybe_unused]] int64_t a_off[kAPasses];
-    [[maybe_unused]] uint64_t a_taps[kAPasses];
+    const int chunk_b = kInt8 ? tid & 1 : chunk, row0_b = kInt8 ? tid >> 1 : row0;
+    // Rows are loaded kRowsPerPass (a multiple of 8) apart, so one swizzled offset serves all passes.
+    const uint32_t a_st = 2 * swz(row0, chunk);
+    const uint32_t b_st = kInt8 ? row0_b * kMmaBK + ((chunk_b ^ ((row0_b >> 2) & 1)) << 4) : a_st;
+
+    // This CTA's k-tiles: all of them, or its split's share.
+    int kt_begin = 0, kt_end = (p.gemm_k + kMmaBK - 1) / kMmaBK;
+    if constexpr (kSplitK)
+        splitk_range(kt_end, static_cast<int>(blockIdx.z), static_cast<int>(gridDim.z), kt_begin, kt_end);
+
+    // The k index this thread loads next, as (filter row, filter column, channel).
+    int kidx = kt_begin * kMmaBK + chunk * 8;
+    int ci = kidx % p.cg, fs = (kidx / p.cg) % p.kw, fr = kidx / p.cg / p.kw;
+
+    // Vectorised tactics keep one 32-bit byte offset per A row (from x) and per B row (from the
+    // weights) and advance them with the k-tiles, so a 16-byte copy costs a mask test, the copy and
+    // an add (x and the weights span less than 4 GiB: conv2d_nhwc checks). An A row's offset is its
+    // window's top-left input pixel (outside the image where the window overhangs the padding, so
+    // it may wrap around) plus the current tap's offset; its 32-bit mask has one bit per filter tap
+    // that lands inside the image. A copy whose tap is outside ignores its source (cp_async16), so
+    // the offset may point anywhere then. The four threads that load a row's four chunks need the
+    // same two words: each row is worked out once, by one thread, in shared memory.
+    [[maybe_unused]] uint32_t a_off[kAPasses], a_taps[kAPasses], b_off[kBPasses];
+    [[maybe_unused]] unsigned b_live = 0;  // bit j: B row pass j is an output channel that exists
+    [[maybe_unused]] int tap = 0;          // filter row * kw + filter column of k index kidx
+    [[maybe_unused]] int64_t tap_off = 0;  // its offset from a window's top-left pixel, in elements
+    auto tap_offset = [&] { return static_cast<int64_t>(fr * p.dh * p.in_w + fs * p.dw) * p.x_ps + ci; };
     if constexpr (!kGather) {
-        __shared__ int64_t s_row_off[BM];
-        __shared__ uint64_t s_row_taps[BM];
+        __shared__ uint32_t s_row_off[BM], s_row_taps[BM];
         for (int r = tid; r < BM; r += kThreads) {
             const int m = tile_m * BM + r;
             int64_t off = 0;
-            uint64_t taps = 0;
+            uint32_t taps = 0;
             if (m < p.gemm_m && p.pointwise) {
                 off = static_cast<int64_t>(m) * p.x_ps;  // 1x1, stride 1: row m is input pixel m
                 taps = 1;
@@ -328,21 +355,32 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
                 const int oy = p.div_ow.divmod(rem, ox);
                 const int ih0 = oy * p.sh - p.pt, iw0 = ox * p.sw - p.pl;
                 off = ((static_cast<int64_t>(img) * p.in_h + ih0) * p.in_w + iw0) * p.x_ps;
-                uint64_t cols = 0;  // the filter columns inside the image, then shifted to each row inside it
+                uint32_t cols = 0;  // the filter columns inside the image, then shifted to each row inside it
                 for (int c = 0; c < p.kw; ++c)
-                    if (static_cast<unsigned>(iw0 + c * p.dw) < static_cast<unsigned>(p.in_w)) cols |= uint64_t{1} << c;
+                    if (static_cast<unsigned>(iw0 + c * p.dw) < static_cast<unsigned>(p.in_w)) cols |= 1u << c;
                 for (int fy = 0; fy < p.kh; ++fy)
                     if (static_cast<unsigned>(ih0 + fy * p.dh) < static_cast<unsigned>(p.in_h))
                         taps |= cols << (fy * p.kw);
             }
-            s_row_off[r] = off;
+            s_row_off[r] = static_cast<uint32_t>(2 * off);
             s_row_taps[r] = taps;
         }
         __syncthreads();
+        tap = fr * p.kw + fs;
+        tap_off = tap_offset();
 #pragma unroll
         for (int i = 0; i < kAPasses; ++i) {
-            a_off[i] = s_row_off[row0 + i * kRowsPerPass];
+            a_off[i] = s_row_off[row0 + i * kRowsPerPass] + static_cast<uint32_t>(2 * tap_off);
             a_taps[i] = s_row_taps[row0 + i * kRowsPerPass];
+        }
+#pragma unroll
+        for (int j = 0; j < kBPasses; ++j) {
+            const int n = tile_n * BN + row0_b + j * kBRowsPerPass;
+            const bool live = n < p.kg && (BN % kBRowsPerPass == 0 || row0_b + j * kBRowsPerPass < BN);
+            b_live |= live ? 1u << j : 0u;
+            const int64_t off = kInt8 ? static_cast<int64_t>(n) * p.w_ld + kt_begin * kMmaBK + chunk_b * 16
+                                      : 2 * (static_cast<int64_t>(n) * p.gemm_k + kidx);
+            b_off[j] = live ? static_cast<uint32_t>(off) : 0u;
         }
     }
     // Gather tactics: per A row, its image and the window's top-left input pixel.
@@ -366,72 +404,30 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
             }
         }
     }
-    // Vectorised f16 weights: each B row's offset, or -1 past the output channels.
-    [[maybe_unused]] int64_t b_off[kBPasses];
-#pragma unroll
-    for (int j = 0; j < kBPasses; ++j) {
-        const int n = tile_n * BN + row0 + j * kRowsPerPass;
-        b_off[j] = n < p.kg ? static_cast<int64_t>(n) * p.gemm_k : -1;
-    }
-    // Rows are loaded kRowsPerPass (a multiple of 8) apart, so one swizzled offset serves all passes.
-    const int st_off = swz(row0, chunk);
 
-    // This CTA's k-tiles: all of them, or its split's share.
-    int kt_begin = 0, kt_end = (p.gemm_k + kMmaBK - 1) / kMmaBK;
-    if constexpr (kSplitK)
-        splitk_range(kt_end, static_cast<int>(blockIdx.z), static_cast<int>(gridDim.z), kt_begin, kt_end);
-
-    // The k index this thread loads next, as (filter row, filter column, channel).
-    int kidx = kt_begin * kMmaBK + chunk * 8;
-    int ci = kidx % p.cg, fs = (kidx / p.cg) % p.kw, fr = kidx / p.cg / p.kw;
-    // The tap (filter row * kw + column) and its offset from a row's window origin, for the
-    // vectorised loads; a k index past gemm_k has tap >= kh * kw, whose bit is clear.
-    auto tap_offset = [&] { return static_cast<int64_t>(fr * p.dh * p.in_w + fs * p.dw) * p.x_ps + ci; };
-    int tap = fr * p.kw + fs;
-    int64_t tap_off = tap_offset();
-
-    auto load_tile = [&](int stage) {
-        const bool kvalid = kidx < p.gemm_k;
+    // Copies k-tile kidx into the given stage and steps to the next k-tile. kViaL1: A through L1.
+    auto load_tile = [&](int stage, auto via_l1) {
         if constexpr (!kGather) {
-            const int tap_bit = min(tap, 63);
+            // A tap past the filter (k past gemm_k) has no bit: such copies zero-fill.
+            const uint32_t tap_bit = tap < 32 ? 1u << tap : 0u;
+            const uint64_t xb = reinterpret_cast<uint64_t>(x), wb = reinterpret_cast<uint64_t>(p.wgt);
+            const uint32_t a_dst = s_a_addr + stage * (2 * kStageA) + a_st;
 #pragma unroll
-            for (int i = 0; i < kAPasses; ++i) {
-                const bool v = kvalid && ((a_taps[i] >> tap_bit) & 1u);
-                const unsigned short* src = v ? x + (a_off[i] + tap_off) : x;
-                const uint32_t dst = s_a_addr + 2 * (stage * kStageA + st_off + i * kRowsPerPass * kMmaBK);
-                if (p.a_via_l1) {
-                    cp_async16_l1(dst, src, v);
-                } else {
-                    cp_async16(dst, src, v);
-                }
-            }
-            if constexpr (kInt8) {
-                // Whole 32-byte k-tile rows: the packed weights are zero-filled up to w_ld.
-                const unsigned char* w8 = static_cast<const unsigned char*>(p.wgt);
-                const int k0 = kidx - chunk * 8 + chunk_b8 * 16;
+            for (int i = 0; i < kAPasses; ++i)
+                cp_async16<decltype(via_l1)::value>(a_dst + i * (2 * kRowsPerPass * kMmaBK), xb + a_off[i],
+                                                    (a_taps[i] & tap_bit) != 0);
+            // INT8 weights are whole zero-filled k-tile rows (up to w_ld); f16 ones end at gemm_k.
+            const bool kvalid = kInt8 || kidx < p.gemm_k;
+            const uint32_t b_dst = s_b_addr + stage * kStageBBytes + b_st;
 #pragma unroll
-                for (int j = 0; j < kBPasses8; ++j) {
-                    const int nrow = row0_b8 + j * kRowsPerPassB8;
-                    if (BN % kRowsPerPassB8 == 0 || nrow < BN) {
-                        const int n = tile_n * BN + nrow;
-                        const bool v = n < p.kg;
-                        const unsigned char* src = v ? w8 + static_cast<int64_t>(n) * p.w_ld + k0 : w8;
-                        cp_async16(s_b_addr + stage * kStageB8 + nrow * kMmaBK + ((chunk_b8 ^ ((nrow >> 2) & 1)) << 4),
-                                   src, v);
-                    }
-                }
-            } else {
-#pragma unroll
-                for (int j = 0; j < kBPasses; ++j) {
-                    const int nrow = row0 + j * kRowsPerPass;
-                    if (BN % kRowsPerPass == 0 || nrow < BN) {
-                        const bool v = kvalid && b_off[j] >= 0;
-                        const unsigned short* src = v ? wgt + (b_off[j] + kidx) : wgt;
-                        cp_async16(s_b_addr + 2 * (stage * kStageB + st_off + j * kRowsPerPass * kMmaBK), src, v);
-                    }
-                }
+            for (int j = 0; j < kBPasses; ++j) {
+                if (BN % kBRowsPerPass == 0 || row0_b + j * kBRowsPerPass < BN)
+                    cp_async16<false>(b_dst + j * (kBRowsPerPass * kBRowBytes), wb + b_off[j],
+                                      kvalid && ((b_live >> j) & 1));
+                b_off[j] += kBRowBytes;
             }
             // cg % 8 == 0 here, so a chunk never straddles two taps; step to the next k-tile's tap.
+            const int64_t prev = tap_off;
             kidx += kMmaBK;
             ci += kMmaBK;
             tap_off += kMmaBK;
@@ -446,9 +442,14 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
                 } while (ci >= p.cg);
                 tap_off = tap_offset();
             }
+#pragma unroll
+            for (int i = 0; i < kAPasses; ++i) a_off[i] += static_cast<uint32_t>(2 * (tap_off - prev));
         } else {
             // Any channel count: the chunk's 8 k indices may span several taps. Work out each
             // element's tap once, then gather it for every row.
+            __half* s_a = reinterpret_cast<__half*>(smem);
+            __half* s_b = s_a + STAGES * kStageA;
+            const int st_off = a_st / 2;
             int dy[8], dx[8], dc[8];
             bool kv[8];
             {
@@ -495,7 +496,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
                         for (int e = 0; e < 8; ++e)
                             if (kv[e]) packed[e >> 1] |= static_cast<uint32_t>(__ldg(src + e)) << (16 * (e & 1));
                     }
-                    *reinterpret_cast<uint4*>(s_b + stage * kStageB + st_off + j * kRowsPerPass * kMmaBK) =
+                    *reinterpret_cast<uint4*>(s_b + BN * kMmaBK * stage + st_off + j * kRowsPerPass * kMmaBK) =
                         make_uint4(packed[0], packed[1], packed[2], packed[3]);
                 }
             }
@@ -515,19 +516,23 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
         }
     };
 
-    // ldmatrix addresses: lanes 0-15 give rows 0-15 of the k-low chunk, lanes 16-31 the k-high
-    // chunk (A, row-major m16k16); for B (stored n-major, which is mma's "col" operand) lanes 0-7 /
-    // 8-15 give n 0-7 at k-low / k-high and lanes 16-31 the same for n 8-15. Row bits 1-2, which pick
-    // the swizzle, come from the lane alone because the tiles start at multiples of 16 rows.
-    int a_ld[2], b_ld[2];
-#pragma unroll
-    for (int ks = 0; ks < 2; ++ks) {
-        a_ld[ks] = swz(wm * WM + (lane & 15), ks * 2 + (lane >> 4));
-        b_ld[ks] = swz(wn * WN + ((lane >> 4) << 3) + (lane & 7), ks * 2 + ((lane >> 3) & 1));
-    }
+    // ldmatrix addresses (bytes, stage 0, k16 step 0): lanes 0-15 give rows 0-15 of the k-low chunk,
+    // lanes 16-31 the k-high chunk (A, row-major m16k16); for B (stored n-major, which is mma's
+    // "col" operand) lanes 0-7 / 8-15 give n 0-7 at k-low / k-high and lanes 16-31 the same for
+    // n 8-15. Row bits 1-2, which pick the swizzle, come from the lane alone because the tiles start
+    // at multiples of 16 rows. Step 1 reads chunk c + 2 of the same row, which the swizzle puts 32
+    // bytes after or before step 0's (c ^ 2 = c + 2 for c < 2, and XOR commutes).
+    auto ld_addr = [](int row, int chunk0, int& step1) {
+        const int sw = chunk0 ^ ((row >> 1) & 3);
+        step1 = (sw & 2) ? -32 : 32;
+        return static_cast<uint32_t>(row * 2 * kMmaBK + sw * 16);
+    };
+    int a_ks1, b_ks1;
+    const uint32_t a_ld = ld_addr(wm * WM + (lane & 15), lane >> 4, a_ks1);
+    const uint32_t b_ld = ld_addr(wn * WN + ((lane >> 4) << 3) + (lane & 7), (lane >> 3) & 1, b_ks1);
     // INT8 weights, one ldmatrix.x4 per 16 n: matrices (n 0-7, k 0-15), (n 0-7, k 16-31),
     // (n 8-15, k 0-15), (n 8-15, k 16-31); lane l addresses row l % 8 of matrix l / 8. Bytes.
-    [[maybe_unused]] int b8_ld;
+    [[maybe_unused]] uint32_t b8_ld;
     {
         const int mat = lane >> 3, nrow = wn * WN + ((mat >> 1) << 3) + (lane & 7);
         b8_ld = nrow * kMmaBK + (((mat & 1) ^ ((nrow >> 2) & 1)) << 4);
@@ -543,71 +548,82 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
             for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0;
 
     const int k_tiles = kt_end - kt_begin;
+    // The pipeline, instantiated per A cache policy so that the choice is not made per copy.
+    auto main_loop = [&](auto via_l1) {
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < k_tiles) load_tile(s);
-        cp_async_commit();
-    }
+        for (int s = 0; s < STAGES - 1; ++s) {
+            if (s < k_tiles) load_tile(s, via_l1);
+            cp_async_commit();
+        }
+        int rd = 0, wr = STAGES - 1;  // the stage read now, and the one refilled
+        for (int kt = 0; kt < k_tiles; ++kt) {
+            cp_async_wait<STAGES - 2>();
+            // Tile kt has landed for every thread, and every warp is done reading the stage refilled below.
+            __syncthreads();
+            if (kt + STAGES - 1 < k_tiles) load_tile(wr, via_l1);
+            cp_async_commit();
+            wr = wr + 1 == STAGES ? 0 : wr + 1;
 
-    for (int kt = 0; kt < k_tiles; ++kt) {
-        cp_async_wait<STAGES - 2>();
-        // Tile kt has landed for every thread, and every warp is done reading the stage refilled below.
-        __syncthreads();
-        if (kt + STAGES - 1 < k_tiles) load_tile((kt + STAGES - 1) % STAGES);
-        cp_async_commit();
-
-        const int stage = kt % STAGES;
-        const uint32_t a_base = s_a_addr + 2 * stage * kStageA;
-        if constexpr (kInt8) {
-            // Both k16 halves of A as f16 fragments, quantised into one k32 s8 fragment (see s8_slot_to_k).
-            uint32_t af[2][MI][4], aq[MI][4], bq[NI][2];
+            const uint32_t a_base = s_a_addr + rd * (2 * kStageA) + a_ld;
+            const uint32_t b_stage = s_b_addr + rd * kStageBBytes;
+            rd = rd + 1 == STAGES ? 0 : rd + 1;
+            if constexpr (kInt8) {
+                // Both k16 halves of A as f16 fragments, quantised into one k32 s8 fragment (see s8_slot_to_k).
+                uint32_t af[2][MI][4], aq[MI][4], bq[NI][2];
 #pragma unroll
-            for (int ks = 0; ks < 2; ++ks)
+                for (int ks = 0; ks < 2; ++ks)
 #pragma unroll
-                for (int mi = 0; mi < MI; ++mi) ldmatrix_x4(af[ks][mi], a_base + 2 * (a_ld[ks] + mi * 16 * kMmaBK));
+                    for (int mi = 0; mi < MI; ++mi)
+                        ldmatrix_x4(af[ks][mi], a_base + (ks ? a_ks1 : 0) + mi * 16 * 2 * kMmaBK);
 #pragma unroll
-            for (int mi = 0; mi < MI; ++mi) {
-                aq[mi][0] = quantize4_s8(af[0][mi][0], af[0][mi][2], p.inv_scale);  // rows g, k 0-15
-                aq[mi][1] = quantize4_s8(af[0][mi][1], af[0][mi][3], p.inv_scale);  // rows g + 8
-                aq[mi][2] = quantize4_s8(af[1][mi][0], af[1][mi][2], p.inv_scale);  // rows g, k 16-31
-                aq[mi][3] = quantize4_s8(af[1][mi][1], af[1][mi][3], p.inv_scale);
-            }
-            const uint32_t b_base8 = s_b_addr + stage * kStageB8;
-#pragma unroll
-            for (int nj = 0; nj < NI / 2; ++nj) {
-                uint32_t t[4];
-                ldmatrix_x4(t, b_base8 + b8_ld + nj * 16 * kMmaBK);
-                bq[2 * nj][0] = t[0];
-                bq[2 * nj][1] = t[1];
-                bq[2 * nj + 1][0] = t[2];
-                bq[2 * nj + 1][1] = t[3];
-            }
-#pragma unroll
-            for (int mi = 0; mi < MI; ++mi)
-#pragma unroll
-                for (int ni = 0; ni < NI; ++ni) mma_16832_s8(acc[mi][ni], aq[mi], bq[ni][0], bq[ni][1]);
-        } else {
-            const uint32_t b_base = s_b_addr + 2 * stage * kStageB;
-#pragma unroll
-            for (int ks = 0; ks < 2; ++ks) {
-                uint32_t af[MI][4], bf[NI][2];
-#pragma unroll
-                for (int mi = 0; mi < MI; ++mi) ldmatrix_x4(af[mi], a_base + 2 * (a_ld[ks] + mi * 16 * kMmaBK));
+                for (int mi = 0; mi < MI; ++mi) {
+                    aq[mi][0] = quantize4_s8(af[0][mi][0], af[0][mi][2], p.inv_scale);  // rows g, k 0-15
+                    aq[mi][1] = quantize4_s8(af[0][mi][1], af[0][mi][3], p.inv_scale);  // rows g + 8
+                    aq[mi][2] = quantize4_s8(af[1][mi][0], af[1][mi][2], p.inv_scale);  // rows g, k 16-31
+                    aq[mi][3] = quantize4_s8(af[1][mi][1], af[1][mi][3], p.inv_scale);
+                }
 #pragma unroll
                 for (int nj = 0; nj < NI / 2; ++nj) {
                     uint32_t t[4];
-                    ldmatrix_x4(t, b_base + 2 * (b_ld[ks] + nj * 16 * kMmaBK));
-                    bf[2 * nj][0] = t[0];
-                    bf[2 * nj][1] = t[1];
-                    bf[2 * nj + 1][0] = t[2];
-                    bf[2 * nj + 1][1] = t[3];
+                    ldmatrix_x4(t, b_stage + b8_ld + nj * 16 * kMmaBK);
+                    bq[2 * nj][0] = t[0];
+                    bq[2 * nj][1] = t[1];
+                    bq[2 * nj + 1][0] = t[2];
+                    bq[2 * nj + 1][1] = t[3];
                 }
 #pragma unroll
                 for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-                    for (int ni = 0; ni < NI; ++ni) mma_16816(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+                    for (int ni = 0; ni < NI; ++ni) mma_16832_s8(acc[mi][ni], aq[mi], bq[ni][0], bq[ni][1]);
+            } else {
+                const uint32_t b_base = b_stage + b_ld;
+#pragma unroll
+                for (int ks = 0; ks < 2; ++ks) {
+                    uint32_t af[MI][4], bf[NI][2];
+#pragma unroll
+                    for (int mi = 0; mi < MI; ++mi)
+                        ldmatrix_x4(af[mi], a_base + (ks ? a_ks1 : 0) + mi * 16 * 2 * kMmaBK);
+#pragma unroll
+                    for (int nj = 0; nj < NI / 2; ++nj) {
+                        uint32_t t[4];
+                        ldmatrix_x4(t, b_base + (ks ? b_ks1 : 0) + nj * 16 * 2 * kMmaBK);
+                        bf[2 * nj][0] = t[0];
+                        bf[2 * nj][1] = t[1];
+                        bf[2 * nj + 1][0] = t[2];
+                        bf[2 * nj + 1][1] = t[3];
+                    }
+#pragma unroll
+                    for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+                        for (int ni = 0; ni < NI; ++ni) mma_16816(acc[mi][ni], af[mi], bf[ni][0], bf[ni][1]);
+                }
             }
         }
+    };
+    if (!kGather && p.a_via_l1) {
+        main_loop(std::true_type{});
+    } else {
+        main_loop(std::false_type{});
     }
 
     // Epilogue: accumulators -> shared (float) -> 8-channel chunks, so the global stores and residual
@@ -1057,10 +1073,11 @@ void check_shape(const ConvShape& s) {
 
 int64_t gemm_k_of(const ConvShape& s) { return static_cast<int64_t>(s.kh) * s.kw * (s.c / s.groups); }
 
-// The vectorised tensor-core tactics load whole 16-byte runs of one tap (channels % 8) and keep one
-// bit per filter tap for each output row (a 64-bit mask).
+// The vectorised tensor-core tactics load whole 16-byte runs of one tap (channels % 8), keep one
+// bit per filter tap for each output row (a 32-bit mask) and address the weights with 32-bit offsets.
 bool vec_shape_ok(const ConvShape& s) {
-    return s.groups == 1 && s.c % 8 == 0 && static_cast<int64_t>(s.kh) * s.kw <= 64;
+    const int64_t taps = static_cast<int64_t>(s.kh) * s.kw;
+    return s.groups == 1 && s.c % 8 == 0 && taps <= 32 && s.k * taps * s.c * 2 < (int64_t{1} << 32);
 }
 
 bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
@@ -1129,7 +1146,8 @@ int pick_tactic(const ConvShape& s, ElemType type, int64_t m, bool vec_ok) {
     Family want = Family::kSimt;
     if (type == ElemType::kF16 && s.groups == 1) want = vec_ok && vec_shape_ok(s) ? Family::kMma : Family::kMmaGather;
     if (type == ElemType::kI8) {
-        KS_CHECK(vec_ok, "conv2d: INT8 needs x 16-byte aligned with a pixel stride that is a multiple of 8");
+        KS_CHECK(vec_ok,
+                 "conv2d: INT8 needs x 16-byte aligned, under 4 GiB, with a pixel stride that is a multiple of 8");
         want = Family::kMma;
     }
     const int64_t k = gemm_k_of(s);
@@ -1285,14 +1303,17 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
     const int64_t m = static_cast<int64_t>(y.n) * y.h * y.w;
     KS_CHECK(m < INT_MAX, "conv2d: too many output pixels (", m, ")");
     if (m == 0 && tactic < 0) return;  // an empty batch: nothing to pick a tactic for
-    const bool x_vec = aligned16(x.data) && x.pixel_stride % 8 == 0;
+    // The vectorised loads need 16-byte runs of a pixel and address x with 32-bit byte offsets.
+    const int64_t x_bytes = (static_cast<int64_t>(x.n) * x.h * x.w - 1) * x.pixel_stride * 2 + x.c * 2;
+    const bool x_vec = aligned16(x.data) && x.pixel_stride % 8 == 0 && x_bytes < (int64_t{1} << 32);
     const int id = tactic < 0 ? pick_tactic(s, type, m, x_vec) : tactic;
     KS_CHECK(id < kNumTactics, "conv2d: no tactic ", id, " (there are ", kNumTactics, ")");
     const Tactic& t = kTactics[id];
     KS_CHECK(tactic_fits(t, s, type), "conv2d: tactic ", conv2d_tactic_name(id, s, type),
              " does not support this convolution (c=", s.c, " k=", s.k, " groups=", s.groups, ")");
     KS_CHECK(t.family != Family::kMma || x_vec, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
-             " needs x 16-byte aligned with a pixel stride that is a multiple of 8 (got stride ", x.pixel_stride, ")");
+             " needs x 16-byte aligned, under 4 GiB, with a pixel stride that is a multiple of 8 (got stride ",
+             x.pixel_stride, ")");
     KS_CHECK(t.splits <= 1 || workspace != nullptr, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
              " needs a workspace (conv2d_workspace_bytes)");
     KS_CHECK(t.splits <= 1 || aligned16(workspace), "conv2d: the split-K workspace must be 16-byte aligned");
