@@ -38,6 +38,7 @@
 #include "backends/cuda/conv2d.h"
 #include "backends/cuda/device_convert.cuh"
 #include "backends/cuda/fast_divmod.h"
+#include "backends/cuda/wgmma.cuh"
 #include "core/half.h"
 
 namespace kestrel::cuda {
@@ -263,9 +264,10 @@ __device__ __forceinline__ void splitk_range(int k_tiles, int z, int splits, int
 
 constexpr int kMmaBK = 32;
 
-constexpr int mma_smem_bytes(int bm, int bn, int stages, bool int8) {
-    // The epilogue stages the float accumulator tile in the same memory as the pipeline ring.
-    return std::max(stages * (bm * 2 + bn * (int8 ? 1 : 2)) * kMmaBK, bm * (bn + 8) * 4);
+constexpr int mma_smem_bytes(int bm, int bn, int stages, bool int8, bool wgmma = false) {
+    // The epilogue stages the float accumulator tile in the same memory as the pipeline ring. wgmma
+    // tactics align the ring to 512 bytes (the swizzle's period) inside it.
+    return std::max(stages * (bm * 2 + bn * (int8 ? 1 : 2)) * kMmaBK + (wgmma ? 512 : 0), bm * (bn + 8) * 4);
 }
 
 // INT8 tactics keep the f16 A fragments that ldmatrix gives for k16 halves: thread (g, t) holds k
@@ -278,10 +280,15 @@ __host__ __device__ constexpr int s8_slot_to_k(int p) {
 
 __device__ __forceinline__ int swz(int row, int chunk) { return row * kMmaBK + ((chunk ^ ((row >> 1) & 3)) << 3); }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, bool kSplitK, bool kInt8>
+// kWgmma: the same ring and loader, multiplied by warpgroup MMAs (wgmma.cuh) instead of ldmatrix +
+// mma.sync: warpgroup g (warps 4g..4g+3, WARPS_M = 4 x warpgroups, WARPS_N = 1) owns rows
+// [64g, 64g + 64) of the tile and all BN columns, one m64nBNk16 per 16 k.
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, bool kSplitK, bool kInt8, bool kWgmma>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WARPS_N == 8 ? 2 : 4)
     conv_mma_kernel(const ConvParams p) {
     static_assert(!(kGather && kInt8), "INT8 tactics read aligned f16 inputs");
+    static_assert(!kWgmma || (WARPS_N == 1 && WARPS_M % 4 == 0 && BM == 16 * WARPS_M && !kGather && !kInt8),
+                  "wgmma tactics: f16 vectorised loads, one warpgroup per 64 rows, all columns");
     constexpr int kThreads = WARPS_M * WARPS_N * 32;
     constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
     constexpr int MI = WM / 16, NI = WN / 8;
@@ -299,7 +306,10 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     constexpr int kStageBBytes = BN * kBRowBytes;
 
     extern __shared__ __align__(128) unsigned char smem[];
-    const uint32_t s_a_addr = smem_addr(smem), s_b_addr = s_a_addr + STAGES * kStageA * 2;
+    // wgmma reads the swizzle from address bits, so its tiles start at multiples of 512 bytes (every
+    // stage of A and B is a multiple of 512 bytes long).
+    const uint32_t s_a_addr = kWgmma ? (smem_addr(smem) + 511) & ~511u : smem_addr(smem);
+    const uint32_t s_b_addr = s_a_addr + STAGES * kStageA * 2;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wm = warp % WARPS_M, wn = warp / WARPS_M;
@@ -558,16 +568,29 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
         int rd = 0, wr = STAGES - 1;  // the stage read now, and the one refilled
         for (int kt = 0; kt < k_tiles; ++kt) {
             cp_async_wait<STAGES - 2>();
+            if constexpr (kWgmma) fence_proxy_async_shared();  // this thread's copies, visible to wgmma
             // Tile kt has landed for every thread, and every warp is done reading the stage refilled below.
             __syncthreads();
             if (kt + STAGES - 1 < k_tiles) load_tile(wr, via_l1);
             cp_async_commit();
             wr = wr + 1 == STAGES ? 0 : wr + 1;
 
-            const uint32_t a_base = s_a_addr + rd * (2 * kStageA) + a_ld;
+            const uint32_t a_stage = s_a_addr + rd * (2 * kStageA);
+            [[maybe_unused]] const uint32_t a_base = a_stage + a_ld;
             const uint32_t b_stage = s_b_addr + rd * kStageBBytes;
             rd = rd + 1 == STAGES ? 0 : rd + 1;
-            if constexpr (kInt8) {
+            if constexpr (kWgmma) {
+                // This warpgroup's 64 rows of A, all of B; the second 16 k are 32 bytes into each row.
+                // Waiting for the group before the next barrier keeps the ring's reuse rule as it is.
+                const uint32_t a_wg = a_stage + (warp / 4) * 64 * 2 * kMmaBK;
+                wgmma_fence();
+#pragma unroll
+                for (int ks = 0; ks < 2; ++ks)
+                    wgmma_m64k16_f32_f16<BN>(acc[0], wgmma_desc_k64b(a_wg + 32 * ks),
+                                             wgmma_desc_k64b(b_stage + 32 * ks));
+                wgmma_commit();
+                wgmma_wait<0>();
+            } else if constexpr (kInt8) {
                 // Both k16 halves of A as f16 fragments, quantised into one k32 s8 fragment (see s8_slot_to_k).
                 uint32_t af[2][MI][4], aq[MI][4], bq[NI][2];
 #pragma unroll
@@ -911,7 +934,7 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
 
 // ---- tactics -----------------------------------------------------------------------------------------
 
-enum class Family : uint8_t { kSimt, kMma, kMmaGather };
+enum class Family : uint8_t { kSimt, kMma, kMmaGather, kWgmma };
 
 // A split-K tactic runs only where each split gets at least this many k-tiles.
 constexpr int kMinTilesPerSplit = 2;
@@ -944,11 +967,11 @@ void prepare_kernel(const void* kernel, int smem, std::atomic<uint64_t>& done) {
     done.fetch_or(bit, std::memory_order_relaxed);
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS, bool kInt8>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS, bool kInt8, bool kWgmma>
 void launch_mma(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CHECK(groups == 1, "conv2d: tensor-core tactics need groups == 1");
-    constexpr int kSmem = mma_smem_bytes(BM, BN, STAGES, kInt8);
-    auto kernel = conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, (SPLITS > 1), kInt8>;
+    constexpr int kSmem = mma_smem_bytes(BM, BN, STAGES, kInt8, kWgmma);
+    auto kernel = conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, (SPLITS > 1), kInt8, kWgmma>;
     static std::atomic<uint64_t> prepared{0};
     prepare_kernel(reinterpret_cast<const void*>(kernel), kSmem, prepared);
     const int64_t blocks = static_cast<int64_t>((p.gemm_m + BM - 1) / BM) * ((p.kg + BN - 1) / BN);
@@ -969,21 +992,24 @@ void launch_simt(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CUDA(cudaGetLastError());
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS = 1, bool kInt8 = false>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS = 1, bool kInt8 = false,
+          bool kWgmma = false>
 Tactic mma_tactic(double sm_eff) {
-    return {
-        kInt8 ? ElemType::kI8 : ElemType::kF16,
-        kGather ? Family::kMmaGather : Family::kMma,
-        BM,
-        BN,
-        kMmaBK,
-        STAGES,
-        WARPS_M * WARPS_N * 32,
-        sm_eff,
-        reinterpret_cast<const void*>(conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, (SPLITS > 1), kInt8>),
-        mma_smem_bytes(BM, BN, STAGES, kInt8),
-        launch_mma<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, SPLITS, kInt8>,
-        SPLITS};
+    return {kInt8 ? ElemType::kI8 : ElemType::kF16,
+            kWgmma    ? Family::kWgmma
+            : kGather ? Family::kMmaGather
+                      : Family::kMma,
+            BM,
+            BN,
+            kMmaBK,
+            STAGES,
+            WARPS_M * WARPS_N * 32,
+            sm_eff,
+            reinterpret_cast<const void*>(
+                conv_mma_kernel<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, (SPLITS > 1), kInt8, kWgmma>),
+            mma_smem_bytes(BM, BN, STAGES, kInt8, kWgmma),
+            launch_mma<BM, BN, WARPS_M, WARPS_N, STAGES, kGather, SPLITS, kInt8, kWgmma>,
+            SPLITS};
 }
 
 template <typename T, int TY, int TX, int TM, int TN, int SPLITS = 1>
@@ -1057,6 +1083,13 @@ const Tactic kTactics[] = {
     mma_tactic<256, 16, 8, 1, 3, false>(0.4),    // 42
     mma_tactic<64, 80, 2, 1, 3, false, 2>(0.7),  // 43
     mma_tactic<64, 80, 2, 1, 3, false, 4>(0.7),  // 44
+    // f16 warpgroup MMA (sm_90a): the vectorised ring read by wgmma, two warpgroups of 64 rows.
+    mma_tactic<128, 64, 8, 1, 3, false, 1, false, true>(1.0),   // 45
+    mma_tactic<128, 80, 8, 1, 3, false, 1, false, true>(1.0),   // 46
+    mma_tactic<128, 128, 8, 1, 3, false, 1, false, true>(1.0),  // 47
+    mma_tactic<64, 80, 4, 1, 3, false, 1, false, true>(0.8),    // 48
+    mma_tactic<64, 64, 4, 1, 3, false, 1, false, true>(0.8),    // 49
+    mma_tactic<128, 80, 8, 1, 4, false, 1, false, true>(1.0),   // 50
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
@@ -1080,6 +1113,19 @@ bool vec_shape_ok(const ConvShape& s) {
     return s.groups == 1 && s.c % 8 == 0 && taps <= 32 && s.k * taps * s.c * 2 < (int64_t{1} << 32);
 }
 
+// wgmma exists on sm_90a only (the library's other code, compute_90 PTX, runs on later chips too).
+// The current device's answer, looked up once per process (engines are built for one architecture).
+bool device_has_wgmma() {
+    static const bool has = [] {
+        int dev = 0, major = 0, minor = 0;
+        if (cudaGetDevice(&dev) != cudaSuccess) return false;
+        if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+        if (cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) return false;
+        return major == 9 && minor == 0;
+    }();
+    return has;
+}
+
 bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
     if (t.type != type) return false;
     if (t.splits > 1) {
@@ -1092,6 +1138,8 @@ bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
             return true;
         case Family::kMma:
             return vec_shape_ok(s);
+        case Family::kWgmma:
+            return vec_shape_ok(s) && device_has_wgmma();
         case Family::kMmaGather:
             return s.groups == 1;
     }
@@ -1242,6 +1290,9 @@ std::string conv2d_tactic_name(int tactic, const ConvShape&, ElemType) {
         case Family::kMma:
             name << (t.type == ElemType::kI8 ? "_s8mma_m16n8k32" : "_mma_m16n8k16");
             break;
+        case Family::kWgmma:
+            name << "_wgmma_m64n" << t.bn << "k16";
+            break;
         case Family::kMmaGather:
             name << "_mma_m16n8k16_gather";
             break;
@@ -1311,7 +1362,8 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
     const Tactic& t = kTactics[id];
     KS_CHECK(tactic_fits(t, s, type), "conv2d: tactic ", conv2d_tactic_name(id, s, type),
              " does not support this convolution (c=", s.c, " k=", s.k, " groups=", s.groups, ")");
-    KS_CHECK(t.family != Family::kMma || x_vec, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
+    KS_CHECK((t.family != Family::kMma && t.family != Family::kWgmma) || x_vec, "conv2d: tactic ",
+             conv2d_tactic_name(id, s, type),
              " needs x 16-byte aligned, under 4 GiB, with a pixel stride that is a multiple of 8 (got stride ",
              x.pixel_stride, ")");
     KS_CHECK(t.splits <= 1 || workspace != nullptr, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
