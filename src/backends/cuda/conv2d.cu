@@ -548,30 +548,40 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
         b8_ld = nrow * kMmaBK + (((mat & 1) ^ ((nrow >> 2) & 1)) << 4);
     }
 
+    // wgmma tactics leave the accumulators to the first k-tile's MMA (accumulate = false), see wgmma.cuh.
+    static_assert(!(kWgmma && kSplitK), "a wgmma CTA multiplies at least one k-tile");
     using Acc = std::conditional_t<kInt8, int, float>;
     Acc acc[MI][NI][4];
+    if constexpr (!kWgmma) {
 #pragma unroll
-    for (int mi = 0; mi < MI; ++mi)
+        for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
+            for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0;
+                for (int e = 0; e < 4; ++e) acc[mi][ni][e] = 0;
+    }
 
     const int k_tiles = kt_end - kt_begin;
     // The pipeline, instantiated per A cache policy so that the choice is not made per copy.
+    // Tiles are loaded kAhead k-tiles ahead of the multiply. wgmma tactics leave each k-tile's MMAs
+    // running while the next one is loaded and multiplied (wgmma_wait<1>), so the stage they read is
+    // refilled one k-tile later: one stage fewer ahead.
+    constexpr int kAhead = kWgmma ? STAGES - 2 : STAGES - 1;
+    static_assert(kAhead >= 1, "wgmma tactics need at least 3 stages");
     auto main_loop = [&](auto via_l1) {
 #pragma unroll
-        for (int s = 0; s < STAGES - 1; ++s) {
+        for (int s = 0; s < kAhead; ++s) {
             if (s < k_tiles) load_tile(s, via_l1);
             cp_async_commit();
         }
-        int rd = 0, wr = STAGES - 1;  // the stage read now, and the one refilled
+        int rd = 0, wr = kAhead;  // the stage read now, and the one refilled
         for (int kt = 0; kt < k_tiles; ++kt) {
-            cp_async_wait<STAGES - 2>();
+            cp_async_wait<kAhead - 1>();
             if constexpr (kWgmma) fence_proxy_async_shared();  // this thread's copies, visible to wgmma
-            // Tile kt has landed for every thread, and every warp is done reading the stage refilled below.
+            // Tile kt has landed for every thread, and every warp is done reading the stage refilled
+            // below (wgmma: every warpgroup's MMAs of k-tile kt - 2 have completed).
             __syncthreads();
-            if (kt + STAGES - 1 < k_tiles) load_tile(wr, via_l1);
+            if (kt + kAhead < k_tiles) load_tile(wr, via_l1);
             cp_async_commit();
             wr = wr + 1 == STAGES ? 0 : wr + 1;
 
@@ -581,15 +591,14 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
             rd = rd + 1 == STAGES ? 0 : rd + 1;
             if constexpr (kWgmma) {
                 // This warpgroup's 64 rows of A, all of B; the second 16 k are 32 bytes into each row.
-                // Waiting for the group before the next barrier keeps the ring's reuse rule as it is.
                 const uint32_t a_wg = a_stage + (warp / 4) * 64 * 2 * kMmaBK;
                 wgmma_fence();
 #pragma unroll
                 for (int ks = 0; ks < 2; ++ks)
                     wgmma_m64k16_f32_f16<BN>(acc[0], wgmma_desc_k64b(a_wg + 32 * ks),
-                                             wgmma_desc_k64b(b_stage + 32 * ks));
+                                             wgmma_desc_k64b(b_stage + 32 * ks), kt > 0 || ks > 0);
                 wgmma_commit();
-                wgmma_wait<0>();
+                wgmma_wait<1>();  // k-tile kt - 1's MMAs are done; kt's may still run
             } else if constexpr (kInt8) {
                 // Both k16 halves of A as f16 fragments, quantised into one k32 s8 fragment (see s8_slot_to_k).
                 uint32_t af[2][MI][4], aq[MI][4], bq[NI][2];
@@ -648,6 +657,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     } else {
         main_loop(std::false_type{});
     }
+    if constexpr (kWgmma) wgmma_wait<0>();  // the last k-tile's MMAs, before the ring is reused below
 
     // Epilogue: accumulators -> shared (float) -> 8-channel chunks, so the global stores and residual
     // loads are whole 16-byte runs of a pixel instead of 4-byte pieces scattered over 8 pixels.
@@ -1083,13 +1093,17 @@ const Tactic kTactics[] = {
     mma_tactic<256, 16, 8, 1, 3, false>(0.4),    // 42
     mma_tactic<64, 80, 2, 1, 3, false, 2>(0.7),  // 43
     mma_tactic<64, 80, 2, 1, 3, false, 4>(0.7),  // 44
-    // f16 warpgroup MMA (sm_90a): the vectorised ring read by wgmma, two warpgroups of 64 rows.
-    mma_tactic<128, 64, 8, 1, 3, false, 1, false, true>(1.0),   // 45
-    mma_tactic<128, 80, 8, 1, 3, false, 1, false, true>(1.0),   // 46
-    mma_tactic<128, 128, 8, 1, 3, false, 1, false, true>(1.0),  // 47
-    mma_tactic<64, 80, 4, 1, 3, false, 1, false, true>(0.8),    // 48
-    mma_tactic<64, 64, 4, 1, 3, false, 1, false, true>(0.8),    // 49
-    mma_tactic<128, 80, 8, 1, 4, false, 1, false, true>(1.0),   // 50
+    // f16 warpgroup MMA (sm_90a): the vectorised ring read by wgmma, one or two warpgroups of 64 rows,
+    // at least 4 stages (one k-tile's MMAs stay in flight, so loads run STAGES - 2 ahead).
+    mma_tactic<128, 64, 8, 1, 4, false, 1, false, true>(1.0),   // 45
+    mma_tactic<128, 80, 8, 1, 4, false, 1, false, true>(1.0),   // 46
+    mma_tactic<128, 128, 8, 1, 4, false, 1, false, true>(1.0),  // 47
+    mma_tactic<64, 80, 4, 1, 4, false, 1, false, true>(0.8),    // 48
+    mma_tactic<64, 64, 4, 1, 4, false, 1, false, true>(0.8),    // 49
+    mma_tactic<128, 80, 8, 1, 5, false, 1, false, true>(1.0),   // 50
+    mma_tactic<64, 128, 4, 1, 4, false, 1, false, true>(0.8),   // 51
+    mma_tactic<64, 32, 4, 1, 4, false, 1, false, true>(0.6),    // 52
+    mma_tactic<128, 32, 8, 1, 4, false, 1, false, true>(0.7),   // 53
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 

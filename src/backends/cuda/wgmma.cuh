@@ -57,15 +57,34 @@ __device__ __forceinline__ void fence_proxy_async_shared() {
 #endif
 }
 
-// d += A(64 x 16) * B(16 x N), A and B K-major in shared memory (descriptors a, b).
+// d = A(64 x 16) * B(16 x N) + (accumulate ? d : 0), A and B K-major in shared memory (descriptors
+// a, b). The first MMA of a tile passes accumulate = false instead of zeroing d: an instruction
+// other than wgmma writing the accumulators would make ptxas serialise the whole pipeline.
 template <int N>
-__device__ __forceinline__ void wgmma_m64k16_f32_f16(float (&d)[N / 8][4], uint64_t a, uint64_t b);
+__device__ __forceinline__ void wgmma_m64k16_f32_f16(float (&d)[N / 8][4], uint64_t a, uint64_t b, bool accumulate);
 
 template <>
-__device__ __forceinline__ void wgmma_m64k16_f32_f16<64>(float (&d)[8][4], uint64_t a, uint64_t b) {
+__device__ __forceinline__ void wgmma_m64k16_f32_f16<32>(float (&d)[4][4], uint64_t a, uint64_t b, bool accumulate) {
 #ifdef KESTREL_WGMMA
     asm volatile(
-        "{\n .reg .pred scale_d;\n setp.ne.b32 scale_d, 1, 0;\n wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
+        "{\n .reg .pred scale_d;\n setp.ne.b32 scale_d, %18, 0;\n wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {"
+        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+        "}, %16, %17, scale_d, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3])
+        : "l"(a), "l"(b), "r"(static_cast<unsigned>(accumulate)));
+#else
+    (void)d, (void)a, (void)b, (void)accumulate;
+    __trap();
+#endif
+}
+
+template <>
+__device__ __forceinline__ void wgmma_m64k16_f32_f16<64>(float (&d)[8][4], uint64_t a, uint64_t b, bool accumulate) {
+#ifdef KESTREL_WGMMA
+    asm volatile(
+        "{\n .reg .pred scale_d;\n setp.ne.b32 scale_d, %34, 0;\n wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {"
         "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
         "}, %32, %33, scale_d, 1, 1, 0, 0;\n}\n"
@@ -74,18 +93,18 @@ __device__ __forceinline__ void wgmma_m64k16_f32_f16<64>(float (&d)[8][4], uint6
           "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
           "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
           "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-        : "l"(a), "l"(b));
+        : "l"(a), "l"(b), "r"(static_cast<unsigned>(accumulate)));
 #else
-    (void)d, (void)a, (void)b;
+    (void)d, (void)a, (void)b, (void)accumulate;
     __trap();
 #endif
 }
 
 template <>
-__device__ __forceinline__ void wgmma_m64k16_f32_f16<80>(float (&d)[10][4], uint64_t a, uint64_t b) {
+__device__ __forceinline__ void wgmma_m64k16_f32_f16<80>(float (&d)[10][4], uint64_t a, uint64_t b, bool accumulate) {
 #ifdef KESTREL_WGMMA
     asm volatile(
-        "{\n .reg .pred scale_d;\n setp.ne.b32 scale_d, 1, 0;\n wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 {"
+        "{\n .reg .pred scale_d;\n setp.ne.b32 scale_d, %42, 0;\n wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 {"
         "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
         "%32, %33, %34, %35, %36, %37, %38, %39"
@@ -96,18 +115,18 @@ __device__ __forceinline__ void wgmma_m64k16_f32_f16<80>(float (&d)[10][4], uint
           "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
           "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]),
           "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3])
-        : "l"(a), "l"(b));
+        : "l"(a), "l"(b), "r"(static_cast<unsigned>(accumulate)));
 #else
-    (void)d, (void)a, (void)b;
+    (void)d, (void)a, (void)b, (void)accumulate;
     __trap();
 #endif
 }
 
 template <>
-__device__ __forceinline__ void wgmma_m64k16_f32_f16<128>(float (&d)[16][4], uint64_t a, uint64_t b) {
+__device__ __forceinline__ void wgmma_m64k16_f32_f16<128>(float (&d)[16][4], uint64_t a, uint64_t b, bool accumulate) {
 #ifdef KESTREL_WGMMA
     asm volatile(
-        "{\n .reg .pred scale_d;\n setp.ne.b32 scale_d, 1, 0;\n wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
+        "{\n .reg .pred scale_d;\n setp.ne.b32 scale_d, %66, 0;\n wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {"
         "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
         "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
         "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
@@ -123,9 +142,9 @@ __device__ __forceinline__ void wgmma_m64k16_f32_f16<128>(float (&d)[16][4], uin
           "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]),
           "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
           "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
-        : "l"(a), "l"(b));
+        : "l"(a), "l"(b), "r"(static_cast<unsigned>(accumulate)));
 #else
-    (void)d, (void)a, (void)b;
+    (void)d, (void)a, (void)b, (void)accumulate;
     __trap();
 #endif
 }
