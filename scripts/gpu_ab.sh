@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# A/B round on the GPU machine: an earlier commit's tree against this checkout, built, exported and
+# benchmarked alternately in one call (timings from different calls or cards do not compare), then
+# this checkout's GPU tests. Logs come back as $OUT/ab_logs.tgz.
+#   here:            bash scripts/stage_gpu.sh && bash scripts/gpu_ab.sh stage REV   # REV's tree -> .gpu/old
+#   device tool:     bash scripts/gpu_ab.sh        (carry [".deps", ".gpu"])
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = stage ]; then
+  rm -rf .gpu/old && mkdir -p .gpu/old && git archive "${2:?stage needs a revision}" | tar -x -C .gpu/old
+  echo "staged $(git rev-parse --short "$2") in .gpu/old"; exit 0
+fi
+[ -d .gpu/old ] || { echo "no .gpu/old: run 'bash scripts/gpu_ab.sh stage REV' first" >&2; exit 1; }
+LOG=${LOG:-/tmp/kestrel_ab}; mkdir -p "$LOG"
+[ -n "${OUT:-}" ] && trap 'tar czf "$OUT/ab_logs.tgz" -C "$LOG" .' EXIT
+shared=$PWD/.gpu/shared
+eval "$(.deps/deps.sh unpack .deps /opt/deps)"
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv | tee "$LOG/gpu.txt"
+build() {  # source dir, build dir, targets...
+  local s=$1 b=$2; shift 2
+  cmake -S "$s" -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKESTREL_PYTHON="$(command -v python3)" \
+    -DKESTREL_SHARED="$shared" >"$LOG/cmake_$b.log" 2>&1 &&
+    ninja -C "$b" "$@" >"$LOG/build_$b.log" 2>&1 || { grep -A12 -m8 error "$LOG/build_$b.log"; return 1; }
+}
+build . build-gpu kestrel_cli kestrel_gpu_tests || exit 1
+build .gpu/old build-old kestrel_cli || exit 1
+build-gpu/kestrel_gpu_tests >"$LOG/tests.log" 2>&1; status=$?
+grep -E '^\[  (FAILED|PASSED) |FAILED TEST' "$LOG/tests.log" | tail -12
+m=/tmp/kestrel_ab_models
+for v in old new; do
+  b=build-gpu; [ $v = old ] && b=build-old
+  mkdir -p $m/$v && cp "$shared/models/yolov8n.onnx" $m/$v/
+  $b/kestrel export model=$m/$v/yolov8n.onnx format=engine device=0 dynamic=True batch=128 half=True \
+    >"$LOG/export_$v.log" 2>&1 || { tail -5 "$LOG/export_$v.log"; exit 1; }
+done
+for r in 1 2; do
+  for v in old new; do
+    b=build-gpu; [ $v = old ] && b=build-old
+    echo "== $v, round $r ==" >>"$LOG/bench.txt"
+    $b/kestrel benchmark model=$m/$v/yolov8n.engine batch=1,8,32,64,128 >>"$LOG/bench.txt" 2>&1 || status=1
+  done
+done
+for v in old new; do
+  b=build-gpu; [ $v = old ] && b=build-old
+  $b/kestrel benchmark model=$m/$v/yolov8n.engine batch=64 profile=True >"$LOG/profile_$v.txt" 2>&1
+done
+grep -E '^==|^ +[0-9]+ ' "$LOG/bench.txt"
+exit $status
