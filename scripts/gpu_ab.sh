@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A/B round on the GPU machine: an earlier commit's tree against this checkout, built, exported and
 # benchmarked alternately in one call (timings from different calls or cards do not compare), then
-# this checkout's GPU tests. Logs come back as $OUT/ab_logs.tgz.
+# this checkout's GPU tests; GPU compute time at batch 1-128, the batch-64 profile and end to end
+# (coco128's JPEG files -> boxes). Logs come back as $OUT/ab_logs.tgz.
 #   here:            bash scripts/stage_gpu.sh && bash scripts/gpu_ab.sh stage REV   # REV's tree -> .gpu/old
 #   device tool:     bash scripts/gpu_ab.sh        (carry [".deps", ".gpu"])
 set -uo pipefail
@@ -15,6 +16,10 @@ LOG=${LOG:-/tmp/kestrel_ab}; mkdir -p "$LOG"
 [ -n "${OUT:-}" ] && trap 'tar czf "$OUT/ab_logs.tgz" -C "$LOG" .' EXIT
 shared=$PWD/.gpu/shared
 eval "$(.deps/deps.sh unpack .deps /opt/deps)"
+# nvJPEG is opened at run time (src/backends/cuda/jpeg_decoder.cc): put the toolkit's copy on the path.
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [ -e "$d/libnvjpeg.so.13" ] && export LD_LIBRARY_PATH=$d:${LD_LIBRARY_PATH:-} && break
+done
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv | tee "$LOG/gpu.txt"
 build() {  # source dir, build dir, targets...
   local s=$1 b=$2; shift 2
@@ -43,6 +48,10 @@ done
 for v in old new; do
   b=build-gpu; [ $v = old ] && b=build-old
   $b/kestrel benchmark model=$m/$v/yolov8n.engine batch=64 profile=True >"$LOG/profile_$v.txt" 2>&1
+  # End to end: coco128's JPEG files -> boxes (nvJPEG, letterbox kernel, inference, GPU NMS).
+  $b/kestrel benchmark model=$m/$v/yolov8n.engine batch=64 source="$shared/datasets/coco128/images/train2017" \
+    >"$LOG/e2e_$v.txt" 2>&1 || status=1
 done
 grep -E '^==|^ +[0-9]+ ' "$LOG/bench.txt"
+for v in old new; do echo "== end to end, $v =="; tail -2 "$LOG/e2e_$v.txt"; done
 exit $status
