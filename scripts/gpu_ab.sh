@@ -12,15 +12,7 @@ if [ "${1:-}" = stage ]; then
   echo "staged $(git rev-parse --short "$2") in .gpu/old"; exit 0
 fi
 [ -d .gpu/old ] || { echo "no .gpu/old: run 'bash scripts/gpu_ab.sh stage REV' first" >&2; exit 1; }
-LOG=${LOG:-/tmp/kestrel_ab}; mkdir -p "$LOG"
-[ -n "${OUT:-}" ] && trap 'tar czf "$OUT/ab_logs.tgz" -C "$LOG" .' EXIT
-shared=$PWD/.gpu/shared
-eval "$(.deps/deps.sh unpack .deps /opt/deps)"
-# nvJPEG is opened at run time (src/backends/cuda/jpeg_decoder.cc): put the toolkit's copy on the path.
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-  [ -e "$d/libnvjpeg.so.13" ] && export LD_LIBRARY_PATH=$d:${LD_LIBRARY_PATH:-} && break
-done
-nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv | tee "$LOG/gpu.txt"
+source scripts/gpu_env.sh ab
 build() {  # source dir, build dir, targets...
   local s=$1 b=$2; shift 2
   cmake -S "$s" -B "$b" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKESTREL_PYTHON="$(command -v python3)" \

@@ -9,16 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-# Logs go to LOG; with the device tool's OUT set, they come back as one tarball (it returns few files).
-LOG=${LOG:-/tmp/kestrel_gpu_round}; mkdir -p "$LOG"
-[ -n "${OUT:-}" ] && trap 'tar czf "$OUT/gpu_round_logs.tgz" -C "$LOG" .' EXIT
-shared=$PWD/.gpu/shared
-eval "$(.deps/deps.sh unpack .deps /opt/deps)"
-# nvJPEG is opened at run time (src/backends/cuda/jpeg_decoder.cc): put the toolkit's copy on the path.
-for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
-  [ -e "$d/libnvjpeg.so.13" ] && export LD_LIBRARY_PATH=$d:${LD_LIBRARY_PATH:-} && break
-done
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$LOG/gpu.txt"
+source scripts/gpu_env.sh gpu_round
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DKESTREL_PYTHON="$(command -v python3)" \
   -DKESTREL_SHARED="$shared" >"$LOG/cmake.log" 2>&1 || { tail -40 "$LOG/cmake.log"; exit 1; }
 ninja -C build-gpu kestrel_cli kestrel_run_raw kestrel_gpu_tests kestrel_gpu_ceilings >"$LOG/build.log" 2>&1 ||
