@@ -120,6 +120,14 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
                  : "r"(addr));
 }
 
+// One ldmatrix.x4 of B (stored n-major, mma's "col" operand, 16 n x 16 k): the (b0, b1)
+// fragments of n8 blocks n and n + 8.
+__device__ __forceinline__ void ldmatrix_b_pair(uint32_t (&lo)[2], uint32_t (&hi)[2], uint32_t addr) {
+    uint32_t t[4];
+    ldmatrix_x4(t, addr);
+    lo[0] = t[0], lo[1] = t[1], hi[0] = t[2], hi[1] = t[3];
+}
+
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -615,14 +623,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
                     aq[mi][3] = quantize4_s8(af[1][mi][1], af[1][mi][3], p.inv_scale);
                 }
 #pragma unroll
-                for (int nj = 0; nj < NI / 2; ++nj) {
-                    uint32_t t[4];
-                    ldmatrix_x4(t, b_stage + b8_ld + nj * 16 * kMmaBK);
-                    bq[2 * nj][0] = t[0];
-                    bq[2 * nj][1] = t[1];
-                    bq[2 * nj + 1][0] = t[2];
-                    bq[2 * nj + 1][1] = t[3];
-                }
+                for (int nj = 0; nj < NI / 2; ++nj)
+                    ldmatrix_b_pair(bq[2 * nj], bq[2 * nj + 1], b_stage + b8_ld + nj * 16 * kMmaBK);
 #pragma unroll
                 for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
@@ -636,14 +638,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
                     for (int mi = 0; mi < MI; ++mi)
                         ldmatrix_x4(af[mi], a_base + (ks ? a_ks1 : 0) + mi * 16 * 2 * kMmaBK);
 #pragma unroll
-                    for (int nj = 0; nj < NI / 2; ++nj) {
-                        uint32_t t[4];
-                        ldmatrix_x4(t, b_base + (ks ? b_ks1 : 0) + nj * 16 * 2 * kMmaBK);
-                        bf[2 * nj][0] = t[0];
-                        bf[2 * nj][1] = t[1];
-                        bf[2 * nj + 1][0] = t[2];
-                        bf[2 * nj + 1][1] = t[3];
-                    }
+                    for (int nj = 0; nj < NI / 2; ++nj)
+                        ldmatrix_b_pair(bf[2 * nj], bf[2 * nj + 1], b_base + (ks ? b_ks1 : 0) + nj * 16 * 2 * kMmaBK);
 #pragma unroll
                     for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
@@ -1140,12 +1136,15 @@ bool device_has_wgmma() {
     return has;
 }
 
+// The families whose A loads are the vectorised 16-byte copies (vec_shape_ok, x 16-byte aligned).
+bool loads_vectorised(Family f) { return f == Family::kMma || f == Family::kWgmma; }
+
 bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
     if (t.type != type) return false;
     if (t.splits > 1) {
         // Every split gets at least kMinTilesPerSplit k-tiles; shorter reductions gain nothing.
         if (gemm_k_of(s) < static_cast<int64_t>(t.splits) * kMinTilesPerSplit * t.bk) return false;
-        if (t.family == Family::kMma) return vec_shape_ok(s);
+        if (loads_vectorised(t.family)) return vec_shape_ok(s);
     }
     switch (t.family) {
         case Family::kSimt:
@@ -1376,8 +1375,7 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
     const Tactic& t = kTactics[id];
     KS_CHECK(tactic_fits(t, s, type), "conv2d: tactic ", conv2d_tactic_name(id, s, type),
              " does not support this convolution (c=", s.c, " k=", s.k, " groups=", s.groups, ")");
-    KS_CHECK((t.family != Family::kMma && t.family != Family::kWgmma) || x_vec, "conv2d: tactic ",
-             conv2d_tactic_name(id, s, type),
+    KS_CHECK(!loads_vectorised(t.family) || x_vec, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
              " needs x 16-byte aligned, under 4 GiB, with a pixel stride that is a multiple of 8 (got stride ",
              x.pixel_stride, ")");
     KS_CHECK(t.splits <= 1 || workspace != nullptr, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
