@@ -961,7 +961,11 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
 constexpr int kHaloTH = 8, kHaloTW = 16, kHaloThreads = 128;
 constexpr int kHaloPixels = (kHaloTH + 2) * (kHaloTW + 2);
 
-constexpr int halo_smem_bytes(int c, int k) { return 2 * kHaloPixels * c * 2 + k * (9 * c * 2 + 16); }
+// Two halo buffers, the filter, and per warp a float staging tile of one m16 row (16 pixels x K,
+// rows padded by 4 floats) for 16-byte stores.
+constexpr int halo_smem_bytes(int c, int k) {
+    return 2 * kHaloPixels * c * 2 + k * (9 * c * 2 + 16) + (kHaloThreads / 32) * 16 * (k + 4) * 4;
+}
 
 template <int C>
 __device__ __forceinline__ uint32_t halo_chunk_offset(int pixel, int chunk) {
@@ -970,12 +974,13 @@ __device__ __forceinline__ uint32_t halo_chunk_offset(int pixel, int chunk) {
 }
 
 template <int C, int K>
-__global__ void __launch_bounds__(kHaloThreads) conv3x3_halo_kernel(const ConvParams p) {
+__global__ void __launch_bounds__(kHaloThreads, 4) conv3x3_halo_kernel(const ConvParams p) {
     static_assert(C % 16 == 0 && K % 16 == 0, "whole k16 and n16 blocks");
     constexpr int CH = C / 8, kHaloBytes = kHaloPixels * C * 2, kWRow = 9 * C * 2 + 16;
     constexpr int NB = K / 8;  // n8 blocks
     extern __shared__ __align__(128) unsigned char smem[];
     const uint32_t s_halo = smem_addr(smem), s_w = s_halo + 2 * kHaloBytes;
+    constexpr int kSLd = K + 4;  // staging row, floats
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     // Tiles cover the output; input rows and columns outside the image (padding) read as zeros.
@@ -1061,40 +1066,38 @@ __global__ void __launch_bounds__(kHaloThreads) conv3x3_halo_kernel(const ConvPa
             }
         }
 
-        // Epilogue from the accumulators: lane (g, t) holds pixels g and g + 8 of each m16 tile,
-        // channels 8 nb + 2t and + 1 (a half2 store each).
+        // Epilogue, one m16 row at a time: lane (g, t) holds pixels g and g + 8, channels 8 nb + 2t and
+        // + 1; bias and SiLU on the registers, then the row goes through this warp's staging tile so
+        // that each lane stores whole 16-byte runs of a pixel (8 channels), residual added there.
         const int img = tile / tiles_img, rem = tile % tiles_img;
         const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
+        float* stage = reinterpret_cast<float*>(smem + 2 * kHaloBytes + K * kWRow) + warp * 16 * kSLd;
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt) {
-            const int oy = ty0 + warp * 2 + mt;
 #pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                const int ox = tx0 + (lane >> 2) + half * 8;
-                if (oy >= OH || ox >= OW) continue;
-                const int64_t pix = (static_cast<int64_t>(img) * OH + oy) * OW + ox;
-                __half* y = static_cast<__half*>(p.y) + pix * p.y_ps;
-                const __half* res = p.res ? static_cast<const __half*>(p.res) + pix * p.res_ps : nullptr;
+            for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-                for (int nb = 0; nb < NB; ++nb) {
-                    const int n = nb * 8 + (lane & 3) * 2;
+                for (int half = 0; half < 2; ++half) {
                     float v0 = acc[mt][nb][half * 2] + bias[nb][0], v1 = acc[mt][nb][half * 2 + 1] + bias[nb][1];
                     if (p.silu) {
                         v0 = silu_act<false>(v0);
                         v1 = silu_act<false>(v1);
                     }
-                    if (res) {
-                        v0 += __half2float(res[n]);
-                        v1 += __half2float(res[n + 1]);
-                    }
-                    if (p.y_vec) {
-                        *reinterpret_cast<__half2*>(y + n) = __floats2half2_rn(v0, v1);
-                    } else {
-                        y[n] = __float2half_rn(v0);
-                        y[n + 1] = __float2half_rn(v1);
-                    }
+                    *reinterpret_cast<float2*>(&stage[((lane >> 2) + half * 8) * kSLd + nb * 8 + (lane & 3) * 2]) =
+                        make_float2(v0, v1);
                 }
+            __syncwarp();
+            const int oy = ty0 + warp * 2 + mt;
+#pragma unroll
+            for (int q = lane; q < 16 * NB; q += 32) {
+                const int px = q / NB, n = (q % NB) * 8, ox = tx0 + px;
+                if (oy >= OH || ox >= OW) continue;
+                const float4 lo = *reinterpret_cast<const float4*>(&stage[px * kSLd + n]);
+                const float4 hi = *reinterpret_cast<const float4*>(&stage[px * kSLd + n + 4]);
+                float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                store8_f16<false>(p, static_cast<int>((static_cast<int64_t>(img) * OH + oy) * OW + ox), n, v);
             }
+            __syncwarp();  // the next row overwrites the staging tile
         }
         __syncthreads();  // every warp is done with this halo before the next iteration refills it
         buf ^= 1;
