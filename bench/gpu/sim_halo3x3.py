@@ -107,12 +107,13 @@ def run(C, K, H, W, n=1, seed=0):
 run(16, 16, 13, 11, n=2)
 run(32, 32, 8, 16)
 run(32, 32, 9, 19)
+run(64, 64, 10, 13)
 # bank-conflict check for the A ldmatrix phases: 8 lanes of one matrix hit distinct 16-byte bank groups
-for C in (16, 32):
+for C in (16, 32, 64):
     for start in range(40):
         groups = {(chunk_off(start + r, 0, C) // 16) % 8 for r in range(8)}
         assert len(groups) == 8, (C, start, groups)
-for C in (16, 32):
+for C in (16, 32, 64):
     kWRow = 9 * C * 2 + 16
     groups = {(r * kWRow // 16) % 8 for r in range(8)}
     assert len(groups) == 8, (C, groups)

@@ -364,7 +364,7 @@ TEST(CudaConv2d, TacticTable) {
         if (name.find("halo3x3") != std::string::npos) {
             // Halo tactics: 3x3, stride 1, padding 1, exactly their C -> K channels.
             ConvShape bottleneck;
-            bottleneck.c = bottleneck.k = name.find("_c16_k16_") != std::string::npos ? 16 : 32;
+            bottleneck.c = bottleneck.k = std::stoi(name.substr(name.find("_c", name.find("halo3x3")) + 2));
             bottleneck.kh = bottleneck.kw = 3;
             bottleneck.pad_top = bottleneck.pad_left = 1;
             EXPECT_TRUE(cuda::conv2d_tactic_supports(t, bottleneck, ElemType::kF16)) << name;

@@ -974,7 +974,7 @@ __device__ __forceinline__ uint32_t halo_chunk_offset(int pixel, int chunk) {
 }
 
 template <int C, int K>
-__global__ void __launch_bounds__(kHaloThreads, 4) conv3x3_halo_kernel(const ConvParams p) {
+__global__ void __launch_bounds__(kHaloThreads, C* K <= 32 * 32 ? 4 : 1) conv3x3_halo_kernel(const ConvParams p) {
     static_assert(C % 16 == 0 && K % 16 == 0, "whole k16 and n16 blocks");
     constexpr int CH = C / 8, kHaloBytes = kHaloPixels * C * 2, kWRow = 9 * C * 2 + 16;
     constexpr int NB = K / 8;  // n8 blocks
@@ -1312,6 +1312,7 @@ const Tactic kTactics[] = {
     // 3x3 stride-1 convs on halo tiles (YOLOv8's C2f bottlenecks): C -> K channels exactly.
     halo_tactic<16, 16>(1.0),  // 54
     halo_tactic<32, 32>(1.0),  // 55
+    halo_tactic<64, 64>(1.0),  // 56: one CTA an SM (the filter is 73 KB)
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
