@@ -21,7 +21,7 @@ build() {  # source dir, build dir, targets...
 }
 build . build-gpu kestrel_cli kestrel_gpu_tests || exit 1
 build .gpu/old build-old kestrel_cli || exit 1
-build-gpu/kestrel_gpu_tests >"$LOG/tests.log" 2>&1; status=$?
+timeout 300 build-gpu/kestrel_gpu_tests >"$LOG/tests.log" 2>&1; status=$?
 grep -E '^\[  (FAILED|PASSED) |FAILED TEST' "$LOG/tests.log" | tail -12
 m=/tmp/kestrel_ab_models
 for v in old new; do

@@ -133,6 +133,13 @@ const Case kCases[] = {
     {.name = "1x1_stride2", .n = 1, .c = 16, .h = 11, .w = 10, .k = 32, .kh = 1, .kw = 1, .stride = 2},
     // 3x3 stride 1 (bottlenecks, with their residual) and stride 2 (downsampling), odd sizes, batch 3.
     {.name = "3x3_bottleneck_res", .n = 3, .c = 16, .h = 13, .w = 11, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
+    // The halo tactics' shapes (C -> C, 3x3, padding 1): whole 8x16 tiles, partial ones, and slices.
+    {.name = "3x3_c32_whole_tiles", .n = 1, .c = 32, .h = 16, .w = 32, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    {.name = "3x3_c32_slices", .n = 2, .c = 32, .h = 19, .w = 37, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true,
+     .x_ps = 64, .x_off = 32, .y_ps = 96, .y_off = 32, .r_ps = 40, .r_off = 8},
+    {.name = "3x3_c16_y_unaligned", .n = 1, .c = 16, .h = 8, .w = 16, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .y_ps = 17, .y_off = 1},
+    {.name = "3x3_c16_pads_1_1_0_2", .n = 2, .c = 16, .h = 10, .w = 12, .k = 16, .pt = 1, .pl = 1, .pb = 0, .pr = 2, .silu = true},
+    {.name = "3x3_c16_in_place", .n = 2, .c = 16, .h = 9, .w = 17, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true, .inplace = true},
     {.name = "3x3_s2_odd", .n = 1, .c = 32, .h = 13, .w = 11, .k = 64, .stride = 2, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
     {.name = "3x3_k96", .n = 1, .c = 64, .h = 12, .w = 12, .k = 96, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
     {.name = "3x3_c128_k256_batch3", .n = 3, .c = 128, .h = 6, .w = 5, .k = 256, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
@@ -354,7 +361,24 @@ TEST(CudaConv2d, TacticTable) {
         if (type == ElemType::kF32) {
             EXPECT_NE(name.find("simt"), std::string::npos) << name;
         }
-        if (name.find("mma") != std::string::npos) {
+        if (name.find("halo3x3") != std::string::npos) {
+            // Halo tactics: 3x3, stride 1, padding 1, exactly their C -> K channels.
+            ConvShape bottleneck;
+            bottleneck.c = bottleneck.k = std::stoi(name.substr(name.find("_c", name.find("halo3x3")) + 2));
+            bottleneck.kh = bottleneck.kw = 3;
+            bottleneck.pad_top = bottleneck.pad_left = 1;
+            EXPECT_TRUE(cuda::conv2d_tactic_supports(t, bottleneck, ElemType::kF16)) << name;
+            ConvShape other = bottleneck;
+            other.k *= 2;
+            EXPECT_FALSE(cuda::conv2d_tactic_supports(t, other, ElemType::kF16)) << name;
+            other = bottleneck;
+            other.stride_h = other.stride_w = 2;
+            EXPECT_FALSE(cuda::conv2d_tactic_supports(t, other, ElemType::kF16)) << name;
+            other = bottleneck;
+            other.pad_top = other.pad_left = 0;
+            EXPECT_FALSE(cuda::conv2d_tactic_supports(t, other, ElemType::kF16)) << name;
+            EXPECT_FALSE(cuda::conv2d_tactic_supports(t, dense, ElemType::kF16)) << name;
+        } else if (name.find("mma") != std::string::npos) {
             EXPECT_TRUE(cuda::conv2d_tactic_supports(t, dense, type)) << name;
             EXPECT_FALSE(cuda::conv2d_tactic_supports(t, grouped, type)) << name;
             mma_dense = true;
@@ -371,7 +395,9 @@ TEST(CudaConv2d, TacticTable) {
         const std::string name = cuda::conv2d_tactic_name(t, dense, ElemType::kF16);
         const bool vectorised =
             name.find("_mma_m16n8k16_") != std::string::npos || name.find("_wgmma_") != std::string::npos;
-        if (!vectorised || name.find("gather") != std::string::npos) continue;
+        // (The halo tactics take only 3x3 filters; their shapes are checked above.)
+        if (!vectorised || name.find("gather") != std::string::npos || name.find("halo") != std::string::npos)
+            continue;
         EXPECT_TRUE(cuda::conv2d_tactic_supports(t, taps32, ElemType::kF16)) << name;
         EXPECT_FALSE(cuda::conv2d_tactic_supports(t, taps33, ElemType::kF16)) << name;
     }

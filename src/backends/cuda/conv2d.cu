@@ -38,6 +38,7 @@
 #include "backends/cuda/conv2d.h"
 #include "backends/cuda/device_convert.cuh"
 #include "backends/cuda/fast_divmod.h"
+#include "backends/cuda/mma_sync.cuh"
 #include "backends/cuda/wgmma.cuh"
 #include "core/half.h"
 
@@ -126,14 +127,6 @@ __device__ __forceinline__ void ldmatrix_b_pair(uint32_t (&lo)[2], uint32_t (&hi
     uint32_t t[4];
     ldmatrix_x4(t, addr);
     lo[0] = t[0], lo[1] = t[1], hi[0] = t[2], hi[1] = t[3];
-}
-
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ void mma_16832_s8(int (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -938,9 +931,172 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
     }
 }
 
+// ---- 3x3 stride-1 convolutions on halo tiles -------------------------------------------------------
+//
+// The implicit GEMM copies every input pixel into shared memory once per filter tap (nine times for
+// a 3x3 conv) and the small-channel 3x3 convs (YOLOv8's C2f bottlenecks: 16 channels at 160x160, 32
+// at 80x80) are bound by that traffic through L1/shared memory. Here a CTA loads an output tile's
+// input once, with its one-pixel border (the halo, (TH + 2) x (TW + 2) pixels, zeros outside the
+// image), and the nine taps are nine shifted views of it: ldmatrix takes one row address per lane,
+// so the A fragment of tap (dy, dx) is read straight from the halo. The CTA keeps the whole filter
+// (K rows of 9 x C halves) in shared memory and walks over tiles (persistent), loading the next
+// tile's halo while it multiplies the current one.
+//
+// Tile: TH = 8 output rows of TW = 16 pixels; warp w owns rows 2w and 2w + 1 (one m16 tile each) and
+// all K columns. Channels: C and K multiples of 16. Halo pixels are C halves, 16-byte chunk c of
+// pixel p stored at chunk c ^ ((p * CH / 8) % CH) (CH = C / 8 chunks), so the 8 consecutive pixels
+// an ldmatrix phase reads cover all 32 banks. Filter rows are padded by 16 bytes for the same reason.
+
+constexpr int kHaloTH = 8, kHaloTW = 16, kHaloThreads = 128;
+constexpr int kHaloPixels = (kHaloTH + 2) * (kHaloTW + 2);
+
+// Two halo buffers, the filter, and per warp a float staging tile of one m16 row (16 pixels x K,
+// rows padded by 4 floats) for 16-byte stores.
+constexpr int halo_smem_bytes(int c, int k) {
+    return 2 * kHaloPixels * c * 2 + k * (9 * c * 2 + 16) + (kHaloThreads / 32) * 16 * (k + 4) * 4;
+}
+
+template <int C>
+__device__ __forceinline__ uint32_t halo_chunk_offset(int pixel, int chunk) {
+    constexpr int CH = C / 8;
+    return static_cast<uint32_t>(pixel * C * 2 + ((chunk ^ ((pixel * CH >> 3) & (CH - 1))) << 4));
+}
+
+template <int C, int K>
+__global__ void __launch_bounds__(kHaloThreads, C* K <= 32 * 32 ? 4 : 1) conv3x3_halo_kernel(const ConvParams p) {
+    static_assert(C % 16 == 0 && K % 16 == 0, "whole k16 and n16 blocks");
+    constexpr int CH = C / 8, kHaloBytes = kHaloPixels * C * 2, kWRow = 9 * C * 2 + 16;
+    constexpr int NB = K / 8;  // n8 blocks
+    extern __shared__ __align__(128) unsigned char smem[];
+    const uint32_t s_halo = smem_addr(smem), s_w = s_halo + 2 * kHaloBytes;
+    constexpr int kSLd = K + 4;  // staging row, floats
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    // Tiles cover the output; input rows and columns outside the image (padding) read as zeros.
+    const int H = p.in_h, W = p.in_w, OH = p.out_h, OW = p.out_w;
+    const int tiles_x = (OW + kHaloTW - 1) / kHaloTW, tiles_y = (OH + kHaloTH - 1) / kHaloTH;
+    const int tiles_img = tiles_x * tiles_y, tiles = (p.gemm_m / (OH * OW)) * tiles_img;
+    const uint64_t xb = reinterpret_cast<uint64_t>(p.x), wb = reinterpret_cast<uint64_t>(p.wgt);
+
+    // The filter, once: row n is output channel n's 9 x C halves (the packed layout), 16-byte chunks.
+    for (int q = tid; q < K * 9 * CH; q += kHaloThreads) {
+        const int n = q / (9 * CH), c = q % (9 * CH);
+        cp_async16<false>(s_w + n * kWRow + c * 16, wb + (static_cast<uint64_t>(n) * 9 * CH + c) * 16, true);
+    }
+    cp_async_commit();
+
+    // A tile's halo into buffer buf: pixel (hy, hx) is input pixel (ty0 - 1 + hy, tx0 - 1 + hx).
+    auto load_halo = [&](int tile, int buf) {
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int iy0 = (rem / tiles_x) * kHaloTH - 1, ix0 = (rem % tiles_x) * kHaloTW - 1;
+        for (int q = tid; q < kHaloPixels * CH; q += kHaloThreads) {
+            const int hp = q / CH, c = q % CH;
+            const int iy = iy0 + hp / (kHaloTW + 2), ix = ix0 + hp % (kHaloTW + 2);
+            const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                                static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+            const int64_t pix = (static_cast<int64_t>(img) * H + iy) * W + ix;
+            cp_async16<false>(s_halo + buf * kHaloBytes + halo_chunk_offset<C>(hp, c),
+                              xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2, inside);
+        }
+    };
+
+    // Per lane: the A row (output pixel of the m16 tile) and k half it addresses for ldmatrix.x4
+    // (matrices rows 0-7 / 8-15 at k 0-7, then the same at k 8-15), and likewise for B (n 0-7 at k
+    // 0-7 / 8-15, then n 8-15).
+    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
+    const uint32_t b_lane = static_cast<uint32_t>(((lane >> 4) * 8 + (lane & 7)) * kWRow + ((lane >> 3) & 1) * 16);
+    // Bias per accumulator column, once.
+    float bias[NB][2];
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb) {
+        bias[nb][0] = __ldg(p.bias + nb * 8 + (lane & 3) * 2);
+        bias[nb][1] = __ldg(p.bias + nb * 8 + (lane & 3) * 2 + 1);
+    }
+
+    int tile = static_cast<int>(blockIdx.x), buf = 0;
+    if (tile < tiles) load_halo(tile, 0);
+    cp_async_commit();
+    for (; tile < tiles; tile += static_cast<int>(gridDim.x)) {
+        const int next = tile + static_cast<int>(gridDim.x);
+        if (next < tiles) load_halo(next, buf ^ 1);
+        cp_async_commit();
+        cp_async_wait<1>();  // the filter and this tile's halo
+        __syncthreads();
+
+        float acc[2][NB][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[mt][nb][e] = 0.f;
+        const uint32_t halo = s_halo + buf * kHaloBytes;
+#pragma unroll
+        for (int tap = 0; tap < 9; ++tap) {
+            const int dy = tap / 3, dx = tap % 3;
+#pragma unroll
+            for (int cb = 0; cb < C / 16; ++cb) {
+                uint32_t af[2][4];
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    const int hp = (warp * 2 + mt + dy) * (kHaloTW + 2) + a_row + dx;
+                    ldmatrix_x4(af[mt], halo + halo_chunk_offset<C>(hp, cb * 2 + a_khalf));
+                }
+#pragma unroll
+                for (int nj = 0; nj < K / 16; ++nj) {
+                    uint32_t t[4];
+                    ldmatrix_x4(t, s_w + b_lane + nj * 16 * kWRow + (tap * C + cb * 16) * 2);
+#pragma unroll
+                    for (int mt = 0; mt < 2; ++mt) {
+                        mma_16816(acc[mt][2 * nj], af[mt], t[0], t[1]);
+                        mma_16816(acc[mt][2 * nj + 1], af[mt], t[2], t[3]);
+                    }
+                }
+            }
+        }
+
+        // Epilogue, one m16 row at a time: lane (g, t) holds pixels g and g + 8, channels 8 nb + 2t and
+        // + 1; bias and SiLU on the registers, then the row goes through this warp's staging tile so
+        // that each lane stores whole 16-byte runs of a pixel (8 channels), residual added there.
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
+        float* stage = reinterpret_cast<float*>(smem + 2 * kHaloBytes + K * kWRow) + warp * 16 * kSLd;
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+#pragma unroll
+            for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    float v0 = acc[mt][nb][half * 2] + bias[nb][0], v1 = acc[mt][nb][half * 2 + 1] + bias[nb][1];
+                    if (p.silu) {
+                        v0 = silu_act<false>(v0);
+                        v1 = silu_act<false>(v1);
+                    }
+                    *reinterpret_cast<float2*>(&stage[((lane >> 2) + half * 8) * kSLd + nb * 8 + (lane & 3) * 2]) =
+                        make_float2(v0, v1);
+                }
+            __syncwarp();
+            const int oy = ty0 + warp * 2 + mt;
+#pragma unroll
+            for (int q = lane; q < 16 * NB; q += 32) {
+                const int px = q / NB, n = (q % NB) * 8, ox = tx0 + px;
+                if (oy >= OH || ox >= OW) continue;
+                const float4 lo = *reinterpret_cast<const float4*>(&stage[px * kSLd + n]);
+                const float4 hi = *reinterpret_cast<const float4*>(&stage[px * kSLd + n + 4]);
+                float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+                store8_f16<false>(p, static_cast<int>((static_cast<int64_t>(img) * OH + oy) * OW + ox), n, v);
+            }
+            __syncwarp();  // the next row overwrites the staging tile
+        }
+        __syncthreads();  // every warp is done with this halo before the next iteration refills it
+        buf ^= 1;
+    }
+    cp_async_wait<0>();
+}
+
 // ---- tactics -----------------------------------------------------------------------------------------
 
-enum class Family : uint8_t { kSimt, kMma, kMmaGather, kWgmma };
+enum class Family : uint8_t { kSimt, kMma, kMmaGather, kWgmma, kHalo };
 
 // A split-K tactic runs only where each split gets at least this many k-tiles.
 constexpr int kMinTilesPerSplit = 2;
@@ -998,6 +1154,31 @@ void launch_simt(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CUDA(cudaGetLastError());
 }
 
+int num_sms();
+
+template <int C, int K>
+void launch_halo(const ConvParams& p, int groups, cudaStream_t stream) {
+    KS_CHECK(groups == 1, "conv2d: halo tactics need groups == 1");
+    constexpr int kSmem = halo_smem_bytes(C, K);
+    auto kernel = conv3x3_halo_kernel<C, K>;
+    static std::atomic<uint64_t> prepared{0};
+    prepare_kernel(reinterpret_cast<const void*>(kernel), kSmem, prepared);
+    const int64_t tiles = static_cast<int64_t>(p.gemm_m / (p.out_h * p.out_w)) * ((p.out_h + kHaloTH - 1) / kHaloTH) *
+                          ((p.out_w + kHaloTW - 1) / kHaloTW);
+    KS_CHECK(tiles <= INT_MAX, "conv2d: too many halo tiles (", tiles, ")");
+    // One wave of persistent CTAs (the occupancy query once per process).
+    static std::atomic<int> per_sm{0};
+    if (per_sm.load(std::memory_order_relaxed) == 0) {
+        int v = 0;
+        KS_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, kernel, kHaloThreads, kSmem));
+        per_sm.store(std::max(v, 1), std::memory_order_relaxed);
+    }
+    const int64_t grid =
+        std::min<int64_t>(tiles, static_cast<int64_t>(per_sm.load(std::memory_order_relaxed)) * num_sms());
+    kernel<<<static_cast<unsigned>(grid), kHaloThreads, kSmem, stream>>>(p);
+    KS_CUDA(cudaGetLastError());
+}
+
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS = 1, bool kInt8 = false,
           bool kWgmma = false>
 Tactic mma_tactic(double sm_eff) {
@@ -1032,6 +1213,23 @@ Tactic simt_tactic(double sm_eff) {
             0,
             launch_simt<T, TY, TX, TM, TN, SPLITS>,
             SPLITS};
+}
+
+// bm: output pixels per tile, bn: output channels (= K), bk: input channels (= C).
+template <int C, int K>
+Tactic halo_tactic(double sm_eff) {
+    return {ElemType::kF16,
+            Family::kHalo,
+            kHaloTH * kHaloTW,
+            K,
+            C,
+            2,
+            kHaloThreads,
+            sm_eff,
+            reinterpret_cast<const void*>(conv3x3_halo_kernel<C, K>),
+            halo_smem_bytes(C, K),
+            launch_halo<C, K>,
+            1};
 }
 
 // The order is the tactic id: engines store it, so new tactics go at the end.
@@ -1100,6 +1298,10 @@ const Tactic kTactics[] = {
     mma_tactic<64, 128, 4, 1, 4, false, 1, false, true>(0.8),   // 51
     mma_tactic<64, 32, 4, 1, 4, false, 1, false, true>(0.6),    // 52
     mma_tactic<128, 32, 8, 1, 4, false, 1, false, true>(0.7),   // 53
+    // 3x3 stride-1 convs on halo tiles (YOLOv8's C2f bottlenecks): C -> K channels exactly.
+    halo_tactic<16, 16>(1.0),  // 54
+    halo_tactic<32, 32>(1.0),  // 55
+    halo_tactic<64, 64>(1.0),  // 56: one CTA an SM (the filter is 73 KB)
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
@@ -1136,8 +1338,8 @@ bool device_has_wgmma() {
     return has;
 }
 
-// The families whose A loads are the vectorised 16-byte copies (vec_shape_ok, x 16-byte aligned).
-bool loads_vectorised(Family f) { return f == Family::kMma || f == Family::kWgmma; }
+// The families whose A loads are 16-byte copies of x (x 16-byte aligned; vec_shape_ok for the GEMMs).
+bool loads_vectorised(Family f) { return f == Family::kMma || f == Family::kWgmma || f == Family::kHalo; }
 
 bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
     if (t.type != type) return false;
@@ -1153,6 +1355,9 @@ bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
             return vec_shape_ok(s);
         case Family::kWgmma:
             return vec_shape_ok(s) && device_has_wgmma();
+        case Family::kHalo:
+            return s.groups == 1 && s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 &&
+                   s.dil_w == 1 && s.pad_top == 1 && s.pad_left == 1 && s.c == t.bk && s.k == t.bn;
         case Family::kMmaGather:
             return s.groups == 1;
     }
@@ -1306,6 +1511,9 @@ std::string conv2d_tactic_name(int tactic, const ConvShape&, ElemType) {
         case Family::kWgmma:
             name << "_wgmma_m64n" << t.bn << "k16";
             break;
+        case Family::kHalo:
+            name << "_halo3x3_mma_m16n8k16_c" << t.bk << "_k" << t.bn << "_" << kHaloTH << "x" << kHaloTW;
+            return name.str();
         case Family::kMmaGather:
             name << "_mma_m16n8k16_gather";
             break;

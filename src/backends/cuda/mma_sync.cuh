@@ -1,0 +1,20 @@
+// The warp-level tensor-core MMA (mma.sync, sm_80+) that the convolution kernels share.
+#pragma once
+
+#include <cstdint>
+
+namespace kestrel::cuda {
+
+// d += a (16 x 16 f16, row-major fragment) * b (16 x 8 f16, "col" fragment), float32 accumulators.
+// Fragments (lane l, g = l / 4, t = l % 4): a[0] = row g, k 2t..2t+1; a[1] = row g + 8; a[2] and a[3]
+// the same at k + 8. b0 = k 2t..2t+1 of column g, b1 = k + 8. d = rows g (d[0], d[1]) and g + 8
+// (d[2], d[3]), columns 2t and 2t + 1.
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+}  // namespace kestrel::cuda
