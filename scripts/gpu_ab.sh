@@ -4,7 +4,8 @@
 # this checkout's GPU tests; GPU compute time at batch 1-128, the batch-64 profile and end to end
 # (coco128's JPEG files -> boxes). Logs come back as $OUT/ab_logs.tgz.
 #   here:            bash scripts/stage_gpu.sh && bash scripts/gpu_ab.sh stage REV   # REV's tree -> .gpu/old
-#   device tool:     bash scripts/gpu_ab.sh        (carry [".deps", ".gpu"])
+#   device tool:     bash scripts/gpu_ab.sh        (carry [".deps", ".gpu"]); NCU=REGEX adds Nsight Compute
+#                    on the new tree's matching kernels; the tuner's timing caches come back too
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = stage ]; then
@@ -28,7 +29,7 @@ for v in old new; do
   b=build-gpu; [ $v = old ] && b=build-old
   mkdir -p $m/$v && cp "$shared/models/yolov8n.onnx" $m/$v/
   $b/kestrel export model=$m/$v/yolov8n.onnx format=engine device=0 dynamic=True batch=128 half=True \
-    >"$LOG/export_$v.log" 2>&1 || { tail -5 "$LOG/export_$v.log"; exit 1; }
+    timing_cache="$LOG/timing_$v.txt" >"$LOG/export_$v.log" 2>&1 || { tail -5 "$LOG/export_$v.log"; exit 1; }
 done
 for r in 1 2; do
   for v in old new; do
@@ -44,6 +45,13 @@ for v in old new; do
   $b/kestrel benchmark model=$m/$v/yolov8n.engine batch=64 source="$shared/datasets/coco128/images/train2017" \
     >"$LOG/e2e_$v.txt" 2>&1 || status=1
 done
+# NCU=REGEX: Nsight Compute on this checkout's kernels whose names match, at batch 64 (NCU_COUNT of them).
+if [ -n "${NCU:-}" ]; then
+  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  "$ncu" --kernel-name-base demangled -k "regex:$NCU" -c "${NCU_COUNT:-6}" --section SpeedOfLight --section Occupancy \
+    --section WarpStateStats --section MemoryWorkloadAnalysis --section LaunchStats \
+    build-gpu/kestrel benchmark model=$m/new/yolov8n.engine batch=64 >"$LOG/ncu.txt" 2>&1 || echo "ncu failed"
+fi
 grep -E '^==|^ +[0-9]+ ' "$LOG/bench.txt"
 for v in old new; do echo "== end to end, $v =="; tail -2 "$LOG/e2e_$v.txt"; done
 exit $status
