@@ -140,6 +140,11 @@ const Case kCases[] = {
     {.name = "3x3_c16_y_unaligned", .n = 1, .c = 16, .h = 8, .w = 16, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .y_ps = 17, .y_off = 1},
     {.name = "3x3_c16_pads_1_1_0_2", .n = 2, .c = 16, .h = 10, .w = 12, .k = 16, .pt = 1, .pl = 1, .pb = 0, .pr = 2, .silu = true},
     {.name = "3x3_c16_in_place", .n = 2, .c = 16, .h = 9, .w = 17, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true, .inplace = true},
+    {.name = "3x3_c16_res_unaligned", .n = 1, .c = 16, .h = 9, .w = 20, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true,
+     .r_ps = 17, .r_off = 1},
+    // Enough tiles that the persistent halo CTAs go round their ring of tile buffers (2-4) more than once.
+    {.name = "3x3_c16_ring", .n = 16, .c = 16, .h = 128, .w = 160, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
+    {.name = "3x3_c32_ring", .n = 8, .c = 32, .h = 80, .w = 160, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
     {.name = "3x3_s2_odd", .n = 1, .c = 32, .h = 13, .w = 11, .k = 64, .stride = 2, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
     {.name = "3x3_k96", .n = 1, .c = 64, .h = 12, .w = 12, .k = 96, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
     {.name = "3x3_c128_k256_batch3", .n = 3, .c = 128, .h = 6, .w = 5, .k = 256, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
@@ -396,8 +401,7 @@ TEST(CudaConv2d, TacticTable) {
         const bool vectorised =
             name.find("_mma_m16n8k16_") != std::string::npos || name.find("_wgmma_") != std::string::npos;
         // (The halo tactics take only 3x3 filters; their shapes are checked above.)
-        if (!vectorised || name.find("gather") != std::string::npos || name.find("halo") != std::string::npos)
-            continue;
+        if (!vectorised || name.find("gather") != std::string::npos || name.find("halo") != std::string::npos) continue;
         EXPECT_TRUE(cuda::conv2d_tactic_supports(t, taps32, ElemType::kF16)) << name;
         EXPECT_FALSE(cuda::conv2d_tactic_supports(t, taps33, ElemType::kF16)) << name;
     }

@@ -169,8 +169,8 @@ __device__ __forceinline__ void store8_vec(float (&v)[8], const uint4* res, uint
 
 // Bias and activation (kBiasAct; otherwise v has them already), residual and store for 8
 // consecutive output channels [n, n + 8) of pixel m, clipped to the k channels that exist. 16-byte
-// accesses when the tensors' strides and bases allow.
-template <bool kBiasAct>
+// accesses when the tensors' strides and bases allow. !kGlobalResidual: v has the residual already.
+template <bool kBiasAct, bool kGlobalResidual = true>
 __device__ __forceinline__ void store8_f16(const ConvParams& p, int m, int n, float (&v)[8]) {
     const int cnt = min(8, p.kg - n);
     if constexpr (kBiasAct) {
@@ -190,7 +190,8 @@ __device__ __forceinline__ void store8_f16(const ConvParams& p, int m, int n, fl
         }
     }
     __half* y = static_cast<__half*>(p.y) + static_cast<int64_t>(m) * p.y_ps + n;
-    const __half* res = p.res ? static_cast<const __half*>(p.res) + static_cast<int64_t>(m) * p.res_ps + n : nullptr;
+    const __half* res =
+        kGlobalResidual && p.res ? static_cast<const __half*>(p.res) + static_cast<int64_t>(m) * p.res_ps + n : nullptr;
     if (cnt == 8 && p.y_vec && (!res || p.res_vec)) {
         store8_vec(v, reinterpret_cast<const uint4*>(res), reinterpret_cast<uint4*>(y));
     } else {
@@ -946,14 +947,23 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
 // all K columns. Channels: C and K multiples of 16. Halo pixels are C halves, 16-byte chunk c of
 // pixel p stored at chunk c ^ ((p * CH / 8) % CH) (CH = C / 8 chunks), so the 8 consecutive pixels
 // an ldmatrix phase reads cover all 32 banks. Filter rows are padded by 16 bytes for the same reason.
+//
+// A tile's bytes are few (10x18 pixels of 16 channels: 5.6 KB), so one tile in flight per CTA leaves
+// DRAM idle (Nsight Compute, H100: 62 % of DRAM bandwidth with two buffers, occupancy 16 warps an SM,
+// registers-bound): the halos go through a ring of STAGES buffers, STAGES - 1 tiles ahead. The
+// residual, where there is one (16-byte aligned), is a tile of its own in the same ring rather than a
+// load in the epilogue, whose latency nothing else hid (the residual convs took 1.5x as long).
 
 constexpr int kHaloTH = 8, kHaloTW = 16, kHaloThreads = 128;
 constexpr int kHaloPixels = (kHaloTH + 2) * (kHaloTW + 2);
 
-// Two halo buffers, the filter, and per warp a float staging tile of one m16 row (16 pixels x K,
-// rows padded by 4 floats) for 16-byte stores.
-constexpr int halo_smem_bytes(int c, int k) {
-    return 2 * kHaloPixels * c * 2 + k * (9 * c * 2 + 16) + (kHaloThreads / 32) * 16 * (k + 4) * 4;
+// One ring stage: the halo (C halves a pixel, swizzled) and the residual tile (K halves a pixel).
+constexpr int halo_stage_bytes(int c, int k) { return kHaloPixels * c * 2 + kHaloTH * kHaloTW * k * 2; }
+
+// The ring, the filter, and per warp a float staging tile of one m16 row (16 pixels x K, rows
+// padded by 4 floats) for 16-byte stores.
+constexpr int halo_smem_bytes(int c, int k, int stages) {
+    return stages * halo_stage_bytes(c, k) + k * (9 * c * 2 + 16) + (kHaloThreads / 32) * 16 * (k + 4) * 4;
 }
 
 template <int C>
@@ -962,13 +972,23 @@ __device__ __forceinline__ uint32_t halo_chunk_offset(int pixel, int chunk) {
     return static_cast<uint32_t>(pixel * C * 2 + ((chunk ^ ((pixel * CH >> 3) & (CH - 1))) << 4));
 }
 
-template <int C, int K>
-__global__ void __launch_bounds__(kHaloThreads, C* K <= 32 * 32 ? 4 : 1) conv3x3_halo_kernel(const ConvParams p) {
+// CTAs an SM (up to 4) that the shared memory allows (228 KB an SM, 1 KB of it reserved per CTA): the
+// register budget the launch bounds give ptxas.
+constexpr int halo_ctas_per_sm(int c, int k, int stages) {
+    const int fit = 228 * 1024 / (halo_smem_bytes(c, k, stages) + 1024);
+    return fit < 1 ? 1 : fit > 4 ? 4 : fit;
+}
+
+template <int C, int K, int STAGES>
+__global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES))
+    conv3x3_halo_kernel(const ConvParams p) {
     static_assert(C % 16 == 0 && K % 16 == 0, "whole k16 and n16 blocks");
-    constexpr int CH = C / 8, kHaloBytes = kHaloPixels * C * 2, kWRow = 9 * C * 2 + 16;
+    static_assert(STAGES >= 2, "at least one tile loads while another is multiplied");
+    constexpr int CH = C / 8, KH = K / 8, kHaloBytes = kHaloPixels * C * 2, kWRow = 9 * C * 2 + 16;
+    constexpr int kStageBytes = halo_stage_bytes(C, K);
     constexpr int NB = K / 8;  // n8 blocks
     extern __shared__ __align__(128) unsigned char smem[];
-    const uint32_t s_halo = smem_addr(smem), s_w = s_halo + 2 * kHaloBytes;
+    const uint32_t s_ring = smem_addr(smem), s_w = s_ring + STAGES * kStageBytes;
     constexpr int kSLd = K + 4;  // staging row, floats
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -977,6 +997,8 @@ __global__ void __launch_bounds__(kHaloThreads, C* K <= 32 * 32 ? 4 : 1) conv3x3
     const int tiles_x = (OW + kHaloTW - 1) / kHaloTW, tiles_y = (OH + kHaloTH - 1) / kHaloTH;
     const int tiles_img = tiles_x * tiles_y, tiles = (p.gemm_m / (OH * OW)) * tiles_img;
     const uint64_t xb = reinterpret_cast<uint64_t>(p.x), wb = reinterpret_cast<uint64_t>(p.wgt);
+    const uint64_t rb = reinterpret_cast<uint64_t>(p.res);
+    const bool res_in_ring = p.res && p.res_vec;
 
     // The filter, once: row n is output channel n's 9 x C halves (the packed layout), 16-byte chunks.
     for (int q = tid; q < K * 9 * CH; q += kHaloThreads) {
@@ -985,19 +1007,30 @@ __global__ void __launch_bounds__(kHaloThreads, C* K <= 32 * 32 ? 4 : 1) conv3x3
     }
     cp_async_commit();
 
-    // A tile's halo into buffer buf: pixel (hy, hx) is input pixel (ty0 - 1 + hy, tx0 - 1 + hx).
-    auto load_halo = [&](int tile, int buf) {
+    // A tile into ring stage `stage`: halo pixel (hy, hx) is input pixel (ty0 - 1 + hy, tx0 - 1 + hx);
+    // residual pixel (ry, rx) is output pixel (ty0 + ry, tx0 + rx).
+    auto load_tile = [&](int tile, int stage) {
         const int img = tile / tiles_img, rem = tile % tiles_img;
-        const int iy0 = (rem / tiles_x) * kHaloTH - 1, ix0 = (rem % tiles_x) * kHaloTW - 1;
+        const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
+        const uint32_t dst = s_ring + stage * kStageBytes;
         for (int q = tid; q < kHaloPixels * CH; q += kHaloThreads) {
             const int hp = q / CH, c = q % CH;
-            const int iy = iy0 + hp / (kHaloTW + 2), ix = ix0 + hp % (kHaloTW + 2);
+            const int iy = ty0 - 1 + hp / (kHaloTW + 2), ix = tx0 - 1 + hp % (kHaloTW + 2);
             const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
                                 static_cast<unsigned>(ix) < static_cast<unsigned>(W);
             const int64_t pix = (static_cast<int64_t>(img) * H + iy) * W + ix;
-            cp_async16<false>(s_halo + buf * kHaloBytes + halo_chunk_offset<C>(hp, c),
-                              xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2, inside);
+            cp_async16<false>(dst + halo_chunk_offset<C>(hp, c), xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2,
+                              inside);
         }
+        if (res_in_ring)
+            for (int q = tid; q < kHaloTH * kHaloTW * KH; q += kHaloThreads) {
+                const int rp = q / KH, c = q % KH;
+                const int oy = ty0 + rp / kHaloTW, ox = tx0 + rp % kHaloTW;
+                const bool inside = oy < OH && ox < OW;
+                const int64_t pix = (static_cast<int64_t>(img) * OH + oy) * OW + ox;
+                cp_async16<false>(dst + kHaloBytes + q * 16, rb + static_cast<uint64_t>(pix * p.res_ps + c * 8) * 2,
+                                  inside);
+            }
     };
 
     // Per lane: the A row (output pixel of the m16 tile) and k half it addresses for ldmatrix.x4
@@ -1013,15 +1046,22 @@ __global__ void __launch_bounds__(kHaloThreads, C* K <= 32 * 32 ? 4 : 1) conv3x3
         bias[nb][1] = __ldg(p.bias + nb * 8 + (lane & 3) * 2 + 1);
     }
 
-    int tile = static_cast<int>(blockIdx.x), buf = 0;
-    if (tile < tiles) load_halo(tile, 0);
-    cp_async_commit();
-    for (; tile < tiles; tile += static_cast<int>(gridDim.x)) {
-        const int next = tile + static_cast<int>(gridDim.x);
-        if (next < tiles) load_halo(next, buf ^ 1);
+    // The ring: this CTA's tiles are blockIdx.x + i * gridDim.x; tile i sits in stage i % STAGES, and
+    // cp.async group i + 1 (group 0 is the filter) brings it.
+    const int step = static_cast<int>(gridDim.x);
+    int tile = static_cast<int>(blockIdx.x), stage = 0;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (tile + s * step < tiles) load_tile(tile + s * step, s);
         cp_async_commit();
-        cp_async_wait<1>();  // the filter and this tile's halo
-        __syncthreads();
+    }
+    for (; tile < tiles; tile += step) {
+        cp_async_wait<STAGES - 2>();  // the filter and this tile
+        __syncthreads();              // ... from every thread; and every warp is done with the previous tile
+        const int ahead = tile + (STAGES - 1) * step;
+        const int refill = stage == 0 ? STAGES - 1 : stage - 1;  // the previous tile's stage
+        if (ahead < tiles) load_tile(ahead, refill);
+        cp_async_commit();
 
         float acc[2][NB][4];
 #pragma unroll
@@ -1030,7 +1070,7 @@ __global__ void __launch_bounds__(kHaloThreads, C* K <= 32 * 32 ? 4 : 1) conv3x3
             for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) acc[mt][nb][e] = 0.f;
-        const uint32_t halo = s_halo + buf * kHaloBytes;
+        const uint32_t halo = s_ring + stage * kStageBytes;
 #pragma unroll
         for (int tap = 0; tap < 9; ++tap) {
             const int dy = tap / 3, dx = tap % 3;
@@ -1060,7 +1100,8 @@ __global__ void __launch_bounds__(kHaloThreads, C* K <= 32 * 32 ? 4 : 1) conv3x3
         // that each lane stores whole 16-byte runs of a pixel (8 channels), residual added there.
         const int img = tile / tiles_img, rem = tile % tiles_img;
         const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
-        float* stage = reinterpret_cast<float*>(smem + 2 * kHaloBytes + K * kWRow) + warp * 16 * kSLd;
+        float* stage_f = reinterpret_cast<float*>(smem + STAGES * kStageBytes + K * kWRow) + warp * 16 * kSLd;
+        const unsigned char* res_tile = smem + stage * kStageBytes + kHaloBytes;
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt) {
 #pragma unroll
@@ -1072,24 +1113,36 @@ __global__ void __launch_bounds__(kHaloThreads, C* K <= 32 * 32 ? 4 : 1) conv3x3
                         v0 = silu_act<false>(v0);
                         v1 = silu_act<false>(v1);
                     }
-                    *reinterpret_cast<float2*>(&stage[((lane >> 2) + half * 8) * kSLd + nb * 8 + (lane & 3) * 2]) =
+                    *reinterpret_cast<float2*>(&stage_f[((lane >> 2) + half * 8) * kSLd + nb * 8 + (lane & 3) * 2]) =
                         make_float2(v0, v1);
                 }
             __syncwarp();
-            const int oy = ty0 + warp * 2 + mt;
+            const int ry = warp * 2 + mt, oy = ty0 + ry;
 #pragma unroll
             for (int q = lane; q < 16 * NB; q += 32) {
                 const int px = q / NB, n = (q % NB) * 8, ox = tx0 + px;
                 if (oy >= OH || ox >= OW) continue;
-                const float4 lo = *reinterpret_cast<const float4*>(&stage[px * kSLd + n]);
-                const float4 hi = *reinterpret_cast<const float4*>(&stage[px * kSLd + n + 4]);
+                const float4 lo = *reinterpret_cast<const float4*>(&stage_f[px * kSLd + n]);
+                const float4 hi = *reinterpret_cast<const float4*>(&stage_f[px * kSLd + n + 4]);
                 float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-                store8_f16<false>(p, static_cast<int>((static_cast<int64_t>(img) * OH + oy) * OW + ox), n, v);
+                const int m = static_cast<int>((static_cast<int64_t>(img) * OH + oy) * OW + ox);
+                if (res_in_ring) {
+                    const uint4 r = *reinterpret_cast<const uint4*>(res_tile + ((ry * kHaloTW + px) * KH + n / 8) * 16);
+                    const __half2* rh = reinterpret_cast<const __half2*>(&r);
+#pragma unroll
+                    for (int j = 0; j < 4; ++j) {
+                        const float2 f = __half22float2(rh[j]);
+                        v[2 * j] += f.x;
+                        v[2 * j + 1] += f.y;
+                    }
+                    store8_f16<false, false>(p, m, n, v);
+                } else {
+                    store8_f16<false>(p, m, n, v);  // the residual, if any, from global memory
+                }
             }
             __syncwarp();  // the next row overwrites the staging tile
         }
-        __syncthreads();  // every warp is done with this halo before the next iteration refills it
-        buf ^= 1;
+        stage = stage == STAGES - 1 ? 0 : stage + 1;
     }
     cp_async_wait<0>();
 }
@@ -1156,11 +1209,11 @@ void launch_simt(const ConvParams& p, int groups, cudaStream_t stream) {
 
 int num_sms();
 
-template <int C, int K>
+template <int C, int K, int STAGES>
 void launch_halo(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CHECK(groups == 1, "conv2d: halo tactics need groups == 1");
-    constexpr int kSmem = halo_smem_bytes(C, K);
-    auto kernel = conv3x3_halo_kernel<C, K>;
+    constexpr int kSmem = halo_smem_bytes(C, K, STAGES);
+    auto kernel = conv3x3_halo_kernel<C, K, STAGES>;
     static std::atomic<uint64_t> prepared{0};
     prepare_kernel(reinterpret_cast<const void*>(kernel), kSmem, prepared);
     const int64_t tiles = static_cast<int64_t>(p.gemm_m / (p.out_h * p.out_w)) * ((p.out_h + kHaloTH - 1) / kHaloTH) *
@@ -1216,19 +1269,19 @@ Tactic simt_tactic(double sm_eff) {
 }
 
 // bm: output pixels per tile, bn: output channels (= K), bk: input channels (= C).
-template <int C, int K>
+template <int C, int K, int STAGES>
 Tactic halo_tactic(double sm_eff) {
     return {ElemType::kF16,
             Family::kHalo,
             kHaloTH * kHaloTW,
             K,
             C,
-            2,
+            STAGES,
             kHaloThreads,
             sm_eff,
-            reinterpret_cast<const void*>(conv3x3_halo_kernel<C, K>),
-            halo_smem_bytes(C, K),
-            launch_halo<C, K>,
+            reinterpret_cast<const void*>(conv3x3_halo_kernel<C, K, STAGES>),
+            halo_smem_bytes(C, K, STAGES),
+            launch_halo<C, K, STAGES>,
             1};
 }
 
@@ -1299,9 +1352,12 @@ const Tactic kTactics[] = {
     mma_tactic<64, 32, 4, 1, 4, false, 1, false, true>(0.6),    // 52
     mma_tactic<128, 32, 8, 1, 4, false, 1, false, true>(0.7),   // 53
     // 3x3 stride-1 convs on halo tiles (YOLOv8's C2f bottlenecks): C -> K channels exactly.
-    halo_tactic<16, 16>(1.0),  // 54
-    halo_tactic<32, 32>(1.0),  // 55
-    halo_tactic<64, 64>(1.0),  // 56: one CTA an SM (the filter is 73 KB)
+    // Rings of 2-4 tiles (smem a CTA: c16 s4 49 KB, c32 s2/s3 68/87 KB, c64 s2 171 KB).
+    halo_tactic<16, 16, 4>(1.0),  // 54
+    halo_tactic<32, 32, 2>(1.0),  // 55
+    halo_tactic<64, 64, 2>(1.0),  // 56: one CTA an SM (the filter is 73 KB)
+    halo_tactic<32, 32, 3>(1.0),  // 57
+    halo_tactic<16, 16, 3>(1.0),  // 58
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
@@ -1512,7 +1568,8 @@ std::string conv2d_tactic_name(int tactic, const ConvShape&, ElemType) {
             name << "_wgmma_m64n" << t.bn << "k16";
             break;
         case Family::kHalo:
-            name << "_halo3x3_mma_m16n8k16_c" << t.bk << "_k" << t.bn << "_" << kHaloTH << "x" << kHaloTW;
+            name << "_halo3x3_mma_m16n8k16_c" << t.bk << "_k" << t.bn << "_" << kHaloTH << "x" << kHaloTW << "_s"
+                 << t.stages;
             return name.str();
         case Family::kMmaGather:
             name << "_mma_m16n8k16_gather";
