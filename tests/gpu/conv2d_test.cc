@@ -146,6 +146,12 @@ const Case kCases[] = {
     {.name = "3x3_c16_ring", .n = 16, .c = 16, .h = 128, .w = 160, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
     {.name = "3x3_c32_ring", .n = 8, .c = 32, .h = 80, .w = 160, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
     {.name = "3x3_s2_odd", .n = 1, .c = 32, .h = 13, .w = 11, .k = 64, .stride = 2, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    // The stride-2 halo tactics' shapes: 16 -> 32 and 32 -> 64 with padding 1 (the bottom/right one
+    // unused on even sizes), partial tiles, a slice, and enough tiles to go round the ring.
+    {.name = "3x3_s2_c16_k32", .n = 3, .c = 16, .h = 37, .w = 50, .k = 32, .stride = 2, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    {.name = "3x3_s2_c32_even_slices", .n = 2, .c = 32, .h = 34, .w = 40, .k = 64, .stride = 2, .pt = 1, .pl = 1, .pb = 0, .pr = 0, .silu = true,
+     .x_ps = 96, .x_off = 64, .y_ps = 72, .y_off = 8},
+    {.name = "3x3_s2_c16_ring", .n = 16, .c = 16, .h = 160, .w = 320, .k = 32, .stride = 2, .pt = 1, .pl = 1, .pb = 0, .pr = 0, .silu = true},
     {.name = "3x3_k96", .n = 1, .c = 64, .h = 12, .w = 12, .k = 96, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
     {.name = "3x3_c128_k256_batch3", .n = 3, .c = 128, .h = 6, .w = 5, .k = 256, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
     {.name = "3x3_many_tiles", .n = 2, .c = 16, .h = 40, .w = 36, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
@@ -367,17 +373,22 @@ TEST(CudaConv2d, TacticTable) {
             EXPECT_NE(name.find("simt"), std::string::npos) << name;
         }
         if (name.find("halo3x3") != std::string::npos) {
-            // Halo tactics: 3x3, stride 1, padding 1, exactly their C -> K channels.
+            // Halo tactics: 3x3, their stride (1, or 2 for "halo3x3s2"), padding 1, exactly their C -> K
+            // channels.
+            const int stride = name.find("halo3x3s2") != std::string::npos ? 2 : 1;
+            const size_t at_c = name.find("_c", name.find("halo3x3"));
             ConvShape bottleneck;
-            bottleneck.c = bottleneck.k = std::stoi(name.substr(name.find("_c", name.find("halo3x3")) + 2));
+            bottleneck.c = std::stoi(name.substr(at_c + 2));
+            bottleneck.k = std::stoi(name.substr(name.find("_k", at_c) + 2));
             bottleneck.kh = bottleneck.kw = 3;
+            bottleneck.stride_h = bottleneck.stride_w = stride;
             bottleneck.pad_top = bottleneck.pad_left = 1;
             EXPECT_TRUE(cuda::conv2d_tactic_supports(t, bottleneck, ElemType::kF16)) << name;
             ConvShape other = bottleneck;
             other.k *= 2;
             EXPECT_FALSE(cuda::conv2d_tactic_supports(t, other, ElemType::kF16)) << name;
             other = bottleneck;
-            other.stride_h = other.stride_w = 2;
+            other.stride_h = other.stride_w = 3 - stride;
             EXPECT_FALSE(cuda::conv2d_tactic_supports(t, other, ElemType::kF16)) << name;
             other = bottleneck;
             other.pad_top = other.pad_left = 0;

@@ -955,15 +955,19 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
 // load in the epilogue, whose latency nothing else hid (the residual convs took 1.5x as long).
 
 constexpr int kHaloTH = 8, kHaloTW = 16, kHaloThreads = 128;
-constexpr int kHaloPixels = (kHaloTH + 2) * (kHaloTW + 2);
+// The input window of a tile at stride s: (TH - 1) s + 3 rows of (TW - 1) s + 3 pixels.
+constexpr int halo_in_h(int s) { return (kHaloTH - 1) * s + 3; }
+constexpr int halo_in_w(int s) { return (kHaloTW - 1) * s + 3; }
 
 // One ring stage: the halo (C halves a pixel, swizzled) and the residual tile (K halves a pixel).
-constexpr int halo_stage_bytes(int c, int k) { return kHaloPixels * c * 2 + kHaloTH * kHaloTW * k * 2; }
+constexpr int halo_stage_bytes(int c, int k, int s) {
+    return halo_in_h(s) * halo_in_w(s) * c * 2 + kHaloTH * kHaloTW * k * 2;
+}
 
 // The ring, the filter, and per warp a float staging tile of one m16 row (16 pixels x K, rows
 // padded by 4 floats) for 16-byte stores.
-constexpr int halo_smem_bytes(int c, int k, int stages) {
-    return stages * halo_stage_bytes(c, k) + k * (9 * c * 2 + 16) + (kHaloThreads / 32) * 16 * (k + 4) * 4;
+constexpr int halo_smem_bytes(int c, int k, int stages, int s) {
+    return stages * halo_stage_bytes(c, k, s) + k * (9 * c * 2 + 16) + (kHaloThreads / 32) * 16 * (k + 4) * 4;
 }
 
 template <int C>
@@ -974,18 +978,23 @@ __device__ __forceinline__ uint32_t halo_chunk_offset(int pixel, int chunk) {
 
 // CTAs an SM (up to 4) that the shared memory allows (228 KB an SM, 1 KB of it reserved per CTA): the
 // register budget the launch bounds give ptxas.
-constexpr int halo_ctas_per_sm(int c, int k, int stages) {
-    const int fit = 228 * 1024 / (halo_smem_bytes(c, k, stages) + 1024);
+constexpr int halo_ctas_per_sm(int c, int k, int stages, int s) {
+    const int fit = 228 * 1024 / (halo_smem_bytes(c, k, stages, s) + 1024);
     return fit < 1 ? 1 : fit > 4 ? 4 : fit;
 }
 
-template <int C, int K, int STAGES>
-__global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES))
+template <int C, int K, int STAGES, int S>
+__global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S))
     conv3x3_halo_kernel(const ConvParams p) {
     static_assert(C % 16 == 0 && K % 16 == 0, "whole k16 and n16 blocks");
     static_assert(STAGES >= 2, "at least one tile loads while another is multiplied");
-    constexpr int CH = C / 8, KH = K / 8, kHaloBytes = kHaloPixels * C * 2, kWRow = 9 * C * 2 + 16;
-    constexpr int kStageBytes = halo_stage_bytes(C, K);
+    static_assert(S == 1 || S == 2, "stride 1 or 2");
+    constexpr int kInH = halo_in_h(S), kInW = halo_in_w(S);
+    constexpr int CH = C / 8, KH = K / 8, kHaloBytes = kInH * kInW * C * 2, kWRow = 9 * C * 2 + 16;
+    constexpr int kStageBytes = halo_stage_bytes(C, K, S);
+    // Stride 2: a halo row keeps its even columns, then its odd ones, so that the 16 pixels of an m16
+    // row that a tap reads (every other column) are consecutive, as at stride 1, for the swizzle.
+    auto column = [](int hx) { return S == 1 ? hx : (hx & 1) ? (kInW + 1) / 2 + hx / 2 : hx / 2; };
     constexpr int NB = K / 8;  // n8 blocks
     extern __shared__ __align__(128) unsigned char smem[];
     const uint32_t s_ring = smem_addr(smem), s_w = s_ring + STAGES * kStageBytes;
@@ -1007,20 +1016,20 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES))
     }
     cp_async_commit();
 
-    // A tile into ring stage `stage`: halo pixel (hy, hx) is input pixel (ty0 - 1 + hy, tx0 - 1 + hx);
-    // residual pixel (ry, rx) is output pixel (ty0 + ry, tx0 + rx).
+    // A tile into ring stage `stage`: halo pixel (hy, hx) is input pixel (S ty0 - 1 + hy, S tx0 - 1 +
+    // hx), stored at row hy, column(hx); residual pixel (ry, rx) is output pixel (ty0 + ry, tx0 + rx).
     auto load_tile = [&](int tile, int stage) {
         const int img = tile / tiles_img, rem = tile % tiles_img;
         const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
         const uint32_t dst = s_ring + stage * kStageBytes;
-        for (int q = tid; q < kHaloPixels * CH; q += kHaloThreads) {
-            const int hp = q / CH, c = q % CH;
-            const int iy = ty0 - 1 + hp / (kHaloTW + 2), ix = tx0 - 1 + hp % (kHaloTW + 2);
+        for (int q = tid; q < kInH * kInW * CH; q += kHaloThreads) {
+            const int hp = q / CH, c = q % CH, hy = hp / kInW, hx = hp % kInW;
+            const int iy = ty0 * S - 1 + hy, ix = tx0 * S - 1 + hx;
             const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
                                 static_cast<unsigned>(ix) < static_cast<unsigned>(W);
             const int64_t pix = (static_cast<int64_t>(img) * H + iy) * W + ix;
-            cp_async16<false>(dst + halo_chunk_offset<C>(hp, c), xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2,
-                              inside);
+            cp_async16<false>(dst + halo_chunk_offset<C>(hy * kInW + column(hx), c),
+                              xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2, inside);
         }
         if (res_in_ring)
             for (int q = tid; q < kHaloTH * kHaloTW * KH; q += kHaloThreads) {
@@ -1079,7 +1088,8 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES))
                 uint32_t af[2][4];
 #pragma unroll
                 for (int mt = 0; mt < 2; ++mt) {
-                    const int hp = (warp * 2 + mt + dy) * (kHaloTW + 2) + a_row + dx;
+                    // Output pixel (row, a_row), tap (dy, dx): input row S row + dy, column S a_row + dx.
+                    const int hp = ((warp * 2 + mt) * S + dy) * kInW + column(dx) + a_row;
                     ldmatrix_x4(af[mt], halo + halo_chunk_offset<C>(hp, cb * 2 + a_khalf));
                 }
 #pragma unroll
@@ -1164,7 +1174,8 @@ struct Tactic {
     const void* kernel;
     int smem;  // dynamic shared memory
     Launch launch;
-    int splits;  // > 1: split-K over grid.z (tensor cores) or grid.y (SIMT), with a workspace
+    int splits;      // > 1: split-K over grid.z (tensor cores) or grid.y (SIMT), with a workspace
+    int stride = 1;  // halo tactics: the convolution's stride (1 or 2)
 };
 
 // Sets a kernel's dynamic shared memory limit to what its launches ask for, once per device (a
@@ -1209,11 +1220,11 @@ void launch_simt(const ConvParams& p, int groups, cudaStream_t stream) {
 
 int num_sms();
 
-template <int C, int K, int STAGES>
+template <int C, int K, int STAGES, int S>
 void launch_halo(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CHECK(groups == 1, "conv2d: halo tactics need groups == 1");
-    constexpr int kSmem = halo_smem_bytes(C, K, STAGES);
-    auto kernel = conv3x3_halo_kernel<C, K, STAGES>;
+    constexpr int kSmem = halo_smem_bytes(C, K, STAGES, S);
+    auto kernel = conv3x3_halo_kernel<C, K, STAGES, S>;
     static std::atomic<uint64_t> prepared{0};
     prepare_kernel(reinterpret_cast<const void*>(kernel), kSmem, prepared);
     const int64_t tiles = static_cast<int64_t>(p.gemm_m / (p.out_h * p.out_w)) * ((p.out_h + kHaloTH - 1) / kHaloTH) *
@@ -1269,7 +1280,7 @@ Tactic simt_tactic(double sm_eff) {
 }
 
 // bm: output pixels per tile, bn: output channels (= K), bk: input channels (= C).
-template <int C, int K, int STAGES>
+template <int C, int K, int STAGES, int S = 1>
 Tactic halo_tactic(double sm_eff) {
     return {ElemType::kF16,
             Family::kHalo,
@@ -1279,10 +1290,11 @@ Tactic halo_tactic(double sm_eff) {
             STAGES,
             kHaloThreads,
             sm_eff,
-            reinterpret_cast<const void*>(conv3x3_halo_kernel<C, K, STAGES>),
-            halo_smem_bytes(C, K, STAGES),
-            launch_halo<C, K, STAGES>,
-            1};
+            reinterpret_cast<const void*>(conv3x3_halo_kernel<C, K, STAGES, S>),
+            halo_smem_bytes(C, K, STAGES, S),
+            launch_halo<C, K, STAGES, S>,
+            1,
+            S};
 }
 
 // The order is the tactic id: engines store it, so new tactics go at the end.
@@ -1358,6 +1370,10 @@ const Tactic kTactics[] = {
     halo_tactic<64, 64, 2>(1.0),  // 56: one CTA an SM (the filter is 73 KB)
     halo_tactic<32, 32, 3>(1.0),  // 57
     halo_tactic<16, 16, 3>(1.0),  // 58
+    // Stride 2 (YOLOv8's downsampling 16 -> 32 at 320x320 and 32 -> 64 at 160x160): 17x33-pixel halos.
+    halo_tactic<16, 32, 3, 2>(1.0),  // 59
+    halo_tactic<32, 64, 2, 2>(1.0),  // 60
+    halo_tactic<16, 32, 2, 2>(1.0),  // 61
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
@@ -1412,8 +1428,8 @@ bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
         case Family::kWgmma:
             return vec_shape_ok(s) && device_has_wgmma();
         case Family::kHalo:
-            return s.groups == 1 && s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 &&
-                   s.dil_w == 1 && s.pad_top == 1 && s.pad_left == 1 && s.c == t.bk && s.k == t.bn;
+            return s.groups == 1 && s.kh == 3 && s.kw == 3 && s.stride_h == t.stride && s.stride_w == t.stride &&
+                   s.dil_h == 1 && s.dil_w == 1 && s.pad_top == 1 && s.pad_left == 1 && s.c == t.bk && s.k == t.bn;
         case Family::kMmaGather:
             return s.groups == 1;
     }
@@ -1568,8 +1584,8 @@ std::string conv2d_tactic_name(int tactic, const ConvShape&, ElemType) {
             name << "_wgmma_m64n" << t.bn << "k16";
             break;
         case Family::kHalo:
-            name << "_halo3x3_mma_m16n8k16_c" << t.bk << "_k" << t.bn << "_" << kHaloTH << "x" << kHaloTW << "_s"
-                 << t.stages;
+            name << "_halo3x3" << (t.stride == 2 ? "s2" : "") << "_mma_m16n8k16_c" << t.bk << "_k" << t.bn << "_"
+                 << kHaloTH << "x" << kHaloTW << "_s" << t.stages;
             return name.str();
         case Family::kMmaGather:
             name << "_mma_m16n8k16_gather";
