@@ -932,16 +932,16 @@ __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) c
     }
 }
 
-// ---- 3x3 stride-1 convolutions on halo tiles -------------------------------------------------------
+// ---- 3x3 convolutions (stride 1 or 2, padding 1) on halo tiles ------------------------------------
 //
 // The implicit GEMM copies every input pixel into shared memory once per filter tap (nine times for
 // a 3x3 conv) and the small-channel 3x3 convs (YOLOv8's C2f bottlenecks: 16 channels at 160x160, 32
 // at 80x80) are bound by that traffic through L1/shared memory. Here a CTA loads an output tile's
-// input once, with its one-pixel border (the halo, (TH + 2) x (TW + 2) pixels, zeros outside the
-// image), and the nine taps are nine shifted views of it: ldmatrix takes one row address per lane,
-// so the A fragment of tap (dy, dx) is read straight from the halo. The CTA keeps the whole filter
-// (K rows of 9 x C halves) in shared memory and walks over tiles (persistent), loading the next
-// tile's halo while it multiplies the current one.
+// input window once, with its one-pixel border (the halo, (TH + 2) x (TW + 2) pixels at stride 1,
+// zeros outside the image), and the nine taps are nine shifted views of it: ldmatrix takes one row
+// address per lane, so the A fragment of tap (dy, dx) is read straight from the halo. The CTA keeps
+// the whole filter (K rows of 9 x C halves) in shared memory and walks over tiles (persistent),
+// loading the next tiles' halos while it multiplies the current one.
 //
 // Tile: TH = 8 output rows of TW = 16 pixels; warp w owns rows 2w and 2w + 1 (one m16 tile each) and
 // all K columns. Channels: C and K multiples of 16. Halo pixels are C halves, 16-byte chunk c of
