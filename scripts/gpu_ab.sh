@@ -45,7 +45,8 @@ for v in old new; do
   $b/kestrel benchmark model=$m/$v/yolov8n.engine batch=64 source="$shared/datasets/coco128/images/train2017" \
     >"$LOG/e2e_$v.txt" 2>&1 || status=1
 done
-# NCU=REGEX: Nsight Compute on this checkout's kernels whose names match, at batch 64 (NCU_COUNT of them).
+# NCU=REGEX: Nsight Compute on this checkout's kernels whose names match, at batch 64 (NCU_COUNT of them);
+# the names are demangled with their template arguments as "conv3x3_halo_kernel<(int)16, (int)16, ...>".
 if [ -n "${NCU:-}" ]; then
   ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
   "$ncu" --kernel-name-base demangled -k "regex:$NCU" -c "${NCU_COUNT:-6}" --section SpeedOfLight --section Occupancy \
