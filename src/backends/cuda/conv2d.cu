@@ -129,14 +129,6 @@ __device__ __forceinline__ void ldmatrix_b_pair(uint32_t (&lo)[2], uint32_t (&hi
     lo[0] = t[0], lo[1] = t[1], hi[0] = t[2], hi[1] = t[3];
 }
 
-__device__ __forceinline__ void mma_16832_s8(int (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // Four f16 values (two half2 registers) -> four int8 in one register, x * inv rounded to nearest
 // even and clamped to [-128, 127]; lo's pair lands in bytes 0-1, hi's in bytes 2-3.
 __device__ __forceinline__ uint32_t quantize4_s8(uint32_t lo, uint32_t hi, float inv) {
@@ -148,18 +140,20 @@ __device__ __forceinline__ uint32_t quantize4_s8(uint32_t lo, uint32_t hi, float
 
 // ---- epilogue ---------------------------------------------------------------------------------------
 
+// v += the 8 halves packed in r.
+__device__ __forceinline__ void add_half8(float (&v)[8], const uint4& r) {
+    const __half2* rh = reinterpret_cast<const __half2*>(&r);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const float2 f = __half22float2(rh[j]);
+        v[2 * j] += f.x;
+        v[2 * j + 1] += f.y;
+    }
+}
+
 // v plus the 8 halves at res (if any) -> 8 halves at y: one 16-byte load and one 16-byte store.
 __device__ __forceinline__ void store8_vec(float (&v)[8], const uint4* res, uint4* y) {
-    if (res) {
-        const uint4 r = *res;
-        const __half2* rh = reinterpret_cast<const __half2*>(&r);
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const float2 f = __half22float2(rh[j]);
-            v[2 * j] += f.x;
-            v[2 * j + 1] += f.y;
-        }
-    }
+    if (res) add_half8(v, *res);
     uint4 out;
     __half2* oh = reinterpret_cast<__half2*>(&out);
 #pragma unroll
@@ -1137,14 +1131,7 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
                 float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
                 const int m = static_cast<int>((static_cast<int64_t>(img) * OH + oy) * OW + ox);
                 if (res_in_ring) {
-                    const uint4 r = *reinterpret_cast<const uint4*>(res_tile + ((ry * kHaloTW + px) * KH + n / 8) * 16);
-                    const __half2* rh = reinterpret_cast<const __half2*>(&r);
-#pragma unroll
-                    for (int j = 0; j < 4; ++j) {
-                        const float2 f = __half22float2(rh[j]);
-                        v[2 * j] += f.x;
-                        v[2 * j + 1] += f.y;
-                    }
+                    add_half8(v, *reinterpret_cast<const uint4*>(res_tile + ((ry * kHaloTW + px) * KH + n / 8) * 16));
                     store8_f16<false, false>(p, m, n, v);
                 } else {
                     store8_f16<false>(p, m, n, v);  // the residual, if any, from global memory
