@@ -152,6 +152,15 @@ const Case kCases[] = {
     {.name = "3x3_s2_c32_even_slices", .n = 2, .c = 32, .h = 34, .w = 40, .k = 64, .stride = 2, .pt = 1, .pl = 1, .pb = 0, .pr = 0, .silu = true,
      .x_ps = 96, .x_off = 64, .y_ps = 72, .y_off = 8},
     {.name = "3x3_s2_c16_ring", .n = 16, .c = 16, .h = 160, .w = 320, .k = 32, .stride = 2, .pt = 1, .pl = 1, .pb = 0, .pr = 0, .silu = true},
+    // The head's 3x3 convs on wgmma halo tiles: 64 -> 80, 80 -> 80 with a residual and slices, 64 -> 64
+    // slices, and enough tiles to go round the rings.
+    {.name = "3x3_c64_k80", .n = 2, .c = 64, .h = 20, .w = 36, .k = 80, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    {.name = "3x3_c80_res_slices", .n = 2, .c = 80, .h = 19, .w = 21, .k = 80, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true,
+     .x_ps = 160, .x_off = 80, .y_ps = 88, .y_off = 8, .r_ps = 96, .r_off = 16},
+    {.name = "3x3_c64_slices", .n = 1, .c = 64, .h = 17, .w = 33, .k = 64, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .residual = true,
+     .x_ps = 128, .x_off = 64, .y_ps = 144, .y_off = 72, .r_ps = 72, .r_off = 8},
+    {.name = "3x3_c64_ring", .n = 8, .c = 64, .h = 80, .w = 80, .k = 64, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    {.name = "3x3_c80_ring", .n = 4, .c = 80, .h = 80, .w = 80, .k = 80, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
     {.name = "3x3_k96", .n = 1, .c = 64, .h = 12, .w = 12, .k = 96, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
     {.name = "3x3_c128_k256_batch3", .n = 3, .c = 128, .h = 6, .w = 5, .k = 256, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
     {.name = "3x3_many_tiles", .n = 2, .c = 16, .h = 40, .w = 36, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},

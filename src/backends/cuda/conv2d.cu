@@ -964,10 +964,15 @@ constexpr int halo_smem_bytes(int c, int k, int stages, int s) {
     return stages * halo_stage_bytes(c, k, s) + k * (9 * c * 2 + 16) + (kHaloThreads / 32) * 16 * (k + 4) * 4;
 }
 
+// 80 channels (10 chunks, 160 bytes a pixel): 8 consecutive pixels start 8 banks apart, so pixels p
+// and p + 4 would share banks; swapping the chunks of each pair (c ^ 1) in the second group of four
+// moves those 4 banks along.
 template <int C>
 __device__ __forceinline__ uint32_t halo_chunk_offset(int pixel, int chunk) {
     constexpr int CH = C / 8;
-    return static_cast<uint32_t>(pixel * C * 2 + ((chunk ^ ((pixel * CH >> 3) & (CH - 1))) << 4));
+    static_assert((CH & (CH - 1)) == 0 || C == 80, "a power-of-two number of chunks, or 80 channels");
+    const int swizzled = C == 80 ? chunk ^ ((pixel >> 2) & 1) : chunk ^ ((pixel * CH >> 3) & (CH - 1));
+    return static_cast<uint32_t>(pixel * C * 2 + (swizzled << 4));
 }
 
 // CTAs an SM (up to 4) that the shared memory allows (228 KB an SM, 1 KB of it reserved per CTA): the
@@ -1144,9 +1149,155 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
     cp_async_wait<0>();
 }
 
+// ---- 3x3 stride-1 convs with 64 or 80 channels on halo tiles, warpgroup MMAs (sm_90a) -------------
+//
+// The detect head's 3x3 convs (64 -> 64, 64 -> 80, 80 -> 80 at 80x80, 40x40 and 20x20) have a
+// filter too large for several CTAs an SM, and with one CTA of 4 warps the mma.sync halo kernel
+// above is latency-bound (measured: slower than the implicit-GEMM wgmma tactics). Here the same 8x16
+// halo tile is multiplied by wgmma with A from registers: CTA = 2 warpgroups, warp w owns output
+// row w of the tile (16 pixels, its 16 rows of the warpgroup's m64 A), and for each k16 step
+// (tap, 16 channels) loads its A fragment with one ldmatrix.x4 of the shifted halo view. B is the
+// resident filter in the wgmma tactics' 64B-swizzled k-tile layout (wgmma.cuh): k-tile t holds k
+// [32t, 32t + 32) of all K rows, K x 64 bytes, so a k16 step is one descriptor. A tap's C / 16 MMAs
+// are one commit group; the next tap's fragments load while it runs (double-buffered registers).
+// No residual ring: the head has no residuals, and a residual is read in the epilogue.
+constexpr int kHaloWgThreads = 256;
+
+constexpr int halo_wg_filter_bytes(int c, int k) { return (9 * c / 16 + 1) / 2 * k * 64; }
+constexpr int halo_wg_stage_bytes(int c) { return halo_in_h(1) * halo_in_w(1) * c * 2; }
+// 512 bytes of slack to align the filter for the descriptors, the filter, the ring, and per warp a
+// float staging row (16 pixels x K, padded by 4 floats) for 16-byte stores.
+constexpr int halo_wg_smem_bytes(int c, int k, int stages) {
+    return 512 + halo_wg_filter_bytes(c, k) + stages * halo_wg_stage_bytes(c) +
+           (kHaloWgThreads / 32) * 16 * (k + 4) * 4;
+}
+
+template <int C, int K, int STAGES>
+__global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(const ConvParams p) {
+    static_assert((C == 64 || C == 80) && (K == 64 || K == 80), "the RS wgmma wrappers and halo swizzles that exist");
+    static_assert(STAGES >= 2, "at least one tile loads while another is multiplied");
+    constexpr int kInH = halo_in_h(1), kInW = halo_in_w(1);
+    constexpr int CH = C / 8, CB = C / 16, NB = K / 8, kStageBytes = halo_wg_stage_bytes(C);
+    constexpr int kKTileBytes = K * 64, kSLd = K + 4;
+    extern __shared__ __align__(128) unsigned char smem[];
+    const uint32_t s_w = (smem_addr(smem) + 511) & ~511u;  // wgmma reads the swizzle from address bits
+    const uint32_t s_ring = s_w + halo_wg_filter_bytes(C, K);
+    unsigned char* const smem_w = smem + (s_w - smem_addr(smem));
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int H = p.in_h, W = p.in_w, OH = p.out_h, OW = p.out_w;
+    const int tiles_x = (OW + kHaloTW - 1) / kHaloTW, tiles_y = (OH + kHaloTH - 1) / kHaloTH;
+    const int tiles_img = tiles_x * tiles_y, tiles = (p.gemm_m / (OH * OW)) * tiles_img;
+    const uint64_t xb = reinterpret_cast<uint64_t>(p.x), wb = reinterpret_cast<uint64_t>(p.wgt);
+
+    // The filter, once: packed row n (9 x C halves, tap-major) -> k-tiles of 32 halves, 16-byte chunk
+    // c of row n at chunk c ^ ((n >> 1) & 3) (the 64-byte swizzle).
+    for (int q = tid; q < K * 9 * CH; q += kHaloWgThreads) {
+        const int n = q / (9 * CH), c = q % (9 * CH);
+        cp_async16<false>(s_w + (c >> 2) * kKTileBytes + n * 64 + (((c & 3) ^ ((n >> 1) & 3)) << 4),
+                          wb + (static_cast<uint64_t>(n) * 9 * CH + c) * 16, true);
+    }
+    cp_async_commit();
+
+    auto load_tile = [&](int tile, int stage) {
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
+        const uint32_t dst = s_ring + stage * kStageBytes;
+        for (int q = tid; q < kInH * kInW * CH; q += kHaloWgThreads) {
+            const int hp = q / CH, c = q % CH, hy = hp / kInW, hx = hp % kInW;
+            const int iy = ty0 - 1 + hy, ix = tx0 - 1 + hx;
+            const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                                static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+            const int64_t pix = (static_cast<int64_t>(img) * H + iy) * W + ix;
+            cp_async16<false>(dst + halo_chunk_offset<C>(hp, c), xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2,
+                              inside);
+        }
+    };
+
+    // Per lane: the A row (pixel of this warp's output row) and k half it addresses for ldmatrix.x4.
+    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
+    float bias[NB][2];
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb) {
+        bias[nb][0] = __ldg(p.bias + nb * 8 + (lane & 3) * 2);
+        bias[nb][1] = __ldg(p.bias + nb * 8 + (lane & 3) * 2 + 1);
+    }
+
+    // The ring, as in conv3x3_halo_kernel: tile i in stage i % STAGES, cp.async group i + 1.
+    const int step = static_cast<int>(gridDim.x);
+    int tile = static_cast<int>(blockIdx.x), stage = 0;
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (tile + s * step < tiles) load_tile(tile + s * step, s);
+        cp_async_commit();
+    }
+    for (; tile < tiles; tile += step) {
+        cp_async_wait<STAGES - 2>();  // the filter and this tile
+        fence_proxy_async_shared();   // the filter's copies, visible to wgmma
+        __syncthreads();              // ... from every thread; and every warp is done with the previous tile
+        const int ahead = tile + (STAGES - 1) * step;
+        if (ahead < tiles) load_tile(ahead, stage == 0 ? STAGES - 1 : stage - 1);
+        cp_async_commit();
+
+        const uint32_t halo = s_ring + stage * kStageBytes;
+        float acc[NB][4];
+        uint32_t af[2][CB][4];
+#pragma unroll
+        for (int tap = 0; tap < 9; ++tap) {
+            const int dy = tap / 3, dx = tap % 3;
+            const int hp = (warp + dy) * kInW + dx + a_row;
+#pragma unroll
+            for (int cb = 0; cb < CB; ++cb)
+                ldmatrix_x4(af[tap & 1][cb], halo + halo_chunk_offset<C>(hp, cb * 2 + a_khalf));
+            wgmma_fence();  // the fragments just loaded (and the accumulators the last epilogue read)
+#pragma unroll
+            for (int cb = 0; cb < CB; ++cb) {
+                const int ks = tap * CB + cb;  // k16 step: k [16 ks, 16 ks + 16) = tap, channels 16 cb..
+                wgmma_m64k16_f32_f16_rs<K>(acc, af[tap & 1][cb],
+                                           wgmma_desc_k64b(s_w + (ks >> 1) * kKTileBytes + (ks & 1) * 32), ks > 0);
+            }
+            wgmma_commit();
+            wgmma_wait<1>();  // the previous tap's MMAs are done: its fragment registers are free
+        }
+        wgmma_wait<0>();
+
+        // Epilogue, as in conv3x3_halo_kernel: warp w's accumulators are output row w (pixels g and
+        // g + 8, channels 8 nb + 2t, + 1), staged per warp for 16-byte stores of 8 channels.
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int oy = (rem / tiles_x) * kHaloTH + warp, tx0 = (rem % tiles_x) * kHaloTW;
+        float* stage_f =
+            reinterpret_cast<float*>(smem_w + halo_wg_filter_bytes(C, K) + STAGES * kStageBytes) + warp * 16 * kSLd;
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                float v0 = acc[nb][half * 2] + bias[nb][0], v1 = acc[nb][half * 2 + 1] + bias[nb][1];
+                if (p.silu) {
+                    v0 = silu_act<false>(v0);
+                    v1 = silu_act<false>(v1);
+                }
+                *reinterpret_cast<float2*>(&stage_f[((lane >> 2) + half * 8) * kSLd + nb * 8 + (lane & 3) * 2]) =
+                    make_float2(v0, v1);
+            }
+        __syncwarp();
+#pragma unroll
+        for (int q = lane; q < 16 * NB; q += 32) {
+            const int px = q / NB, n = (q % NB) * 8, ox = tx0 + px;
+            if (oy >= OH || ox >= OW) continue;
+            const float4 lo = *reinterpret_cast<const float4*>(&stage_f[px * kSLd + n]);
+            const float4 hi = *reinterpret_cast<const float4*>(&stage_f[px * kSLd + n + 4]);
+            float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+            store8_f16<false>(p, static_cast<int>((static_cast<int64_t>(img) * OH + oy) * OW + ox), n, v);
+        }
+        __syncwarp();  // the next tile overwrites the staging row
+        stage = stage == STAGES - 1 ? 0 : stage + 1;
+    }
+    cp_async_wait<0>();
+}
+
 // ---- tactics -----------------------------------------------------------------------------------------
 
-enum class Family : uint8_t { kSimt, kMma, kMmaGather, kWgmma, kHalo };
+enum class Family : uint8_t { kSimt, kMma, kMmaGather, kWgmma, kHalo, kHaloWgmma };
 
 // A split-K tactic runs only where each split gets at least this many k-tiles.
 constexpr int kMinTilesPerSplit = 2;
@@ -1207,27 +1358,41 @@ void launch_simt(const ConvParams& p, int groups, cudaStream_t stream) {
 
 int num_sms();
 
-template <int C, int K, int STAGES, int S>
-void launch_halo(const ConvParams& p, int groups, cudaStream_t stream) {
-    KS_CHECK(groups == 1, "conv2d: halo tactics need groups == 1");
-    constexpr int kSmem = halo_smem_bytes(C, K, STAGES, S);
-    auto kernel = conv3x3_halo_kernel<C, K, STAGES, S>;
-    static std::atomic<uint64_t> prepared{0};
-    prepare_kernel(reinterpret_cast<const void*>(kernel), kSmem, prepared);
+// The halo kernels' launch: one wave of persistent CTAs over the output's 8x16 tiles (the occupancy
+// query once per kernel and process: per_sm and prepared are the caller's statics).
+void launch_halo_grid(const void* kernel, int threads, int smem, const ConvParams& p, cudaStream_t stream,
+                      std::atomic<uint64_t>& prepared, std::atomic<int>& per_sm) {
+    prepare_kernel(kernel, smem, prepared);
     const int64_t tiles = static_cast<int64_t>(p.gemm_m / (p.out_h * p.out_w)) * ((p.out_h + kHaloTH - 1) / kHaloTH) *
                           ((p.out_w + kHaloTW - 1) / kHaloTW);
     KS_CHECK(tiles <= INT_MAX, "conv2d: too many halo tiles (", tiles, ")");
-    // One wave of persistent CTAs (the occupancy query once per process).
-    static std::atomic<int> per_sm{0};
     if (per_sm.load(std::memory_order_relaxed) == 0) {
         int v = 0;
-        KS_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, kernel, kHaloThreads, kSmem));
+        KS_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, kernel, threads, smem));
         per_sm.store(std::max(v, 1), std::memory_order_relaxed);
     }
     const int64_t grid =
         std::min<int64_t>(tiles, static_cast<int64_t>(per_sm.load(std::memory_order_relaxed)) * num_sms());
-    kernel<<<static_cast<unsigned>(grid), kHaloThreads, kSmem, stream>>>(p);
-    KS_CUDA(cudaGetLastError());
+    void* args[] = {const_cast<ConvParams*>(&p)};
+    KS_CUDA(cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(threads), args, smem, stream));
+}
+
+template <int C, int K, int STAGES, int S>
+void launch_halo(const ConvParams& p, int groups, cudaStream_t stream) {
+    KS_CHECK(groups == 1, "conv2d: halo tactics need groups == 1");
+    static std::atomic<uint64_t> prepared{0};
+    static std::atomic<int> per_sm{0};
+    launch_halo_grid(reinterpret_cast<const void*>(conv3x3_halo_kernel<C, K, STAGES, S>), kHaloThreads,
+                     halo_smem_bytes(C, K, STAGES, S), p, stream, prepared, per_sm);
+}
+
+template <int C, int K, int STAGES>
+void launch_halo_wgmma(const ConvParams& p, int groups, cudaStream_t stream) {
+    KS_CHECK(groups == 1, "conv2d: halo tactics need groups == 1");
+    static std::atomic<uint64_t> prepared{0};
+    static std::atomic<int> per_sm{0};
+    launch_halo_grid(reinterpret_cast<const void*>(conv3x3_halo_wgmma_kernel<C, K, STAGES>), kHaloWgThreads,
+                     halo_wg_smem_bytes(C, K, STAGES), p, stream, prepared, per_sm);
 }
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS = 1, bool kInt8 = false,
@@ -1282,6 +1447,23 @@ Tactic halo_tactic(double sm_eff) {
             launch_halo<C, K, STAGES, S>,
             1,
             S};
+}
+
+template <int C, int K, int STAGES>
+Tactic halo_wgmma_tactic(double sm_eff) {
+    return {ElemType::kF16,
+            Family::kHaloWgmma,
+            kHaloTH * kHaloTW,
+            K,
+            C,
+            STAGES,
+            kHaloWgThreads,
+            sm_eff,
+            reinterpret_cast<const void*>(conv3x3_halo_wgmma_kernel<C, K, STAGES>),
+            halo_wg_smem_bytes(C, K, STAGES),
+            launch_halo_wgmma<C, K, STAGES>,
+            1,
+            1};
 }
 
 // The order is the tactic id: engines store it, so new tactics go at the end.
@@ -1361,6 +1543,12 @@ const Tactic kTactics[] = {
     halo_tactic<16, 32, 3, 2>(1.0),  // 59
     halo_tactic<32, 64, 2, 2>(1.0),  // 60
     halo_tactic<16, 32, 2, 2>(1.0),  // 61
+    // The detect head's 3x3 convs on halo tiles with wgmma (sm_90a), one CTA of 2 warpgroups an SM
+    // (smem: 64->64 s3 174 KB, s4 197 KB; 64->80 s3 200 KB; 80->80 s2 214 KB).
+    halo_wgmma_tactic<64, 64, 3>(1.0),  // 62
+    halo_wgmma_tactic<64, 80, 3>(1.0),  // 63
+    halo_wgmma_tactic<80, 80, 2>(1.0),  // 64
+    halo_wgmma_tactic<64, 64, 4>(1.0),  // 65
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
@@ -1398,7 +1586,9 @@ bool device_has_wgmma() {
 }
 
 // The families whose A loads are 16-byte copies of x (x 16-byte aligned; vec_shape_ok for the GEMMs).
-bool loads_vectorised(Family f) { return f == Family::kMma || f == Family::kWgmma || f == Family::kHalo; }
+bool loads_vectorised(Family f) {
+    return f == Family::kMma || f == Family::kWgmma || f == Family::kHalo || f == Family::kHaloWgmma;
+}
 
 bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
     if (t.type != type) return false;
@@ -1415,6 +1605,8 @@ bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
         case Family::kWgmma:
             return vec_shape_ok(s) && device_has_wgmma();
         case Family::kHalo:
+        case Family::kHaloWgmma:
+            if (t.family == Family::kHaloWgmma && !device_has_wgmma()) return false;
             return s.groups == 1 && s.kh == 3 && s.kw == 3 && s.stride_h == t.stride && s.stride_w == t.stride &&
                    s.dil_h == 1 && s.dil_w == 1 && s.pad_top == 1 && s.pad_left == 1 && s.c == t.bk && s.k == t.bn;
         case Family::kMmaGather:
@@ -1573,6 +1765,10 @@ std::string conv2d_tactic_name(int tactic, const ConvShape&, ElemType) {
         case Family::kHalo:
             name << "_halo3x3" << (t.stride == 2 ? "s2" : "") << "_mma_m16n8k16_c" << t.bk << "_k" << t.bn << "_"
                  << kHaloTH << "x" << kHaloTW << "_s" << t.stages;
+            return name.str();
+        case Family::kHaloWgmma:
+            name << "_halo3x3_wgmma_m64n" << t.bn << "k16_c" << t.bk << "_k" << t.bn << "_" << kHaloTH << "x" << kHaloTW
+                 << "_s" << t.stages;
             return name.str();
         case Family::kMmaGather:
             name << "_mma_m16n8k16_gather";
