@@ -1199,19 +1199,48 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
     }
     cp_async_commit();
 
-    auto load_tile = [&](int tile, int stage) {
+    // The halo loads: thread t copies chunks q = t + 256 i of every tile, i < kLoads; what a chunk is
+    // (halo row and column, channel chunk, place in the stage) is the same for every tile, so it is
+    // worked out once, packed into a register: bits 0-14 the offset in the stage, 15-18 the row, 19-23
+    // the column, 24-27 the chunk, 28 valid. A tile then costs a few instructions a chunk, and the
+    // chunks are issued between the taps' MMAs (after tap i), whose tensor-core time hides them.
+    constexpr int kLoads = (kInH * kInW * CH + kHaloWgThreads - 1) / kHaloWgThreads;
+    static_assert(kLoads <= 9, "one tap's MMAs hide each chunk");
+    static_assert(kStageBytes <= (1 << 15) && kInH <= 16 && kInW <= 32 && CH <= 16, "the packed chunk fields");
+    uint32_t chunk_info[kLoads];
+    int chunk_rel[kLoads];  // the chunk's pixel relative to the halo's corner: hy W + hx
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+        const int q = tid + i * kHaloWgThreads, hp = q / CH, c = q % CH, hy = hp / kInW, hx = hp % kInW;
+        chunk_info[i] =
+            q < kInH * kInW * CH ? halo_chunk_offset<C>(hp, c) | hy << 15 | hx << 19 | c << 24 | 1u << 28 : 0;
+        chunk_rel[i] = hy * W + hx;
+    }
+    // Chunk i of a tile whose halo corner is input pixel (oy, ox) of image img (corner = its index).
+    auto load_chunk = [&](int i, uint32_t dst, int64_t corner, int oy, int ox) {
+        const uint32_t info = chunk_info[i];
+        if (!(info >> 28)) return;
+        const int iy = oy + static_cast<int>((info >> 15) & 15), ix = ox + static_cast<int>((info >> 19) & 31);
+        const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                            static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+        cp_async16<false>(dst + (info & 0x7fff),
+                          xb + static_cast<uint64_t>((corner + chunk_rel[i]) * p.x_ps + ((info >> 24) & 15) * 8) * 2,
+                          inside);
+    };
+    struct TileLoad {
+        uint32_t dst;
+        int64_t corner;
+        int oy, ox;
+    };
+    auto tile_load = [&](int tile, int stage) {
         const int img = tile / tiles_img, rem = tile % tiles_img;
-        const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
-        const uint32_t dst = s_ring + stage * kStageBytes;
-        for (int q = tid; q < kInH * kInW * CH; q += kHaloWgThreads) {
-            const int hp = q / CH, c = q % CH, hy = hp / kInW, hx = hp % kInW;
-            const int iy = ty0 - 1 + hy, ix = tx0 - 1 + hx;
-            const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
-                                static_cast<unsigned>(ix) < static_cast<unsigned>(W);
-            const int64_t pix = (static_cast<int64_t>(img) * H + iy) * W + ix;
-            cp_async16<false>(dst + halo_chunk_offset<C>(hp, c), xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2,
-                              inside);
-        }
+        const int oy = (rem / tiles_x) * kHaloTH - 1, ox = (rem % tiles_x) * kHaloTW - 1;
+        return TileLoad{s_ring + stage * kStageBytes, (static_cast<int64_t>(img) * H + oy) * W + ox, oy, ox};
+    };
+    auto load_tile = [&](int tile, int stage) {
+        const TileLoad t = tile_load(tile, stage);
+#pragma unroll
+        for (int i = 0; i < kLoads; ++i) load_chunk(i, t.dst, t.corner, t.oy, t.ox);
     };
 
     // Per lane: the A row (pixel of this warp's output row) and k half it addresses for ldmatrix.x4.
@@ -1235,9 +1264,10 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
         cp_async_wait<STAGES - 2>();  // the filter and this tile
         fence_proxy_async_shared();   // the filter's copies, visible to wgmma
         __syncthreads();              // ... from every thread; and every warp is done with the previous tile
+        // The tile STAGES - 1 ahead goes into the previous tile's stage, its chunks issued between the
+        // taps below (a tile past the end loads nothing).
         const int ahead = tile + (STAGES - 1) * step;
-        if (ahead < tiles) load_tile(ahead, stage == 0 ? STAGES - 1 : stage - 1);
-        cp_async_commit();
+        const TileLoad next = tile_load(ahead < tiles ? ahead : 0, stage == 0 ? STAGES - 1 : stage - 1);
 
         const uint32_t halo = s_ring + stage * kStageBytes;
         float acc[NB][4];
@@ -1257,8 +1287,10 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
                                            wgmma_desc_k64b(s_w + (ks >> 1) * kKTileBytes + (ks & 1) * 32), ks > 0);
             }
             wgmma_commit();
+            if (tap < kLoads && ahead < tiles) load_chunk(tap, next.dst, next.corner, next.oy, next.ox);
             wgmma_wait<1>();  // the previous tap's MMAs are done: its fragment registers are free
         }
+        cp_async_commit();
         wgmma_wait<0>();
 
         // Epilogue, as in conv3x3_halo_kernel: warp w's accumulators are output row w (pixels g and
@@ -1267,18 +1299,25 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
         const int oy = (rem / tiles_x) * kHaloTH + warp, tx0 = (rem % tiles_x) * kHaloTW;
         float* stage_f =
             reinterpret_cast<float*>(smem_w + halo_wg_filter_bytes(C, K) + STAGES * kStageBytes) + warp * 16 * kSLd;
+        auto stage_row = [&](auto silu) {
 #pragma unroll
-        for (int nb = 0; nb < NB; ++nb)
+            for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-            for (int half = 0; half < 2; ++half) {
-                float v0 = acc[nb][half * 2] + bias[nb][0], v1 = acc[nb][half * 2 + 1] + bias[nb][1];
-                if (p.silu) {
-                    v0 = silu_act<false>(v0);
-                    v1 = silu_act<false>(v1);
+                for (int half = 0; half < 2; ++half) {
+                    float v0 = acc[nb][half * 2] + bias[nb][0], v1 = acc[nb][half * 2 + 1] + bias[nb][1];
+                    if constexpr (decltype(silu)::value) {
+                        v0 = silu_act<false>(v0);
+                        v1 = silu_act<false>(v1);
+                    }
+                    *reinterpret_cast<float2*>(&stage_f[((lane >> 2) + half * 8) * kSLd + nb * 8 + (lane & 3) * 2]) =
+                        make_float2(v0, v1);
                 }
-                *reinterpret_cast<float2*>(&stage_f[((lane >> 2) + half * 8) * kSLd + nb * 8 + (lane & 3) * 2]) =
-                    make_float2(v0, v1);
-            }
+        };
+        if (p.silu) {
+            stage_row(std::true_type{});
+        } else {
+            stage_row(std::false_type{});
+        }
         __syncwarp();
 #pragma unroll
         for (int q = lane; q < 16 * NB; q += 32) {
