@@ -982,6 +982,28 @@ constexpr int halo_ctas_per_sm(int c, int k, int stages, int s) {
     return fit < 1 ? 1 : fit > 4 ? 4 : fit;
 }
 
+// The bias of a thread's accumulator columns in the m16n8 layout (n8 block nb: columns 8 nb + 2t and
+// + 1, t = lane % 4), loaded once per kernel.
+template <int NB>
+__device__ __forceinline__ void load_column_bias(const float* bias, int lane, float (&b)[NB][2]) {
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb) {
+        b[nb][0] = __ldg(bias + nb * 8 + (lane & 3) * 2);
+        b[nb][1] = __ldg(bias + nb * 8 + (lane & 3) * 2 + 1);
+    }
+}
+
+// A persistent halo CTA's first STAGES - 1 tiles (tile, tile + step, ...) into ring stages 0, 1, ...,
+// one cp.async group each (empty past the last tile, so that the group count stays the same).
+template <int STAGES, typename LoadTile>
+__device__ __forceinline__ void fill_halo_ring(int tile, int step, int tiles, LoadTile&& load_tile) {
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (tile + s * step < tiles) load_tile(tile + s * step, s);
+        cp_async_commit();
+    }
+}
+
 template <int C, int K, int STAGES, int S>
 __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S))
     conv3x3_halo_kernel(const ConvParams p) {
@@ -1046,23 +1068,14 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
     // 0-7 / 8-15, then n 8-15).
     const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
     const uint32_t b_lane = static_cast<uint32_t>(((lane >> 4) * 8 + (lane & 7)) * kWRow + ((lane >> 3) & 1) * 16);
-    // Bias per accumulator column, once.
     float bias[NB][2];
-#pragma unroll
-    for (int nb = 0; nb < NB; ++nb) {
-        bias[nb][0] = __ldg(p.bias + nb * 8 + (lane & 3) * 2);
-        bias[nb][1] = __ldg(p.bias + nb * 8 + (lane & 3) * 2 + 1);
-    }
+    load_column_bias(p.bias, lane, bias);
 
     // The ring: this CTA's tiles are blockIdx.x + i * gridDim.x; tile i sits in stage i % STAGES, and
     // cp.async group i + 1 (group 0 is the filter) brings it.
     const int step = static_cast<int>(gridDim.x);
     int tile = static_cast<int>(blockIdx.x), stage = 0;
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (tile + s * step < tiles) load_tile(tile + s * step, s);
-        cp_async_commit();
-    }
+    fill_halo_ring<STAGES>(tile, step, tiles, load_tile);
     for (; tile < tiles; tile += step) {
         cp_async_wait<STAGES - 2>();  // the filter and this tile
         __syncthreads();              // ... from every thread; and every warp is done with the previous tile
@@ -1246,20 +1259,12 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
     // Per lane: the A row (pixel of this warp's output row) and k half it addresses for ldmatrix.x4.
     const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
     float bias[NB][2];
-#pragma unroll
-    for (int nb = 0; nb < NB; ++nb) {
-        bias[nb][0] = __ldg(p.bias + nb * 8 + (lane & 3) * 2);
-        bias[nb][1] = __ldg(p.bias + nb * 8 + (lane & 3) * 2 + 1);
-    }
+    load_column_bias(p.bias, lane, bias);
 
     // The ring, as in conv3x3_halo_kernel: tile i in stage i % STAGES, cp.async group i + 1.
     const int step = static_cast<int>(gridDim.x);
     int tile = static_cast<int>(blockIdx.x), stage = 0;
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (tile + s * step < tiles) load_tile(tile + s * step, s);
-        cp_async_commit();
-    }
+    fill_halo_ring<STAGES>(tile, step, tiles, load_tile);
     for (; tile < tiles; tile += step) {
         cp_async_wait<STAGES - 2>();  // the filter and this tile
         fence_proxy_async_shared();   // the filter's copies, visible to wgmma
