@@ -313,6 +313,9 @@ TEST_F(CudaOpsPool, MaxPoolMatchesReference) {
         {1, 13, 9, 6, 3, 1, 1, {5, 3}, {7, 1}},       // odd slices: scalar path
         {1, 144, 8, 8, 1, 1, 0, {}, {}},              // k1 copy-like
         {3, 40, 5, 5, 5, 1, 2, {8, 8}, {0, 0}},       // window larger than half the map
+        // Large enough for the separable stride-1 kernel (it takes over past 512 threads an SM):
+        {64, 128, 20, 20, 5, 1, 2, {}, {}},  // SPPF at batch 64
+        {48, 128, 23, 30, 3, 1, 1, {}, {}},  // 3x3, rows not a multiple of its 4 a thread
     };
     for (ElemType t : kTypes)
         for (const PoolCase& pc : cases) {
