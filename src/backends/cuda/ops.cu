@@ -26,8 +26,7 @@ constexpr int kThreads = 256;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Blocks for a grid-stride loop over `items`: no more than fill every SM to its thread limit
-// (2048 threads on sm_90), since more only adds scheduling overhead.
+// The current device's SMs.
 int sm_count() {
     int dev = 0, sms = 0;
     KS_CUDA(cudaGetDevice(&dev));
@@ -35,6 +34,8 @@ int sm_count() {
     return std::max(sms, 1);
 }
 
+// Blocks for a grid-stride loop over `items`: no more than fill every SM to its thread limit
+// (2048 threads on sm_90), since more only adds scheduling overhead.
 int grid_blocks(int64_t items, int threads = kThreads) {
     int64_t cap = int64_t{sm_count()} * (2048 / threads);
     return static_cast<int>(std::clamp<int64_t>(ceil_div(items, threads), 1, cap));
