@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <set>
@@ -590,6 +591,62 @@ TEST(CudaConv2d, LongReductionF16) {
                   .silu = true,
                   .residual = true};
     run_case(cs, ElemType::kF16, rng);
+}
+
+// The f16 SiLU epilogue element by element (the relative L2 of the cases above averages over the
+// elements). A 3x3 conv whose filter is the identity at the centre tap and whose bias is 0 computes
+// y = silu(x) exactly up to the activation and the f16 rounding of y, in every tactic; x covers
+// [-24, 24] densely. Bound per element: f16 rounding of y (2^-11 |y|) plus the activation's error,
+// which activations.cuh states as about |x| 2^-12 (tanh.approx.f32 on x / 2): asserted at 2^-11 |x|.
+TEST(CudaConv2d, SiluEpilogueElementwiseF16) {
+    SKIP_WITHOUT_GPU();
+    for (const int c : {16, 32, 64, 80}) {
+        SCOPED_TRACE("channels " + std::to_string(c));
+        const int n = 2, h = 16, w = 32;
+        const size_t count = static_cast<size_t>(n) * h * w * c;
+        std::vector<uint16_t> x(count);
+        for (size_t i = 0; i < count; ++i)
+            x[i] = float_to_half(-24.f + 48.f * static_cast<float>(i) / static_cast<float>(count - 1));
+        ConvShape s;
+        s.c = s.k = c;
+        s.kh = s.kw = 3;
+        s.pad_top = s.pad_left = 1;
+        std::vector<float> wts(static_cast<size_t>(c) * c * 9, 0.f);
+        for (int k = 0; k < c; ++k) wts[(static_cast<size_t>(k) * c + k) * 9 + 4] = 1.f;  // centre tap
+        const std::vector<uint8_t> packed = cuda::pack_conv_weights(wts.data(), s, ElemType::kF16);
+        DeviceBuffer dx(count * 2), dy(count * 2), dw(packed.size()), db(static_cast<size_t>(c) * 4);
+        dx.upload(x.data());
+        dw.upload(packed);
+        KS_CUDA(cudaMemset(db.get(), 0, db.size()));
+        const NhwcTensor tx{dx.bytes(), ElemType::kF16, n, h, w, c, c};
+        const NhwcTensor ty{dy.bytes(), ElemType::kF16, n, h, w, c, c};
+        size_t ws_bytes = 0;
+        std::vector<int> tactics;
+        for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
+            if (!cuda::conv2d_tactic_supports(t, s, ElemType::kF16)) continue;
+            tactics.push_back(t);
+            ws_bytes = std::max(ws_bytes, cuda::conv2d_workspace_bytes(t, s, ElemType::kF16, n, h, w));
+        }
+        ASSERT_GE(tactics.size(), 2u);
+        DeviceBuffer dws(ws_bytes);
+        KS_CUDA(cudaMemset(dws.get(), 0, ws_bytes ? ws_bytes : 1));
+        for (const int t : tactics) {
+            const std::string name = cuda::conv2d_tactic_name(t, s, ElemType::kF16);
+            KS_CUDA(cudaMemset(dy.get(), 0xff, dy.size()));  // NaN: every element must be written
+            cuda::conv2d_nhwc(tx, dw.get(), db.f(), s, /*silu=*/true, nullptr, ty, t, nullptr, dws.get());
+            std::vector<uint16_t> y(count);
+            dy.download(y.data());
+            double worst = 0, worst_x = 0, worst_got = 0;  // the largest error / bound
+            for (size_t i = 0; i < count; ++i) {
+                const double xv = half_to_float(x[i]), want = xv / (1.0 + std::exp(-xv));
+                const double got = half_to_float(y[i]);
+                const double ratio = std::abs(got - want) / (std::ldexp(std::abs(want) + std::abs(xv), -11) + 1e-30);
+                if (!(ratio <= worst)) worst = ratio, worst_x = xv, worst_got = got;
+            }
+            EXPECT_LE(worst, 1.0) << name << ": silu(" << worst_x << ") gave " << worst_got;
+            std::printf("[ silu     ] %-48s worst error / bound %.3f\n", name.c_str(), worst);
+        }
+    }
 }
 
 // YOLOv8 deep layers at batch 1: small M (20x20, 40x40 pixels), long K. Every split-K tactic that

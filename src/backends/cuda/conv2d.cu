@@ -163,8 +163,8 @@ __device__ __forceinline__ void store8_vec(float (&v)[8], const uint4* res, uint
 
 // Bias and activation (kBiasAct; otherwise v has them already), residual and store for 8
 // consecutive output channels [n, n + 8) of pixel m, clipped to the k channels that exist. 16-byte
-// accesses when the tensors' strides and bases allow. !kGlobalResidual: v has the residual already.
-template <bool kBiasAct, bool kGlobalResidual = true>
+// accesses when the tensors' strides and bases allow.
+template <bool kBiasAct>
 __device__ __forceinline__ void store8_f16(const ConvParams& p, int m, int n, float (&v)[8]) {
     const int cnt = min(8, p.kg - n);
     if constexpr (kBiasAct) {
@@ -184,8 +184,7 @@ __device__ __forceinline__ void store8_f16(const ConvParams& p, int m, int n, fl
         }
     }
     __half* y = static_cast<__half*>(p.y) + static_cast<int64_t>(m) * p.y_ps + n;
-    const __half* res =
-        kGlobalResidual && p.res ? static_cast<const __half*>(p.res) + static_cast<int64_t>(m) * p.res_ps + n : nullptr;
+    const __half* res = p.res ? static_cast<const __half*>(p.res) + static_cast<int64_t>(m) * p.res_ps + n : nullptr;
     if (cnt == 8 && p.y_vec && (!res || p.res_vec)) {
         store8_vec(v, reinterpret_cast<const uint4*>(res), reinterpret_cast<uint4*>(y));
     } else {
@@ -958,10 +957,14 @@ constexpr int halo_stage_bytes(int c, int k, int s) {
     return halo_in_h(s) * halo_in_w(s) * c * 2 + kHaloTH * kHaloTW * k * 2;
 }
 
-// The ring, the filter, and per warp a float staging tile of one m16 row (16 pixels x K, rows
-// padded by 4 floats) for 16-byte stores.
+// A warp's epilogue staging row: 16 pixels of K halves, padded by 8 halves (16 bytes) so that the
+// half2 stores of the m16n8 accumulator layout (8 pixels x 4 lanes) hit 32 distinct banks.
+constexpr int halo_staging_ld(int k) { return k + 8; }
+constexpr int halo_staging_bytes(int k) { return 16 * halo_staging_ld(k) * 2; }
+
+// The ring, the filter, and a staging row per warp.
 constexpr int halo_smem_bytes(int c, int k, int stages, int s) {
-    return stages * halo_stage_bytes(c, k, s) + k * (9 * c * 2 + 16) + (kHaloThreads / 32) * 16 * (k + 4) * 4;
+    return stages * halo_stage_bytes(c, k, s) + k * (9 * c * 2 + 16) + (kHaloThreads / 32) * halo_staging_bytes(k);
 }
 
 // 80 channels (10 chunks, 160 bytes a pixel): 8 consecutive pixels start 8 banks apart, so pixels p
@@ -993,6 +996,81 @@ __device__ __forceinline__ void load_column_bias(const float* bias, int lane, fl
     }
 }
 
+// The halo kernels' epilogue, one m16 row (16 output pixels) of a warp at a time. Lane (g, t) holds
+// pixels g and g + 8, channels 8 nb + 2t and + 1: bias and SiLU on the registers, rounded to f16
+// into the warp's staging row, so that each lane then stores whole 16-byte runs of a pixel (8
+// channels). Staged as halves rather than floats: half the shared-memory traffic (a 64 -> 64 tile's
+// float staging moved 64 KB through a pipe of 128 bytes a cycle) and half the space.
+template <int NB>
+__device__ __forceinline__ void stage_row_halves(const float (&acc)[NB][4], const float (&bias)[NB][2], bool silu,
+                                                 __half* row, int lane) {
+    constexpr int kLd = halo_staging_ld(NB * 8);
+    auto put = [&](auto act) {
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+            for (int half = 0; half < 2; ++half) {
+                float v0 = acc[nb][half * 2] + bias[nb][0], v1 = acc[nb][half * 2 + 1] + bias[nb][1];
+                if constexpr (decltype(act)::value) {
+                    v0 = silu_act<false>(v0);
+                    v1 = silu_act<false>(v1);
+                }
+                *reinterpret_cast<__half2*>(&row[((lane >> 2) + half * 8) * kLd + nb * 8 + (lane & 3) * 2]) =
+                    __floats2half2_rn(v0, v1);
+            }
+    };
+    if (silu) {
+        put(std::true_type{});
+    } else {
+        put(std::false_type{});
+    }
+}
+
+// 8 halves (staged output channels [n, n + 8) of pixel m) plus the residual -> y, clipped to the k
+// channels that exist. The residual comes from ring_res (a 16-byte copy already in shared memory)
+// or else from p.res, if any; it is added in f16 (the exact sum of two halves, rounded once).
+__device__ __forceinline__ void store8_halves(const ConvParams& p, int m, int n, uint4 v, const uint4* ring_res) {
+    __half2* vh = reinterpret_cast<__half2*>(&v);
+    if (ring_res) {
+        const __half2* rh = reinterpret_cast<const __half2*>(ring_res);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) vh[j] = __hadd2(vh[j], rh[j]);
+    }
+    __half* y = static_cast<__half*>(p.y) + static_cast<int64_t>(m) * p.y_ps + n;
+    const __half* res =
+        !ring_res && p.res ? static_cast<const __half*>(p.res) + static_cast<int64_t>(m) * p.res_ps + n : nullptr;
+    const int cnt = min(8, p.kg - n);
+    if (cnt == 8 && p.y_vec && (!res || p.res_vec)) {
+        if (res) {
+            const uint4 r = *reinterpret_cast<const uint4*>(res);
+            const __half2* rh = reinterpret_cast<const __half2*>(&r);
+#pragma unroll
+            for (int j = 0; j < 4; ++j) vh[j] = __hadd2(vh[j], rh[j]);
+        }
+        *reinterpret_cast<uint4*>(y) = v;
+    } else {
+        const __half* h = reinterpret_cast<const __half*>(&v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            if (j < cnt) y[j] = res ? __hadd(h[j], res[j]) : h[j];
+    }
+}
+
+// A staged row's pixels [0, npx) -> y from output pixel m0 on; ring_res: the row's residual in
+// shared memory (16 pixels x NB 16-byte runs), or null.
+template <int NB>
+__device__ __forceinline__ void store_row_halves(const ConvParams& p, const __half* row, int lane, int m0, int npx,
+                                                 const unsigned char* ring_res) {
+    constexpr int kLd = halo_staging_ld(NB * 8);
+#pragma unroll
+    for (int q = lane; q < 16 * NB; q += 32) {
+        const int px = q / NB, n = (q % NB) * 8;
+        if (px >= npx) continue;
+        store8_halves(p, m0 + px, n, *reinterpret_cast<const uint4*>(&row[px * kLd + n]),
+                      ring_res ? reinterpret_cast<const uint4*>(ring_res + (px * NB + n / 8) * 16) : nullptr);
+    }
+}
+
 // A persistent halo CTA's first STAGES - 1 tiles (tile, tile + step, ...) into ring stages 0, 1, ...,
 // one cp.async group each (empty past the last tile, so that the group count stays the same).
 template <int STAGES, typename LoadTile>
@@ -1019,7 +1097,6 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
     constexpr int NB = K / 8;  // n8 blocks
     extern __shared__ __align__(128) unsigned char smem[];
     const uint32_t s_ring = smem_addr(smem), s_w = s_ring + STAGES * kStageBytes;
-    constexpr int kSLd = K + 4;  // staging row, floats
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     // Tiles cover the output; input rows and columns outside the image (padding) read as zeros.
@@ -1117,44 +1194,20 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
             }
         }
 
-        // Epilogue, one m16 row at a time: lane (g, t) holds pixels g and g + 8, channels 8 nb + 2t and
-        // + 1; bias and SiLU on the registers, then the row goes through this warp's staging tile so
-        // that each lane stores whole 16-byte runs of a pixel (8 channels), residual added there.
+        // Epilogue, one m16 row at a time through this warp's staging row (stage_row_halves), the
+        // residual from the ring where it is there.
         const int img = tile / tiles_img, rem = tile % tiles_img;
         const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
-        float* stage_f = reinterpret_cast<float*>(smem + STAGES * kStageBytes + K * kWRow) + warp * 16 * kSLd;
+        __half* staging =
+            reinterpret_cast<__half*>(smem + STAGES * kStageBytes + K * kWRow + warp * halo_staging_bytes(K));
         const unsigned char* res_tile = smem + stage * kStageBytes + kHaloBytes;
 #pragma unroll
         for (int mt = 0; mt < 2; ++mt) {
-#pragma unroll
-            for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-                for (int half = 0; half < 2; ++half) {
-                    float v0 = acc[mt][nb][half * 2] + bias[nb][0], v1 = acc[mt][nb][half * 2 + 1] + bias[nb][1];
-                    if (p.silu) {
-                        v0 = silu_act<false>(v0);
-                        v1 = silu_act<false>(v1);
-                    }
-                    *reinterpret_cast<float2*>(&stage_f[((lane >> 2) + half * 8) * kSLd + nb * 8 + (lane & 3) * 2]) =
-                        make_float2(v0, v1);
-                }
+            stage_row_halves(acc[mt], bias, p.silu, staging, lane);
             __syncwarp();
             const int ry = warp * 2 + mt, oy = ty0 + ry;
-#pragma unroll
-            for (int q = lane; q < 16 * NB; q += 32) {
-                const int px = q / NB, n = (q % NB) * 8, ox = tx0 + px;
-                if (oy >= OH || ox >= OW) continue;
-                const float4 lo = *reinterpret_cast<const float4*>(&stage_f[px * kSLd + n]);
-                const float4 hi = *reinterpret_cast<const float4*>(&stage_f[px * kSLd + n + 4]);
-                float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-                const int m = static_cast<int>((static_cast<int64_t>(img) * OH + oy) * OW + ox);
-                if (res_in_ring) {
-                    add_half8(v, *reinterpret_cast<const uint4*>(res_tile + ((ry * kHaloTW + px) * KH + n / 8) * 16));
-                    store8_f16<false, false>(p, m, n, v);
-                } else {
-                    store8_f16<false>(p, m, n, v);  // the residual, if any, from global memory
-                }
-            }
+            store_row_halves<NB>(p, staging, lane, (img * OH + oy) * OW + tx0, oy < OH ? min(kHaloTW, OW - tx0) : 0,
+                                 res_in_ring ? res_tile + ry * kHaloTW * KH * 16 : nullptr);
             __syncwarp();  // the next row overwrites the staging tile
         }
         stage = stage == STAGES - 1 ? 0 : stage + 1;
@@ -1178,11 +1231,11 @@ constexpr int kHaloWgThreads = 256;
 
 constexpr int halo_wg_filter_bytes(int c, int k) { return (9 * c / 16 + 1) / 2 * k * 64; }
 constexpr int halo_wg_stage_bytes(int c) { return halo_in_h(1) * halo_in_w(1) * c * 2; }
-// 512 bytes of slack to align the filter for the descriptors, the filter, the ring, and per warp a
-// float staging row (16 pixels x K, padded by 4 floats) for 16-byte stores.
+// 512 bytes of slack to align the filter for the descriptors, the filter, the ring, and a staging
+// row per warp.
 constexpr int halo_wg_smem_bytes(int c, int k, int stages) {
     return 512 + halo_wg_filter_bytes(c, k) + stages * halo_wg_stage_bytes(c) +
-           (kHaloWgThreads / 32) * 16 * (k + 4) * 4;
+           (kHaloWgThreads / 32) * halo_staging_bytes(k);
 }
 
 template <int C, int K, int STAGES>
@@ -1191,7 +1244,7 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
     static_assert(STAGES >= 2, "at least one tile loads while another is multiplied");
     constexpr int kInH = halo_in_h(1), kInW = halo_in_w(1);
     constexpr int CH = C / 8, CB = C / 16, NB = K / 8, kStageBytes = halo_wg_stage_bytes(C);
-    constexpr int kKTileBytes = K * 64, kSLd = K + 4;
+    constexpr int kKTileBytes = K * 64;
     extern __shared__ __align__(128) unsigned char smem[];
     const uint32_t s_w = (smem_addr(smem) + 511) & ~511u;  // wgmma reads the swizzle from address bits
     const uint32_t s_ring = s_w + halo_wg_filter_bytes(C, K);
@@ -1298,41 +1351,16 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
         cp_async_commit();
         wgmma_wait<0>();
 
-        // Epilogue, as in conv3x3_halo_kernel: warp w's accumulators are output row w (pixels g and
-        // g + 8, channels 8 nb + 2t, + 1), staged per warp for 16-byte stores of 8 channels.
+        // Epilogue, as in conv3x3_halo_kernel: warp w's accumulators are output row w, staged per warp
+        // for 16-byte stores of 8 channels; a residual is read from global memory.
         const int img = tile / tiles_img, rem = tile % tiles_img;
         const int oy = (rem / tiles_x) * kHaloTH + warp, tx0 = (rem % tiles_x) * kHaloTW;
-        float* stage_f =
-            reinterpret_cast<float*>(smem_w + halo_wg_filter_bytes(C, K) + STAGES * kStageBytes) + warp * 16 * kSLd;
-        auto stage_row = [&](auto silu) {
-#pragma unroll
-            for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-                for (int half = 0; half < 2; ++half) {
-                    float v0 = acc[nb][half * 2] + bias[nb][0], v1 = acc[nb][half * 2 + 1] + bias[nb][1];
-                    if constexpr (decltype(silu)::value) {
-                        v0 = silu_act<false>(v0);
-                        v1 = silu_act<false>(v1);
-                    }
-                    *reinterpret_cast<float2*>(&stage_f[((lane >> 2) + half * 8) * kSLd + nb * 8 + (lane & 3) * 2]) =
-                        make_float2(v0, v1);
-                }
-        };
-        if (p.silu) {
-            stage_row(std::true_type{});
-        } else {
-            stage_row(std::false_type{});
-        }
+        __half* staging = reinterpret_cast<__half*>(smem_w + halo_wg_filter_bytes(C, K) + STAGES * kStageBytes +
+                                                    warp * halo_staging_bytes(K));
+        stage_row_halves(acc, bias, p.silu, staging, lane);
         __syncwarp();
-#pragma unroll
-        for (int q = lane; q < 16 * NB; q += 32) {
-            const int px = q / NB, n = (q % NB) * 8, ox = tx0 + px;
-            if (oy >= OH || ox >= OW) continue;
-            const float4 lo = *reinterpret_cast<const float4*>(&stage_f[px * kSLd + n]);
-            const float4 hi = *reinterpret_cast<const float4*>(&stage_f[px * kSLd + n + 4]);
-            float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-            store8_f16<false>(p, static_cast<int>((static_cast<int64_t>(img) * OH + oy) * OW + ox), n, v);
-        }
+        store_row_halves<NB>(p, staging, lane, (img * OH + oy) * OW + tx0, oy < OH ? min(kHaloTW, OW - tx0) : 0,
+                             nullptr);
         __syncwarp();  // the next tile overwrites the staging row
         stage = stage == STAGES - 1 ? 0 : stage + 1;
     }
@@ -1588,7 +1616,7 @@ const Tactic kTactics[] = {
     halo_tactic<32, 64, 2, 2>(1.0),  // 60
     halo_tactic<16, 32, 2, 2>(1.0),  // 61
     // The detect head's 3x3 convs on halo tiles with wgmma (sm_90a), one CTA of 2 warpgroups an SM
-    // (smem: 64->64 s3 174 KB, s4 197 KB; 64->80 s3 200 KB; 80->80 s2 214 KB).
+    // (smem: 64->64 s3 158 KB, s4 181 KB; 64->80 s3 180 KB; 80->80 s2 194 KB).
     halo_wgmma_tactic<64, 64, 3>(1.0),  // 62
     halo_wgmma_tactic<64, 80, 3>(1.0),  // 63
     halo_wgmma_tactic<80, 80, 2>(1.0),  // 64
