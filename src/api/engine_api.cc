@@ -257,7 +257,7 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         // The tuned tactics travel in the engine as node attributes, so loading re-tunes nothing.
         // So does each INT8-calibrated conv's precision: one that tuning found faster in FP16 is an
         // FP16 conv in the engine (its scale dropped), as TensorRT keeps INT8 only where it wins.
-        std::map<std::string, std::array<int, 2>> by_name;
+        std::map<std::string, std::vector<int>> by_name;
         std::map<std::string, bool> int8_by_name;
         for (auto [node, tactic] : impl->cuda->tactics()) {
             by_name[impl->plan->graph.nodes[node].name] = tactic;
@@ -267,8 +267,7 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         for (ir::Node& n : d.graph.nodes) {
             auto it = by_name.find(n.name);
             if (it == by_name.end()) continue;
-            n.attrs.set("cuda_tactic_b1", static_cast<int64_t>(it->second[0]));
-            n.attrs.set("cuda_tactic", static_cast<int64_t>(it->second[1]));
+            n.attrs.set("cuda_tactics", std::vector<int64_t>(it->second.begin(), it->second.end()));
             if (n.attrs.get_string("precision", "fp32") != "int8") continue;
             if (int8_by_name.at(n.name)) {
                 ++int8_layers;

@@ -150,6 +150,14 @@ std::string cuda_timing_environment(int device) {
            ";kernels=" KESTREL_CONV_KERNELS_VERSION;
 }
 
+std::vector<int> cuda_tuning_batches(int max_batch) {
+    KS_CHECK(max_batch >= 1, "CUDA: the max batch must be at least 1");
+    std::vector<int> batches;
+    for (int b = 1; b < max_batch; b *= 2) batches.push_back(b);
+    batches.push_back(max_batch);
+    return batches;
+}
+
 // ---- CudaModel ----------------------------------------------------------------------------------
 
 CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device, bool tune, std::ostream* log,
@@ -194,14 +202,15 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                     for (size_t k = 0; k < dequant.size(); ++k) dequant[k] = q->input_scale * w_scales[k];
                     q->dequant = static_cast<const float*>(upload(dequant.data(), dequant.size() * sizeof(float)));
                     convs_[i].int8 = std::move(q);
-                    if (tune && !n.attrs.has("cuda_tactic")) {
+                    if (tune && !n.attrs.has("cuda_tactics")) {
                         auto f16 = cuda::pack_conv_weights(padded_weights(*w.constant, s).data(), s, ElemType::kF16);
                         convs_[i].weights_f16 = upload(f16.data(), f16.size());
                     }
                 }
-                if (n.attrs.has("cuda_tactic"))
-                    tactics_[i] = {static_cast<int>(n.attrs.get_int("cuda_tactic_b1", -1)),
-                                   static_cast<int>(n.attrs.get_int("cuda_tactic", -1))};
+                if (n.attrs.has("cuda_tactics")) {
+                    const std::vector<int64_t> stored = n.attrs.get_ints("cuda_tactics");
+                    tactics_[i].assign(stored.begin(), stored.end());
+                }
                 continue;
             }
             if (n.op == Op::kResize) {
@@ -244,14 +253,21 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
             } else if (n.op == Op::kConv) {
                 auto it = tactics_.find(i);
                 cuda::ConvShape s = conv_shape(*plan_, n);
-                KS_CHECK(it != tactics_.end(), "'", n.name, "': no tuned CUDA conv kernel");
+                const std::vector<int> batches = cuda_tuning_batches(plan_->options.batch);
+                KS_CHECK(it != tactics_.end() && it->second.size() == batches.size(), "'", n.name,
+                         "': no tuned CUDA conv kernels for batches 1-", plan_->options.batch,
+                         "; re-export the engine");
                 const ElemType type = convs_.at(i).gemm;
                 for (int t : it->second)
                     KS_CHECK(t >= 0 && t < cuda::conv2d_tactic_count() && cuda::conv2d_tactic_supports(t, s, type), "'",
                              n.name, "': tactic ", t, " does not run this convolution; re-export the engine");
-                kernel_names_[i] = cuda::conv2d_tactic_name(it->second[1], s, type) + conv_suffix(n);
-                if (it->second[0] != it->second[1])
-                    kernel_names_[i] += " | small batches: " + cuda::conv2d_tactic_name(it->second[0], s, type);
+                // The max batch's kernel, then each smaller tuning batch whose kernel differs from the
+                // next larger one's ("| batch <= 8: ...").
+                kernel_names_[i] = cuda::conv2d_tactic_name(it->second.back(), s, type) + conv_suffix(n);
+                for (size_t j = batches.size() - 1; j-- > 0;)
+                    if (it->second[j] != it->second[j + 1])
+                        kernel_names_[i] += " | batch <= " + std::to_string(batches[j]) + ": " +
+                                            cuda::conv2d_tactic_name(it->second[j], s, type);
             } else if (n.op == Op::kIdentity) {
                 Layout from = plan_->values[sz(n.inputs[0])].layout;
                 kernel_names_[i] =
@@ -308,10 +324,12 @@ const void* CudaModel::constant(int value) const {
 
 // Auto-tuning: each conv on random tensors laid out as the session binds them (pixel strides and
 // 16-byte alignment of channel slices, which decide the kernels' vector paths), every supported
-// tactic timed with CUDA events (median of 5 after 2 warm-ups), at the plan's (max) batch and at
-// batch 1: the fastest of each is kept, and a run uses the one tuned nearer its batch. Large tiles
-// win big batches; at batch 1 the same tiles leave most SMs idle. Times found in the timing cache
-// are used as measured; the others are measured and added to it.
+// tactic timed with CUDA events (median of 5 after 2 warm-ups), at each of cuda_tuning_batches(the
+// plan's max batch), largest first: the fastest at each is kept, and a run uses the one tuned at
+// the smallest of those batches that is at least its own. Large tiles win big batches; at batch 1
+// they leave most SMs idle, and between the two the winners change layer by layer (tuning at batch
+// 1 and the max batch only ran batch 8 with batch 1's split-K tactics). Times found in the timing
+// cache are used as measured; the others are measured and added to it.
 void CudaModel::tune(std::ostream* log, TimingCache* cache) {
     const ir::Graph& g = plan_->graph;
     const int max_batch = plan_->options.batch;
@@ -365,23 +383,22 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
         KS_CUDA(cudaStreamCreate(&stream));
         KS_CUDA(cudaEventCreate(&start));
         KS_CUDA(cudaEventCreate(&stop));
-        for (size_t i = 0; i < g.nodes.size(); ++i)
-            for (int slot : {1, 0}) {
+        const std::vector<int> batches = cuda_tuning_batches(max_batch);
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+            if (!tunable(g.nodes[i]) || tactics_.count(i)) continue;  // not a tuned conv, or tuned in the engine
+            tactics_[i].assign(batches.size(), -1);
+            for (size_t slot = batches.size(); slot-- > 0;) {
                 const Node& n = g.nodes[i];
-                if (!tunable(n) || (slot == 1 && tactics_.count(i))) continue;
-                if (slot == 0 && max_batch == 1) {
-                    tactics_[i][0] = tactics_[i][1];
-                    continue;
-                }
-                const int batch = slot == 1 ? max_batch : 1;
+                const int batch = batches[slot];
+                const bool largest = slot + 1 == batches.size();
                 // Tensors of the feature maps' type; tactics of the GEMM's (kI8 for INT8 convs). An
                 // INT8 conv is timed in INT8 and in FP16 at the max batch and runs in the faster, as
-                // TensorRT picks each layer's precision ("INT8 where faster"); batch 1 then tunes
-                // the type chosen.
+                // TensorRT picks each layer's precision ("INT8 where faster"); smaller batches then
+                // tune the type chosen.
                 ConvData& cd = convs_[i];
                 const ElemType type = elem_type(plan_->values[sz(n.outputs[0])]);
                 std::vector<ElemType> gemms = {cd.gemm};
-                if (cd.gemm == ElemType::kI8 && cd.weights_f16 && slot == 1) gemms.push_back(type);
+                if (cd.gemm == ElemType::kI8 && cd.weights_f16 && largest) gemms.push_back(type);
                 cuda::ConvShape s = conv_shape(*plan_, n);
                 const bool has_res = n.input(3) >= 0;
                 // Each operand in its own region of the scratch, at its binding's alignment.
@@ -448,7 +465,7 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
 
                     // Groups of back-to-back launches between events, so that the host's launch gap
                     // (microseconds, as long as a batch-1 conv) is not what gets timed.
-                    const int group = batch == 1 ? 20 : 3;
+                    const int group = std::max(3, 20 / batch);
                     for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
                         if (!cuda::conv2d_tactic_supports(t, s, gemm)) continue;
                         const std::string name = cuda::conv2d_tactic_name(t, s, gemm);
@@ -497,12 +514,13 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
                     cd.weights_f16 = nullptr;
                 }
                 KS_CHECK(best >= 0, "'", n.name, "': no CUDA conv kernel supports this convolution");
-                tactics_[i][sz(slot)] = best;
+                tactics_[i][slot] = best;
                 ++(measured ? tune_stats_.timed : tune_stats_.reused);
                 if (log)
                     *log << "tactic " << n.name << ": " << cuda::conv2d_tactic_name(best, s, best_gemm) << " "
                          << best_ms * 1000 << " us at batch " << batch << (measured ? "" : " (timing cache)") << "\n";
             }
+        }
     } catch (...) {
         cudaFree(scratch);
         if (stream) cudaStreamDestroy(stream);
@@ -746,20 +764,19 @@ void CudaSession::build_steps() {
                 const float* b = m.conv_bias(i);
                 const cuda::ConvInt8* q = m.conv_int8(i);
                 const ElemType type = m.conv_gemm_type(i);
-                std::array<int, 2> tactic = m.tactics().at(i);
-                const int max_batch = p.options.batch;
-                // Split-K tactics' workspace: for the batch-1 tactic up to the batches that use it.
-                int small = 1;
-                while ((small + 1) * (small + 1) <= max_batch) ++small;
-                workspace_bytes_ =
-                    std::max({workspace_bytes_, cuda::conv2d_workspace_bytes(tactic[0], s, type, small, y.h, y.w),
-                              cuda::conv2d_workspace_bytes(tactic[1], s, type, max_batch, y.h, y.w)});
+                const std::vector<int> tactics = m.tactics().at(i);
+                const std::vector<int> batches = cuda_tuning_batches(p.options.batch);
+                // Split-K tactics' workspace: each tactic at the largest batch that runs it.
+                for (size_t j = 0; j < batches.size(); ++j)
+                    workspace_bytes_ = std::max(
+                        workspace_bytes_, cuda::conv2d_workspace_bytes(tactics[j], s, type, batches[j], y.h, y.w));
                 void* const* workspace = &workspace_;
                 flops_[i] = 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
                 st.launch = [=](cudaStream_t stream, int batch) {
                     NhwcTensor rb = with_n(r, batch);
-                    // The tactic tuned nearer this batch (geometrically): batch 1's up to sqrt(max).
-                    int t = batch * batch <= max_batch ? tactic[0] : tactic[1];
+                    // The tactic tuned at the smallest tuning batch >= this batch.
+                    const int t = tactics[static_cast<size_t>(std::lower_bound(batches.begin(), batches.end(), batch) -
+                                                              batches.begin())];
                     cuda::conv2d_nhwc(with_n(x, batch), w, b, s, silu, has_res ? &rb : nullptr, with_n(y, batch), t,
                                       stream, *workspace, q);
                 };

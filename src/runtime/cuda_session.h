@@ -37,6 +37,9 @@ std::string cuda_device_name(int device);
 // What conv timings depend on besides the problem, for the timing cache (runtime/timing_cache.h):
 // GPU name, architecture, SM count, CUDA runtime version, conv kernel code version.
 std::string cuda_timing_environment(int device);
+// The batch sizes a CUDA engine's convolutions are tuned at: the powers of two below max_batch, then
+// max_batch. A batch runs the tactics tuned at the smallest of them that is at least as large.
+std::vector<int> cuda_tuning_batches(int max_batch);
 
 class TimingCache;
 
@@ -63,9 +66,9 @@ class CudaModel {
     // The GEMM type a conv runs in (kI8 for INT8 convs), as its tactics are keyed.
     cuda::ElemType conv_gemm_type(size_t node) const { return convs_.at(node).gemm; }
     const int32_t* resize_map(size_t node, int axis) const { return resize_maps_.at(node)[static_cast<size_t>(axis)]; }
-    // The tactics of each conv node (node index -> {tuned at batch 1, tuned at the max batch}), and
-    // every node's kernel name.
-    const std::map<size_t, std::array<int, 2>>& tactics() const { return tactics_; }
+    // The tactics of each conv node (node index -> one per cuda_tuning_batches(max batch)), and every
+    // node's kernel name.
+    const std::map<size_t, std::vector<int>>& tactics() const { return tactics_; }
     const std::vector<std::string>& kernel_names() const { return kernel_names_; }
     // Tuning, per (conv, batch) pair: every tactic's time came from the timing cache, or some were measured.
     struct TuneStats {
@@ -92,7 +95,7 @@ class CudaModel {
     };
     std::map<size_t, ConvData> convs_;
     std::map<size_t, std::array<const int32_t*, 2>> resize_maps_;
-    std::map<size_t, std::array<int, 2>> tactics_;
+    std::map<size_t, std::vector<int>> tactics_;
     std::vector<std::string> kernel_names_;
     TuneStats tune_stats_;
 };

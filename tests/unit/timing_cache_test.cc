@@ -1,5 +1,6 @@
 // The timing cache (runtime/timing_cache.h), without a GPU: the file format round trip, what the
-// keys depend on, and what happens to corrupt, foreign, unreadable and unwritable files.
+// keys depend on, and what happens to corrupt, foreign, unreadable and unwritable files; and the
+// batch sizes a CUDA engine is tuned at (runtime/cuda_session.h).
 #include "runtime/timing_cache.h"
 
 #include <gtest/gtest.h>
@@ -15,6 +16,7 @@
 
 #include "core/error.h"
 #include "kestrel/engine.h"
+#include "runtime/cuda_session.h"
 
 namespace kestrel::test {
 namespace {
@@ -320,6 +322,16 @@ TEST(TimingCache, CpuExportRefusesTheOption) {
     EXPECT_EQ(e.status().message(),
               "timing_cache='kestrel.timing' is for CUDA engines (device=0): a CPU engine times no kernels; leave "
               "timing_cache out for device=cpu");
+}
+
+// Powers of two below the max batch, then the max batch: the benchmark's batches (1, 8, 32, 64, 128)
+// each run the tactics tuned at their own size.
+TEST(CudaTuningBatches, PowersOfTwoThenTheMaxBatch) {
+    EXPECT_EQ(runtime::cuda_tuning_batches(1), (std::vector<int>{1}));
+    EXPECT_EQ(runtime::cuda_tuning_batches(2), (std::vector<int>{1, 2}));
+    EXPECT_EQ(runtime::cuda_tuning_batches(48), (std::vector<int>{1, 2, 4, 8, 16, 32, 48}));
+    EXPECT_EQ(runtime::cuda_tuning_batches(128), (std::vector<int>{1, 2, 4, 8, 16, 32, 64, 128}));
+    EXPECT_THROW(runtime::cuda_tuning_batches(0), Error);
 }
 
 }  // namespace
