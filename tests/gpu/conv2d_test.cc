@@ -596,8 +596,8 @@ TEST(CudaConv2d, LongReductionF16) {
 // The f16 SiLU epilogue element by element (the relative L2 of the cases above averages over the
 // elements). A 3x3 conv whose filter is the identity at the centre tap and whose bias is 0 computes
 // y = silu(x) exactly up to the activation and the f16 rounding of y, in every tactic; x covers
-// [-24, 24] densely. Bound per element: f16 rounding of y (2^-11 |y|) plus the activation's error,
-// which activations.cuh states as about |x| 2^-12 (tanh.approx.f32 on x / 2): asserted at 2^-11 |x|.
+// [-24, 24] densely. Bound per element: f16 rounding of y (2^-11 |y|) plus 2^-11 |x| for the
+// activation's approximation (tanh.approx.f32 on x / 2, scaled by x / 2).
 TEST(CudaConv2d, SiluEpilogueElementwiseF16) {
     SKIP_WITHOUT_GPU();
     for (const int c : {16, 32, 64, 80}) {
