@@ -241,6 +241,7 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
         }
         if (tune) this->tune(log, timing_cache);
         kernel_names_.resize(g.nodes.size());
+        const std::vector<int> batches = cuda_tuning_batches(plan_->options.batch);
         for (size_t i = 0; i < g.nodes.size(); ++i) {
             const Node& n = g.nodes[i];
             const plan::ValuePlan& out = plan_->values[sz(n.outputs[0])];
@@ -253,7 +254,6 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
             } else if (n.op == Op::kConv) {
                 auto it = tactics_.find(i);
                 cuda::ConvShape s = conv_shape(*plan_, n);
-                const std::vector<int> batches = cuda_tuning_batches(plan_->options.batch);
                 KS_CHECK(it != tactics_.end() && it->second.size() == batches.size(), "'", n.name,
                          "': no tuned CUDA conv kernels for batches 1-", plan_->options.batch,
                          "; re-export the engine");
@@ -721,6 +721,9 @@ void CudaSession::build_steps() {
         return t;
     };
 
+    // The batches the conv tactics were tuned at (CudaModel::tactics() holds one tactic per batch).
+    const std::vector<int> batches = cuda_tuning_batches(p.options.batch);
+
     flops_.assign(g.nodes.size(), 0.0);
     bytes_.assign(g.nodes.size(), 0.0);
     constant_bytes_.assign(g.nodes.size(), 0.0);
@@ -765,7 +768,6 @@ void CudaSession::build_steps() {
                 const cuda::ConvInt8* q = m.conv_int8(i);
                 const ElemType type = m.conv_gemm_type(i);
                 const std::vector<int> tactics = m.tactics().at(i);
-                const std::vector<int> batches = cuda_tuning_batches(p.options.batch);
                 // Split-K tactics' workspace: each tactic at the largest batch that runs it.
                 for (size_t j = 0; j < batches.size(); ++j)
                     workspace_bytes_ = std::max(

@@ -8,8 +8,9 @@ __device__ __forceinline__ float silu_exact(float v) { return v / (1.f + expf(-v
 
 // The f16 engines' SiLU: x sigmoid(x) = h + h tanh(h) with h = x / 2, one SFU tanh and two FMA-pipe
 // instructions. The SFU (16 lanes an SM) is what a conv epilogue waits on: the 64 -> 64 halo tile's
-// epilogue issued 2 SFU instructions an element (exp2 and reciprocal) for ~1,000 cycles of each SM
-// sub-partition's SFU a tile, against ~2,300 cycles of tensor-core work. The GPU test
+// epilogue issued 2 SFU instructions an element (exp2 and reciprocal), by instruction count ~1,000
+// cycles of each SM sub-partition's SFU a tile against ~2,300 cycles of tensor-core work at peak
+// (counted from the datasheet rates, not measured). The GPU test
 // SiluEpilogueElementwiseF16 bounds each f16 result's error by 2^-11 (|silu(x)| + |x|), f16
 // rounding included; on the H100 the worst element reaches 0.49 of it, so the rounding of the
 // result, not tanh.approx, dominates. tanh(+-inf) = +-1: very negative v gives 0, very positive v.

@@ -999,8 +999,9 @@ __device__ __forceinline__ void load_column_bias(const float* bias, int lane, fl
 // The halo kernels' epilogue, one m16 row (16 output pixels) of a warp at a time. Lane (g, t) holds
 // pixels g and g + 8, channels 8 nb + 2t and + 1: bias and SiLU on the registers, rounded to f16
 // into the warp's staging row, so that each lane then stores whole 16-byte runs of a pixel (8
-// channels). Staged as halves rather than floats: half the shared-memory traffic (a 64 -> 64 tile's
-// float staging moved 64 KB through a pipe of 128 bytes a cycle) and half the space.
+// channels). Staged as halves rather than floats: half the shared-memory traffic (counted, not
+// measured: a 64 -> 64 tile's float staging moved 64 KB through a pipe of 128 bytes a cycle) and
+// half the space.
 template <int NB>
 __device__ __forceinline__ void stage_row_halves(const float (&acc)[NB][4], const float (&bias)[NB][2], bool silu,
                                                  __half* row, int lane) {
