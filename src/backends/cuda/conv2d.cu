@@ -38,6 +38,7 @@
 #include "backends/cuda/conv2d.h"
 #include "backends/cuda/device_convert.cuh"
 #include "backends/cuda/fast_divmod.h"
+#include "backends/cuda/launch.cuh"
 #include "backends/cuda/mma_sync.cuh"
 #include "backends/cuda/wgmma.cuh"
 #include "core/half.h"
@@ -281,6 +282,7 @@ __device__ __forceinline__ int swz(int row, int chunk) { return row * kMmaBK + (
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, bool kSplitK, bool kInt8, bool kWgmma>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WARPS_N == 8 ? 2 : 4)
     conv_mma_kernel(const ConvParams p) {
+    wait_for_previous_kernel();
     static_assert(!(kGather && kInt8), "INT8 tactics read aligned f16 inputs");
     static_assert(!kWgmma || (WARPS_N == 1 && WARPS_M % 4 == 0 && BM == 16 * WARPS_M && !kGather && !kInt8),
                   "wgmma tactics: f16 vectorised loads, one warpgroup per 64 rows, all columns");
@@ -755,6 +757,7 @@ constexpr int kSimtBK = 16;
 
 template <typename T, int TY, int TX, int TM, int TN, bool kSplitK>
 __global__ void __launch_bounds__(TY* TX, TY* TX >= 256 ? 1 : 256 / (TY * TX)) conv_simt_kernel(const ConvParams p) {
+    wait_for_previous_kernel();
     constexpr int kThreads = TY * TX, BM = TY * TM, BN = TX * TN, BK = kSimtBK;
     static_assert(kThreads % BK == 0 && TM % 4 == 0 && TN % 4 == 0, "float4 shared reads");
     constexpr int kRowStep = kThreads / BK;
@@ -1114,6 +1117,8 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
         cp_async16<false>(s_w + n * kWRow + c * 16, wb + (static_cast<uint64_t>(n) * 9 * CH + c) * 16, true);
     }
     cp_async_commit();
+    // The filter is constant: its loads may start before the kernel before this one is done (launch.cuh).
+    wait_for_previous_kernel();
 
     // A tile into ring stage `stage`: halo pixel (hy, hx) is input pixel (S ty0 - 1 + hy, S tx0 - 1 +
     // hx), stored at row hy, column(hx); residual pixel (ry, rx) is output pixel (ty0 + ry, tx0 + rx).
@@ -1265,6 +1270,7 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
                           wb + (static_cast<uint64_t>(n) * 9 * CH + c) * 16, true);
     }
     cp_async_commit();
+    wait_for_previous_kernel();  // after the constant filter's loads, as in conv3x3_halo_kernel
 
     // The halo loads: thread t copies chunks q = t + 256 i of every tile, i < kLoads; what a chunk is
     // (halo row and column, channel chunk, place in the stage) is the same for every tile, so it is
@@ -1414,8 +1420,7 @@ void launch_mma(const ConvParams& p, int groups, cudaStream_t stream) {
     const int64_t blocks = static_cast<int64_t>((p.gemm_m + BM - 1) / BM) * ((p.kg + BN - 1) / BN);
     KS_CHECK(blocks <= INT_MAX, "conv2d: too many output tiles (", blocks, ")");
     dim3 grid(static_cast<unsigned>(blocks), 1, SPLITS);
-    kernel<<<grid, WARPS_M * WARPS_N * 32, kSmem, stream>>>(p);
-    KS_CUDA(cudaGetLastError());
+    launch_kernel(kernel, grid, WARPS_M * WARPS_N * 32, kSmem, stream, p);
 }
 
 template <typename T, int TY, int TX, int TM, int TN, int SPLITS>
@@ -1425,8 +1430,7 @@ void launch_simt(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CHECK(blocks <= INT_MAX, "conv2d: too many output tiles (", blocks, ")");
     KS_CHECK(groups <= 65535, "conv2d: at most 65535 groups");
     dim3 grid(static_cast<unsigned>(blocks), SPLITS, static_cast<unsigned>(groups));
-    conv_simt_kernel<T, TY, TX, TM, TN, (SPLITS > 1)><<<grid, TY * TX, 0, stream>>>(p);
-    KS_CUDA(cudaGetLastError());
+    launch_kernel(conv_simt_kernel<T, TY, TX, TM, TN, (SPLITS > 1)>, grid, TY * TX, 0, stream, p);
 }
 
 int num_sms();
@@ -1447,7 +1451,7 @@ void launch_halo_grid(const void* kernel, int threads, int smem, const ConvParam
     const int64_t grid =
         std::min<int64_t>(tiles, static_cast<int64_t>(per_sm.load(std::memory_order_relaxed)) * num_sms());
     void* args[] = {const_cast<ConvParams*>(&p)};
-    KS_CUDA(cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(threads), args, smem, stream));
+    launch_kernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(threads), smem, stream, args);
 }
 
 template <int C, int K, int STAGES, int S>

@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "backends/cuda/device_convert.cuh"
+#include "backends/cuda/launch.cuh"
 #include "backends/cuda/ops.h"
 
 namespace kestrel::cuda {
@@ -254,6 +255,7 @@ struct PoolParams {
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads) maxpool_kernel(const T* __restrict__ x, Geom xg, T* __restrict__ y, Geom yg,
                                                            PoolParams p, Radix<4> r, int64_t total) {
+    wait_for_previous_kernel();
     int64_t d[4];
     int64_t i = global_thread();
     split_index(i, r, d);
@@ -292,6 +294,7 @@ template <typename T, int V, int K, int RB>
 __global__ void __launch_bounds__(kThreads)
     maxpool_s1_rows_kernel(const T* __restrict__ x, Geom xg, T* __restrict__ y, Geom yg, int cvecs, int pt, int pl,
                            int row_blocks, int64_t total) {
+    wait_for_previous_kernel();
     for (int64_t i = global_thread(); i < total; i += grid_threads()) {
         const int cv = static_cast<int>(i % cvecs);
         int64_t t = i / cvecs;
@@ -338,6 +341,7 @@ __global__ void __launch_bounds__(kThreads)
     resize_nearest_kernel(const T* __restrict__ x, Geom xg, T* __restrict__ y, Geom yg,
                           const int32_t* __restrict__ src_y, const int32_t* __restrict__ src_x, Radix<4> r,
                           int64_t total) {
+    wait_for_previous_kernel();
     int64_t d[4];
     int64_t i = global_thread();
     split_index(i, r, d);
@@ -357,6 +361,7 @@ template <typename Tx, typename Ty, int V>
 __global__ void __launch_bounds__(kThreads)
     unary_nhwc_kernel(UnaryOp op, const Tx* __restrict__ x, int64_t xps, Ty* __restrict__ y, int64_t yps, Radix<2> r,
                       int64_t total) {
+    wait_for_previous_kernel();
     auto body = [&](auto kop) {
         int64_t d[2];
         int64_t i = global_thread();
@@ -381,6 +386,7 @@ template <typename T, int V>
 __global__ void __launch_bounds__(kThreads)
     binary_nhwc_kernel(BinaryOp op, const T* __restrict__ a, int64_t aps, const T* __restrict__ b, int64_t bps,
                        T* __restrict__ y, int64_t yps, Radix<2> r, int64_t total) {
+    wait_for_previous_kernel();
     with_binary(op, [&](auto kop) {
         int64_t d[2];
         int64_t i = global_thread();
@@ -404,6 +410,7 @@ constexpr int kPoolRows = 8;
 template <typename T>
 __global__ void __launch_bounds__(32 * kPoolRows)
     global_avgpool_kernel(const T* __restrict__ x, int64_t hw, int c, int64_t ps, float* __restrict__ y) {
+    wait_for_previous_kernel();
     __shared__ float partial[kPoolRows][32];
     const int ch = static_cast<int>(blockIdx.x) * 32 + static_cast<int>(threadIdx.x);
     const int64_t n = blockIdx.y;
@@ -455,6 +462,7 @@ template <int BM>
 __global__ void __launch_bounds__(kThreads)
     gemm_kernel(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ bias,
                 float* __restrict__ y, int m, int n, int k, bool trans_w, float alpha, float beta) {
+    wait_for_previous_kernel();
     __shared__ GemmTile<BM> s;
     const int tid = static_cast<int>(threadIdx.x), tx = tid % 16, ty = tid / 16;
     const int m0 = static_cast<int>(blockIdx.y) * BM, n0 = static_cast<int>(blockIdx.x) * kTileN;
@@ -503,6 +511,7 @@ template <typename Tx, typename Ty>
 __global__ void __launch_bounds__(kThreads, 3)
     conv_transpose_kernel(const Tx* __restrict__ x, int64_t xps, const float* __restrict__ w,
                           const float* __restrict__ bias, ConvTParams p, Ty* __restrict__ y, int64_t yps) {
+    wait_for_previous_kernel();
     __shared__ GemmTile<kConvTBM> s;
     __shared__ int pix_n[kConvTBM], pix_jy[kConvTBM], pix_jx[kConvTBM];
     __shared__ int64_t pix_x[kConvTBM];  // input pixel offset for the current tap, -1 outside
@@ -583,6 +592,7 @@ constexpr int kTile = 32, kTileRows = 8;
 template <typename T>
 __global__ void __launch_bounds__(kTile* kTileRows)
     nchw_to_nhwc_tiled(const float* __restrict__ x, T* __restrict__ y, int c, int64_t hw, int64_t ps) {
+    wait_for_previous_kernel();
     __shared__ float tile[kTile][kTile + 1];
     const int64_t p0 = int64_t{blockIdx.x} * kTile, n = blockIdx.z;
     const int c0 = static_cast<int>(blockIdx.y) * kTile;
@@ -605,6 +615,7 @@ __global__ void __launch_bounds__(kTile* kTileRows)
 template <typename T>
 __global__ void __launch_bounds__(kTile* kTileRows)
     nhwc_to_nchw_tiled(const T* __restrict__ x, int c, int64_t hw, int64_t ps, float* __restrict__ y) {
+    wait_for_previous_kernel();
     __shared__ float tile[kTile][kTile + 1];
     const int64_t p0 = int64_t{blockIdx.x} * kTile, n = blockIdx.z;
     const int c0 = static_cast<int>(blockIdx.y) * kTile;
@@ -635,6 +646,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
     nchw_to_nhwc_small(const float* __restrict__ x, T* __restrict__ y, int c_src, int c, int64_t hw, int64_t ps,
                        Radix<2> r, int64_t total) {
+    wait_for_previous_kernel();
     int64_t d[2];
     int64_t i = global_thread();
     split_index(i, r, d);
@@ -663,6 +675,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T>
 __global__ void __launch_bounds__(kThreads) nhwc_to_nchw_small(const T* __restrict__ x, int c, int64_t hw, int64_t ps,
                                                                float* __restrict__ y, Radix<2> r, int64_t total) {
+    wait_for_previous_kernel();
     int64_t d[2];
     int64_t i = global_thread();
     split_index(i, r, d);
@@ -694,6 +707,7 @@ template <int R>
 __global__ void __launch_bounds__(kThreads)
     unary_strided_kernel(UnaryOp op, const float* __restrict__ x, float* __restrict__ y, StridedArgs<R> a,
                          int64_t total) {
+    wait_for_previous_kernel();
     with_unary(op, [&](auto kop) {
         int64_t d[R];
         int64_t i = global_thread();
@@ -707,6 +721,7 @@ template <int R>
 __global__ void __launch_bounds__(kThreads)
     binary_strided_kernel(BinaryOp op, const float* __restrict__ a_data, const float* __restrict__ b_data,
                           float* __restrict__ y, StridedArgs<R> a, int64_t total) {
+    wait_for_previous_kernel();
     with_binary(op, [&](auto kop) {
         int64_t d[R];
         int64_t i = global_thread();
@@ -839,6 +854,7 @@ __device__ __forceinline__ void warp_merge(float& m, float& s) {
 // inner == 1, short rows (the classify head: len 1000): one warp per row.
 __global__ void __launch_bounds__(kThreads)
     softmax_rows_warp(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int64_t len) {
+    wait_for_previous_kernel();
     const int lane = static_cast<int>(threadIdx.x) % 32;
     const int64_t warps = grid_threads() / 32;
     // The loop bound is uniform across a warp, so every lane reaches the shuffles.
@@ -855,6 +871,7 @@ __global__ void __launch_bounds__(kThreads)
 // inner == 1, long rows: one block per row.
 __global__ void __launch_bounds__(kThreads)
     softmax_rows_block(const float* __restrict__ x, float* __restrict__ y, int64_t rows, int64_t len) {
+    wait_for_previous_kernel();
     __shared__ float sm[kThreads / 32], ss[kThreads / 32];
     const int lane = static_cast<int>(threadIdx.x) % 32, warp = static_cast<int>(threadIdx.x) / 32;
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -882,6 +899,7 @@ __global__ void __launch_bounds__(kThreads)
 template <int kCache>
 __global__ void __launch_bounds__(kThreads) softmax_columns(const float* __restrict__ x, float* __restrict__ y,
                                                             int64_t len, int64_t inner, Radix<2> r, int64_t total) {
+    wait_for_previous_kernel();
     int64_t d[2];
     int64_t i = global_thread();
     split_index(i, r, d);
@@ -942,10 +960,10 @@ void maxpool2d_nhwc(const NhwcTensor& x, const NhwcTensor& y, int kh, int kw, in
             with_vec<max_vec<T>()>(v, [&](auto vv) {
                 constexpr int V = decltype(vv)::value;
                 auto launch = [&](auto k) {
-                    maxpool_s1_rows_kernel<T, V, decltype(k)::value, kRows>
-                        <<<grid_blocks(total), kThreads, 0, stream>>>(
-                            static_cast<const T*>(x.data), Geom{x.h, x.w, x.pixel_stride}, static_cast<T*>(y.data),
-                            Geom{y.h, y.w, y.pixel_stride}, y.c / V, pad_top, pad_left, row_blocks, total);
+                    launch_kernel(maxpool_s1_rows_kernel<T, V, decltype(k)::value, kRows>, grid_blocks(total), kThreads,
+                                  0, stream, static_cast<const T*>(x.data), Geom{x.h, x.w, x.pixel_stride},
+                                  static_cast<T*>(y.data), Geom{y.h, y.w, y.pixel_stride}, y.c / V, pad_top, pad_left,
+                                  row_blocks, total);
                 };
                 if (kh == 5) {
                     launch(std::integral_constant<int, 5>{});
@@ -954,7 +972,6 @@ void maxpool2d_nhwc(const NhwcTensor& x, const NhwcTensor& y, int kh, int kw, in
                 }
             });
         });
-        KS_CUDA(cudaGetLastError());
         return;
     }
     const int64_t total = numel(y) / v;
@@ -965,12 +982,11 @@ void maxpool2d_nhwc(const NhwcTensor& x, const NhwcTensor& y, int kh, int kw, in
         with_vec<max_vec<T>()>(v, [&](auto vv) {
             constexpr int V = decltype(vv)::value;
             const auto r = make_radix<4>({y.c / V, y.w, y.h}, int64_t{blocks} * kThreads);
-            maxpool_kernel<T, V>
-                <<<blocks, kThreads, 0, stream>>>(static_cast<const T*>(x.data), Geom{x.h, x.w, x.pixel_stride},
-                                                  static_cast<T*>(y.data), Geom{y.h, y.w, y.pixel_stride}, p, r, total);
+            launch_kernel(maxpool_kernel<T, V>, blocks, kThreads, 0, stream, static_cast<const T*>(x.data),
+                          Geom{x.h, x.w, x.pixel_stride}, static_cast<T*>(y.data), Geom{y.h, y.w, y.pixel_stride}, p, r,
+                          total);
         });
     });
-    KS_CUDA(cudaGetLastError());
 }
 
 void resize_nearest_nhwc(const NhwcTensor& x, const NhwcTensor& y, const int32_t* src_y, const int32_t* src_x,
@@ -991,12 +1007,11 @@ void resize_nearest_nhwc(const NhwcTensor& x, const NhwcTensor& y, const int32_t
         with_vec<max_vec<T>()>(v, [&](auto vv) {
             constexpr int V = decltype(vv)::value;
             const auto r = make_radix<4>({y.c / V, y.w, y.h}, int64_t{blocks} * kThreads);
-            resize_nearest_kernel<T, V><<<blocks, kThreads, 0, stream>>>(
-                static_cast<const T*>(x.data), Geom{x.h, x.w, x.pixel_stride}, static_cast<T*>(y.data),
-                Geom{y.h, y.w, y.pixel_stride}, src_y, src_x, r, total);
+            launch_kernel(resize_nearest_kernel<T, V>, blocks, kThreads, 0, stream, static_cast<const T*>(x.data),
+                          Geom{x.h, x.w, x.pixel_stride}, static_cast<T*>(y.data), Geom{y.h, y.w, y.pixel_stride},
+                          src_y, src_x, r, total);
         });
     });
-    KS_CUDA(cudaGetLastError());
 }
 
 void unary_nhwc(UnaryOp op, const NhwcTensor& x, const NhwcTensor& y, cudaStream_t stream) {
@@ -1017,13 +1032,12 @@ void unary_nhwc(UnaryOp op, const NhwcTensor& x, const NhwcTensor& y, cudaStream
             with_vec<max_vec<Tx, Ty>()>(v, [&](auto vv) {
                 constexpr int V = decltype(vv)::value;
                 const auto r = make_radix<2>({y.c / V}, int64_t{blocks} * kThreads);
-                unary_nhwc_kernel<Tx, Ty, V><<<blocks, kThreads, 0, stream>>>(op, static_cast<const Tx*>(x.data),
-                                                                              x.pixel_stride, static_cast<Ty*>(y.data),
-                                                                              y.pixel_stride, r, total);
+                launch_kernel(unary_nhwc_kernel<Tx, Ty, V>, blocks, kThreads, 0, stream, op,
+                              static_cast<const Tx*>(x.data), x.pixel_stride, static_cast<Ty*>(y.data), y.pixel_stride,
+                              r, total);
             });
         });
     });
-    KS_CUDA(cudaGetLastError());
 }
 
 void binary_nhwc(BinaryOp op, const NhwcTensor& a, const NhwcTensor& b, const NhwcTensor& y, cudaStream_t stream) {
@@ -1043,12 +1057,11 @@ void binary_nhwc(BinaryOp op, const NhwcTensor& a, const NhwcTensor& b, const Nh
         with_vec<max_vec<T>()>(v, [&](auto vv) {
             constexpr int V = decltype(vv)::value;
             const auto r = make_radix<2>({y.c / V}, int64_t{blocks} * kThreads);
-            binary_nhwc_kernel<T, V><<<blocks, kThreads, 0, stream>>>(
-                op, static_cast<const T*>(a.data), a.pixel_stride, static_cast<const T*>(b.data), b.pixel_stride,
-                static_cast<T*>(y.data), y.pixel_stride, r, total);
+            launch_kernel(binary_nhwc_kernel<T, V>, blocks, kThreads, 0, stream, op, static_cast<const T*>(a.data),
+                          a.pixel_stride, static_cast<const T*>(b.data), b.pixel_stride, static_cast<T*>(y.data),
+                          y.pixel_stride, r, total);
         });
     });
-    KS_CUDA(cudaGetLastError());
 }
 
 void conv_transpose2d_nhwc(const NhwcTensor& x, const float* w, const float* bias, int kh, int kw, int stride_h,
@@ -1079,11 +1092,10 @@ void conv_transpose2d_nhwc(const NhwcTensor& x, const float* w, const float* bia
         using Tx = typename decltype(tx)::type;
         with_type(y.type, [&](auto ty) {
             using Ty = typename decltype(ty)::type;
-            conv_transpose_kernel<Tx, Ty><<<grid, kThreads, 0, stream>>>(
-                static_cast<const Tx*>(x.data), x.pixel_stride, w, bias, p, static_cast<Ty*>(y.data), y.pixel_stride);
+            launch_kernel(conv_transpose_kernel<Tx, Ty>, grid, kThreads, 0, stream, static_cast<const Tx*>(x.data),
+                          x.pixel_stride, w, bias, p, static_cast<Ty*>(y.data), y.pixel_stride);
         });
     });
-    KS_CUDA(cudaGetLastError());
 }
 
 void global_avgpool_nhwc(const NhwcTensor& x, float* y, cudaStream_t stream) {
@@ -1095,10 +1107,9 @@ void global_avgpool_nhwc(const NhwcTensor& x, float* y, cudaStream_t stream) {
     const dim3 grid(static_cast<unsigned>(ceil_div(x.c, 32)), static_cast<unsigned>(x.n));
     with_type(x.type, [&](auto tt) {
         using T = typename decltype(tt)::type;
-        global_avgpool_kernel<T><<<grid, dim3(32, kPoolRows), 0, stream>>>(static_cast<const T*>(x.data),
-                                                                           int64_t{x.h} * x.w, x.c, x.pixel_stride, y);
+        launch_kernel(global_avgpool_kernel<T>, grid, dim3(32, kPoolRows), 0, stream, static_cast<const T*>(x.data),
+                      int64_t{x.h} * x.w, x.c, x.pixel_stride, y);
     });
-    KS_CUDA(cudaGetLastError());
 }
 
 // ---- layout conversions ------------------------------------------------------------------------
@@ -1118,16 +1129,16 @@ void nchw_to_nhwc(const float* x, const NhwcTensor& y, cudaStream_t stream, int 
             const int64_t total = y.n * hw;
             const int blocks = grid_blocks(total);
             const auto r = make_radix<2>({hw}, int64_t{blocks} * kThreads);
-            nchw_to_nhwc_small<T>
-                <<<blocks, kThreads, 0, stream>>>(x, out, x_channels, y.c, hw, y.pixel_stride, r, total);
+            launch_kernel(nchw_to_nhwc_small<T>, blocks, kThreads, 0, stream, x, out, x_channels, y.c, hw,
+                          y.pixel_stride, r, total);
         } else {
             KS_CHECK(y.n <= 65535, "nchw_to_nhwc: batch ", y.n, " is too large");
             const dim3 grid(static_cast<unsigned>(ceil_div(hw, kTile)), static_cast<unsigned>(ceil_div(y.c, kTile)),
                             static_cast<unsigned>(y.n));
-            nchw_to_nhwc_tiled<T><<<grid, dim3(kTile, kTileRows), 0, stream>>>(x, out, y.c, hw, y.pixel_stride);
+            launch_kernel(nchw_to_nhwc_tiled<T>, grid, dim3(kTile, kTileRows), 0, stream, x, out, y.c, hw,
+                          y.pixel_stride);
         }
     });
-    KS_CUDA(cudaGetLastError());
 }
 
 void nhwc_to_nchw(const NhwcTensor& x, float* y, cudaStream_t stream) {
@@ -1142,15 +1153,15 @@ void nhwc_to_nchw(const NhwcTensor& x, float* y, cudaStream_t stream) {
             const int64_t total = x.n * hw;
             const int blocks = grid_blocks(total);
             const auto r = make_radix<2>({hw}, int64_t{blocks} * kThreads);
-            nhwc_to_nchw_small<T><<<blocks, kThreads, 0, stream>>>(in, x.c, hw, x.pixel_stride, y, r, total);
+            launch_kernel(nhwc_to_nchw_small<T>, blocks, kThreads, 0, stream, in, x.c, hw, x.pixel_stride, y, r, total);
         } else {
             KS_CHECK(x.n <= 65535, "nhwc_to_nchw: batch ", x.n, " is too large");
             const dim3 grid(static_cast<unsigned>(ceil_div(hw, kTile)), static_cast<unsigned>(ceil_div(x.c, kTile)),
                             static_cast<unsigned>(x.n));
-            nhwc_to_nchw_tiled<T><<<grid, dim3(kTile, kTileRows), 0, stream>>>(in, x.c, hw, x.pixel_stride, y);
+            launch_kernel(nhwc_to_nchw_tiled<T>, grid, dim3(kTile, kTileRows), 0, stream, in, x.c, hw, x.pixel_stride,
+                          y);
         }
     });
-    KS_CUDA(cudaGetLastError());
 }
 
 // ---- strided float32 entry points --------------------------------------------------------------
@@ -1162,10 +1173,9 @@ void unary_strided(UnaryOp op, const StridedTensor& x, const StridedTensor& y, c
     const int blocks = grid_blocks(c.total);
     with_rank(c.rank, [&](auto rr) {
         constexpr int R = decltype(rr)::value;
-        unary_strided_kernel<R><<<blocks, kThreads, 0, stream>>>(
-            op, x.data, y.data, strided_args<R>(c, int64_t{blocks} * kThreads), c.total);
+        launch_kernel(unary_strided_kernel<R>, blocks, kThreads, 0, stream, op, x.data, y.data,
+                      strided_args<R>(c, int64_t{blocks} * kThreads), c.total);
     });
-    KS_CUDA(cudaGetLastError());
 }
 
 void binary_strided(BinaryOp op, const StridedTensor& a, const StridedTensor& b, const StridedTensor& y,
@@ -1176,10 +1186,9 @@ void binary_strided(BinaryOp op, const StridedTensor& a, const StridedTensor& b,
     const int blocks = grid_blocks(c.total);
     with_rank(c.rank, [&](auto rr) {
         constexpr int R = decltype(rr)::value;
-        binary_strided_kernel<R><<<blocks, kThreads, 0, stream>>>(
-            op, a.data, b.data, y.data, strided_args<R>(c, int64_t{blocks} * kThreads), c.total);
+        launch_kernel(binary_strided_kernel<R>, blocks, kThreads, 0, stream, op, a.data, b.data, y.data,
+                      strided_args<R>(c, int64_t{blocks} * kThreads), c.total);
     });
-    KS_CUDA(cudaGetLastError());
 }
 
 void softmax(const float* x, float* y, int64_t outer, int64_t len, int64_t inner, cudaStream_t stream) {
@@ -1189,22 +1198,21 @@ void softmax(const float* x, float* y, int64_t outer, int64_t len, int64_t inner
     if (inner == 1) {
         if (len <= 1024) {
             const int blocks = grid_blocks(outer * 32);
-            softmax_rows_warp<<<blocks, kThreads, 0, stream>>>(x, y, outer, len);
+            launch_kernel(softmax_rows_warp, blocks, kThreads, 0, stream, x, y, outer, len);
         } else {
             const int blocks = static_cast<int>(std::min<int64_t>(outer, grid_blocks(outer * kThreads)));
-            softmax_rows_block<<<blocks, kThreads, 0, stream>>>(x, y, outer, len);
+            launch_kernel(softmax_rows_block, blocks, kThreads, 0, stream, x, y, outer, len);
         }
     } else {
         const int64_t total = outer * inner;
         const int blocks = grid_blocks(total);
         const auto r = make_radix<2>({inner}, int64_t{blocks} * kThreads);
         if (len <= 16) {
-            softmax_columns<16><<<blocks, kThreads, 0, stream>>>(x, y, len, inner, r, total);
+            launch_kernel(softmax_columns<16>, blocks, kThreads, 0, stream, x, y, len, inner, r, total);
         } else {
-            softmax_columns<0><<<blocks, kThreads, 0, stream>>>(x, y, len, inner, r, total);
+            launch_kernel(softmax_columns<0>, blocks, kThreads, 0, stream, x, y, len, inner, r, total);
         }
     }
-    KS_CUDA(cudaGetLastError());
 }
 
 void gemm_f32(const float* x, const float* w, const float* bias, float* y, int m, int n, int k, bool trans_w,
@@ -1218,11 +1226,10 @@ void gemm_f32(const float* x, const float* w, const float* bias, float* y, int m
     KS_CHECK(ceil_div(m, bm) <= 65535, "gemm_f32: m=", m, " is too large");
     const dim3 grid(static_cast<unsigned>(ceil_div(n, kTileN)), static_cast<unsigned>(ceil_div(m, bm)));
     if (small) {
-        gemm_kernel<16><<<grid, kThreads, 0, stream>>>(x, w, bias, y, m, n, k, trans_w, alpha, beta);
+        launch_kernel(gemm_kernel<16>, grid, kThreads, 0, stream, x, w, bias, y, m, n, k, trans_w, alpha, beta);
     } else {
-        gemm_kernel<64><<<grid, kThreads, 0, stream>>>(x, w, bias, y, m, n, k, trans_w, alpha, beta);
+        launch_kernel(gemm_kernel<64>, grid, kThreads, 0, stream, x, w, bias, y, m, n, k, trans_w, alpha, beta);
     }
-    KS_CUDA(cudaGetLastError());
 }
 
 }  // namespace kestrel::cuda

@@ -13,6 +13,7 @@
 #include "backends/cuda/conv2d.h"
 #include "backends/cuda/device_convert.cuh"
 #include "backends/cuda/fast_divmod.h"
+#include "backends/cuda/launch.cuh"
 
 namespace kestrel::cuda {
 namespace {
@@ -42,6 +43,7 @@ struct StemWeights {
 template <typename T, int K>
 __global__ void __launch_bounds__(kThreads)
     stem_conv_nchw_3x3(StemArgs a, const __grid_constant__ StemWeights<K> wt, T* __restrict__ y) {
+    wait_for_previous_kernel();
     const int k_count = K ? K : a.k;
     // grid.x covers one image's output pixels, grid.y steps over the images: 32-bit index arithmetic.
     const int q = static_cast<int>(blockIdx.x) * kThreads + static_cast<int>(threadIdx.x);
@@ -101,10 +103,9 @@ void launch_stem(const StemArgs& a, const float* weights, const float* bias, con
     std::copy_n(weights, a.k * kC * kTaps, wt.w);
     std::copy_n(bias, a.k, wt.b);
     if (y.type == ElemType::kF16)
-        stem_conv_nchw_3x3<__half, K><<<blocks, kThreads, 0, stream>>>(a, wt, static_cast<__half*>(y.data));
+        launch_kernel(stem_conv_nchw_3x3<__half, K>, blocks, kThreads, 0, stream, a, wt, static_cast<__half*>(y.data));
     else
-        stem_conv_nchw_3x3<float, K><<<blocks, kThreads, 0, stream>>>(a, wt, static_cast<float*>(y.data));
-    KS_CUDA(cudaGetLastError());
+        launch_kernel(stem_conv_nchw_3x3<float, K>, blocks, kThreads, 0, stream, a, wt, static_cast<float*>(y.data));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "backends/cuda/device_convert.cuh"
+#include "backends/cuda/launch.cuh"
 #include "backends/cuda/yolo_decode.h"
 
 namespace kestrel::cuda {
@@ -106,6 +107,7 @@ __device__ __forceinline__ float dfl_distance(const T* row, int reg_max, const f
 // kR: reg_max as a constant (16: YOLOv8's), or 0 for any.
 template <typename T, bool kAsync, int kR>
 __global__ void __launch_bounds__(kThreads) yolo_decode_kernel(const DecodeArgs p) {
+    wait_for_previous_kernel();
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float dist[4][kTile];
     __shared__ float w[kMaxRegMax];
@@ -200,7 +202,8 @@ void launch(const DecodeArgs& p, bool async, int tiles, int images, int smem, cu
                      " bytes of shared memory; the device has ", optin);
             KS_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         }
-        kernel<<<dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(images)), kThreads, smem, stream>>>(p);
+        launch_kernel(kernel, dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(images)), kThreads, smem, stream,
+                      p);
     };
     if (async) {
         if (p.reg_max == 16) {
@@ -276,7 +279,6 @@ void yolo_decode(const NhwcTensor* levels, int num_levels, const float* anchors,
     } else {
         launch<float>(p, async, static_cast<int>(tiles), images, static_cast<int>(smem), stream);
     }
-    KS_CUDA(cudaGetLastError());
 }
 
 }  // namespace kestrel::cuda
