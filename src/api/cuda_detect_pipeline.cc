@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <utility>
 
 #include "api/engine_internal.h"
 #include "backends/cuda/jpeg_decoder.h"
@@ -143,6 +144,12 @@ CudaDetectPipeline::CudaDetectPipeline(std::shared_ptr<const runtime::CudaModel>
 
 CudaDetectPipeline::~CudaDetectPipeline() = default;
 
+std::string CudaDetectPipeline::jpeg_decoder() const {
+    if (!impl_->jpeg) return "none yet (no JPEG file seen)";
+    return impl_->jpeg->hardware() ? "nvJPEG hardware (the GPU's JPEG engines, one batched call)"
+                                   : "nvJPEG hybrid (CPU Huffman + GPU IDCT, one image at a time)";
+}
+
 std::vector<Prediction> CudaDetectPipeline::predict_files(const std::vector<std::vector<uint8_t>>& files,
                                                           const std::vector<std::string>& names,
                                                           const PredictOptions& options) {
@@ -155,19 +162,26 @@ std::vector<Prediction> CudaDetectPipeline::predict_files(const std::vector<std:
     Impl& m = *impl_;
     KS_CUDA(cudaSetDevice(m.model->device()));
     auto t0 = std::chrono::steady_clock::now();
+    // The JPEG files are decoded together (one batched call on the GPU's JPEG engines where it has
+    // them), then letterboxed; the other files one by one on the CPU meanwhile.
+    std::vector<cuda::JpegDecoder::Job> jobs;
+    std::vector<std::pair<size_t, cuda::JpegDecoder::Size>> jpegs;  // slot, image size
     for (size_t i = 0; i < files.size(); ++i) {
         const std::vector<uint8_t>& f = files[i];
         if (cuda::is_jpeg(f.data(), f.size())) {
             if (!m.jpeg) m.jpeg = std::make_unique<cuda::JpegDecoder>();
             const cuda::JpegDecoder::Size s = m.jpeg->size(f.data(), f.size(), names[i]);
-            uint8_t* dev = m.device_images[i].reserve(static_cast<size_t>(s.width) * s.height * 3);
-            m.jpeg->decode(f.data(), f.size(), names[i], dev, static_cast<size_t>(s.width) * 3, m.session.stream());
-            m.letterbox(i, dev, s.width, s.height);
+            const size_t pitch = static_cast<size_t>(s.width) * 3;
+            jobs.push_back({f.data(), f.size(), &names[i], m.device_images[i].reserve(pitch * s.height), pitch});
+            jpegs.emplace_back(i, s);
         } else {
             const yolo::Image im = yolo::decode_image(f.data(), f.size(), names[i]);
             m.upload_and_letterbox(i, im.data.data(), im.width, im.height);
         }
     }
+    if (!jobs.empty()) m.jpeg->decode_batch(jobs, m.session.stream());
+    for (size_t k = 0; k < jpegs.size(); ++k)
+        m.letterbox(jpegs[k].first, jobs[k].dst, jpegs[k].second.width, jpegs[k].second.height);
     return m.finish(batch, options, t0);
 }
 

@@ -47,6 +47,8 @@ class CudaDetectPipeline {
     // inference, NMS), each stage waited for.
     std::vector<Prediction> predict_files(const std::vector<std::vector<uint8_t>>& files,
                                           const std::vector<std::string>& names, const PredictOptions& options);
+    // Which decoder JPEG files went through (for reports): nvJPEG's hardware or hybrid backend.
+    std::string jpeg_decoder() const;
     // One batch of decoded RGB images, uploaded.
     std::vector<Prediction> predict_images(const std::vector<const ImageRgb*>& images, const PredictOptions& options);
 

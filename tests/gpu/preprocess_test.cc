@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,7 +37,8 @@ constexpr uint32_t kPoison = 0x7fc0beefu;  // a NaN no letterbox produces
 template <typename T>
 struct DeviceArray {
     T* p = nullptr;
-    explicit DeviceArray(size_t n) {
+    size_t n = 0;  // elements
+    explicit DeviceArray(size_t count) : n(count) {
         KS_CUDA(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1) * sizeof(T)));
     }
     ~DeviceArray() { cudaFree(p); }
@@ -167,6 +169,30 @@ TEST(JpegDecoder, RecognisesJpegSignature) {
     EXPECT_FALSE(is_jpeg(nullptr, 0));
 }
 
+// The decoded pixels at `out` (device, `pitch`-byte rows) against libjpeg-turbo's decode of `path`:
+// same picture, other arithmetic: a mean of a few levels at most (the measured values are printed).
+void expect_like_cpu_decoder(const uint8_t* out, size_t pitch, const std::string& path, const std::string& label) {
+    const yolo::Image cpu = yolo::read_image(path);
+    std::vector<uint8_t> gpu(pitch * cpu.height);
+    KS_CUDA(cudaMemcpy(gpu.data(), out, gpu.size(), cudaMemcpyDeviceToHost));
+    double sum = 0;
+    int max_diff = 0;
+    size_t over8 = 0;
+    for (int y = 0; y < cpu.height; ++y)
+        for (int x = 0; x < cpu.width * 3; ++x) {
+            const int d =
+                std::abs(int{gpu[y * pitch + x]} - int{cpu.data[(static_cast<size_t>(y) * cpu.width * 3) + x]});
+            sum += d;
+            max_diff = std::max(max_diff, d);
+            over8 += d > 8;
+        }
+    const double n = 3.0 * cpu.width * cpu.height;
+    std::printf("[ nvJPEG   ] %s: mean |gpu - cpu| %.3f, max %d, %.3f%% of values off by more than 8\n", label.c_str(),
+                sum / n, max_diff, 100.0 * static_cast<double>(over8) / n);
+    EXPECT_LT(sum / n, 2.0) << label;
+    EXPECT_LT(static_cast<double>(over8) / n, 0.01) << label;
+}
+
 TEST(JpegDecoder, DecodesLikeCpuDecoder) {
     if (!test::gpu_available()) GTEST_SKIP() << "no CUDA device";
     JpegDecoder dec;
@@ -184,26 +210,53 @@ TEST(JpegDecoder, DecodesLikeCpuDecoder) {
         DeviceArray<uint8_t> out(pitch * size.height);
         dec.decode(bytes.data(), bytes.size(), name, out.p, pitch, nullptr);
         KS_CUDA(cudaDeviceSynchronize());
-        std::vector<uint8_t> gpu(pitch * size.height);
-        KS_CUDA(cudaMemcpy(gpu.data(), out.p, gpu.size(), cudaMemcpyDeviceToHost));
-        double sum = 0;
-        int max_diff = 0;
-        size_t over8 = 0;
-        for (int y = 0; y < size.height; ++y)
-            for (int x = 0; x < size.width * 3; ++x) {
-                const int d =
-                    std::abs(int{gpu[y * pitch + x]} - int{cpu.data[(static_cast<size_t>(y) * size.width * 3) + x]});
-                sum += d;
-                max_diff = std::max(max_diff, d);
-                over8 += d > 8;
-            }
-        const double n = 3.0 * size.width * size.height;
-        std::printf("[ nvJPEG   ] %s: mean |gpu - cpu| %.3f, max %d, %.3f%% of values off by more than 8\n", name,
-                    sum / n, max_diff, 100.0 * static_cast<double>(over8) / n);
-        // Same picture, other arithmetic: a mean of a few levels at most (measured values printed above).
-        EXPECT_LT(sum / n, 2.0);
-        EXPECT_LT(static_cast<double>(over8) / n, 0.01);
+        expect_like_cpu_decoder(out.p, pitch, path, name);
     }
+}
+
+// A batch (bus.jpg twice, once with a wider pitch, and zidane.jpg) through decode_batch: on GPUs
+// with JPEG engines, their batched decode; each image like the CPU decoder's.
+TEST(JpegDecoder, DecodesABatchLikeCpuDecoder) {
+    if (!test::gpu_available()) GTEST_SKIP() << "no CUDA device";
+    JpegDecoder dec;
+    cudaDeviceProp prop{};
+    KS_CUDA(cudaGetDeviceProperties(&prop, 0));
+    const std::string gpu = prop.name;
+    std::printf("[ nvJPEG   ] %s: batched decode on %s\n", gpu.c_str(),
+                dec.hardware() ? "the hardware JPEG engines" : "the hybrid decoder, one image at a time");
+    // The data-centre GPUs with JPEG engines must use them: no silent fallback there.
+    for (const char* with_engines : {"A100", "H100", "H200"})
+        if (gpu.find(with_engines) != std::string::npos) {
+            EXPECT_TRUE(dec.hardware()) << gpu;
+        }
+    const std::vector<std::string> names = {"bus.jpg", "zidane.jpg", "bus.jpg"};
+    std::vector<std::string> paths;
+    std::vector<std::vector<uint8_t>> bytes;
+    std::vector<std::unique_ptr<DeviceArray<uint8_t>>> outs;
+    std::vector<JpegDecoder::Job> jobs;
+    for (size_t i = 0; i < names.size(); ++i) {
+        paths.push_back(test::shared_file("images/" + names[i]));
+        bytes.push_back(test::read_file_bytes(paths.back()));
+        ASSERT_FALSE(bytes.back().empty()) << paths.back();
+    }
+    for (size_t i = 0; i < names.size(); ++i) {
+        const JpegDecoder::Size size = dec.size(bytes[i].data(), bytes[i].size(), names[i]);
+        const size_t pitch = static_cast<size_t>(size.width) * 3 + (i == 2 ? 96 : 0);
+        outs.push_back(std::make_unique<DeviceArray<uint8_t>>(pitch * size.height));
+        jobs.push_back({bytes[i].data(), bytes[i].size(), &names[i], outs.back()->p, pitch});
+    }
+    for (int round = 0; round < 2; ++round) {  // the second batch reuses the initialised batch state
+        for (auto& o : outs) KS_CUDA(cudaMemset(o->p, 0, o->n * sizeof(uint8_t)));
+        dec.decode_batch(jobs, nullptr);
+        KS_CUDA(cudaDeviceSynchronize());
+        for (size_t i = 0; i < jobs.size(); ++i)
+            expect_like_cpu_decoder(jobs[i].dst, jobs[i].pitch, paths[i],
+                                    names[i] + " #" + std::to_string(i) + " round " + std::to_string(round));
+    }
+    // A batch of one after a batch of three.
+    dec.decode_batch({jobs[1]}, nullptr);
+    KS_CUDA(cudaDeviceSynchronize());
+    expect_like_cpu_decoder(jobs[1].dst, jobs[1].pitch, paths[1], "zidane.jpg alone");
 }
 
 TEST(JpegDecoder, RejectsBadInputWithOneLineErrors) {

@@ -100,6 +100,7 @@ void benchmark_end_to_end(const Options& opts, const Engine& engine, const std::
                     pre / n, infer / n, post / n, static_cast<double>(boxes) / (n * b));
         std::fflush(stdout);
     }
+    std::printf("JPEG decoder: %s\n", pipeline->jpeg_decoder().c_str());
 }
 
 }  // namespace kestrel::cli

@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 
 #include <mutex>
+#include <vector>
 
 #include "core/error.h"
 
@@ -15,8 +16,10 @@ namespace {
 using nvjpegStatus = int;
 using nvjpegHandle = void*;
 using nvjpegJpegState = void*;
+using nvjpegJpegStream = void*;
 constexpr nvjpegStatus kSuccess = 0;
-constexpr int kOutputRgbi = 5;  // NVJPEG_OUTPUT_RGBI: interleaved RGB in channel[0]
+constexpr int kBackendHardware = 3;  // NVJPEG_BACKEND_HARDWARE: the GPU's JPEG engines (A100, H100)
+constexpr int kOutputRgbi = 5;       // NVJPEG_OUTPUT_RGBI: interleaved RGB in channel[0]
 constexpr int kMaxComponents = 4;
 
 struct NvjpegImage {
@@ -32,7 +35,17 @@ struct Api {
     nvjpegStatus (*get_image_info)(nvjpegHandle, const unsigned char*, size_t, int*, int*, int*, int*) = nullptr;
     nvjpegStatus (*decode)(nvjpegHandle, nvjpegJpegState, const unsigned char*, size_t, int, NvjpegImage*,
                            cudaStream_t) = nullptr;
-    std::string error;  // why the library could not be loaded (empty when it was)
+    // The batched decode on the hardware backend (optional: without them every image goes through decode).
+    nvjpegStatus (*create_ex)(int, void*, void*, unsigned, nvjpegHandle*) = nullptr;
+    nvjpegStatus (*stream_create)(nvjpegHandle, nvjpegJpegStream*) = nullptr;
+    nvjpegStatus (*stream_destroy)(nvjpegJpegStream) = nullptr;
+    nvjpegStatus (*stream_parse_header)(nvjpegHandle, const unsigned char*, size_t, nvjpegJpegStream) = nullptr;
+    nvjpegStatus (*batched_supported)(nvjpegHandle, nvjpegJpegStream, int*) = nullptr;
+    nvjpegStatus (*batched_initialize)(nvjpegHandle, nvjpegJpegState, int, int, int) = nullptr;
+    nvjpegStatus (*batched_decode)(nvjpegHandle, nvjpegJpegState, const unsigned char* const*, const size_t*,
+                                   NvjpegImage*, cudaStream_t) = nullptr;
+    bool batched = false;  // all of the above were found
+    std::string error;     // why the library could not be loaded (empty when it was)
 };
 
 template <typename F>
@@ -63,6 +76,13 @@ const Api& api() {
                         bind(lib, "nvjpegJpegStateDestroy", &a.state_destroy) &&
                         bind(lib, "nvjpegGetImageInfo", &a.get_image_info) && bind(lib, "nvjpegDecode", &a.decode);
         if (!ok) a.error = "nvJPEG library lacks the decode API (nvjpegCreateSimple ... nvjpegDecode)";
+        a.batched = bind(lib, "nvjpegCreateEx", &a.create_ex) &&
+                    bind(lib, "nvjpegJpegStreamCreate", &a.stream_create) &&
+                    bind(lib, "nvjpegJpegStreamDestroy", &a.stream_destroy) &&
+                    bind(lib, "nvjpegJpegStreamParseHeader", &a.stream_parse_header) &&
+                    bind(lib, "nvjpegDecodeBatchedSupported", &a.batched_supported) &&
+                    bind(lib, "nvjpegDecodeBatchedInitialize", &a.batched_initialize) &&
+                    bind(lib, "nvjpegDecodeBatched", &a.batched_decode);
         return a;
     }();
     return loaded;
@@ -104,7 +124,13 @@ bool is_jpeg(const uint8_t* bytes, size_t size) {
 struct JpegDecoder::State {
     nvjpegHandle handle = nullptr;
     nvjpegJpegState jpeg = nullptr;
-    std::mutex mutex;  // one JPEG state: decodes of one decoder run one at a time
+    // The hardware backend's handle, state and a header-parsing stream; null where the GPU has no
+    // JPEG engine (nvjpegCreateEx answers "architecture mismatch") or the library lacks the API.
+    nvjpegHandle hw = nullptr;
+    nvjpegJpegState hw_jpeg = nullptr;
+    nvjpegJpegStream hw_stream = nullptr;
+    int hw_batch = 0;  // the batch size hw_jpeg was initialised for
+    std::mutex mutex;  // one JPEG state each: decodes of one decoder run one at a time
 };
 
 JpegDecoder::JpegDecoder() {
@@ -119,11 +145,29 @@ JpegDecoder::JpegDecoder() {
         state_ = nullptr;
         KS_FAIL("nvJPEG failed to start: ", status_text(s), " (status ", s, ")");
     }
+    if (a.batched && a.create_ex(kBackendHardware, nullptr, nullptr, 0, &state_->hw) == kSuccess) {
+        if (a.state_create(state_->hw, &state_->hw_jpeg) != kSuccess ||
+            a.stream_create(state_->hw, &state_->hw_stream) != kSuccess)
+            release_hardware();
+    } else {
+        state_->hw = nullptr;
+    }
 }
+
+void JpegDecoder::release_hardware() {
+    const Api& a = api();
+    if (state_->hw_stream) a.stream_destroy(state_->hw_stream);
+    if (state_->hw_jpeg) a.state_destroy(state_->hw_jpeg);
+    if (state_->hw) a.destroy(state_->hw);
+    state_->hw_stream = state_->hw_jpeg = state_->hw = nullptr;
+}
+
+bool JpegDecoder::hardware() const { return state_->hw != nullptr; }
 
 JpegDecoder::~JpegDecoder() {
     if (!state_) return;
     const Api& a = api();
+    release_hardware();
     if (state_->jpeg) a.state_destroy(state_->jpeg);
     if (state_->handle) a.destroy(state_->handle);
     delete state_;
@@ -152,6 +196,55 @@ void JpegDecoder::decode(const uint8_t* bytes, size_t n, const std::string& what
     std::lock_guard<std::mutex> lock(state_->mutex);
     const nvjpegStatus s = api().decode(state_->handle, state_->jpeg, bytes, n, kOutputRgbi, &out, stream);
     KS_CHECK(s == kSuccess, "cannot decode ", what, ": nvJPEG: ", status_text(s));
+}
+
+void JpegDecoder::decode_batch(const std::vector<Job>& jobs, cudaStream_t stream) {
+    const Api& a = api();
+    std::vector<const Job*> rest;  // what the hardware does not take: one by one through decode()
+    std::vector<const unsigned char*> data;
+    std::vector<size_t> lengths;
+    std::vector<NvjpegImage> out;
+    {
+        std::lock_guard<std::mutex> lock(state_->mutex);
+        for (const Job& j : jobs) {
+            int unsupported = 1;  // nvJPEG's convention: 0 = the batched decode takes it
+            if (state_->hw && is_jpeg(j.bytes, j.n) &&
+                a.stream_parse_header(state_->hw, j.bytes, j.n, state_->hw_stream) == kSuccess &&
+                a.batched_supported(state_->hw, state_->hw_stream, &unsupported) != kSuccess)
+                unsupported = 1;
+            if (unsupported != 0) {
+                rest.push_back(&j);
+                continue;
+            }
+            const Size sz = size(j.bytes, j.n, *j.what);
+            KS_CHECK(j.pitch >= static_cast<size_t>(sz.width) * 3, "cannot decode ", *j.what, ": row pitch ", j.pitch,
+                     " < 3 x ", sz.width);
+            data.push_back(j.bytes);
+            lengths.push_back(j.n);
+            NvjpegImage im{};
+            im.channel[0] = j.dst;
+            im.pitch[0] = j.pitch;
+            out.push_back(im);
+        }
+        if (!data.empty()) {
+            const int count = static_cast<int>(data.size());
+            nvjpegStatus s = kSuccess;
+            if (state_->hw_batch != count) {
+                s = a.batched_initialize(state_->hw, state_->hw_jpeg, count, 1, kOutputRgbi);
+                state_->hw_batch = s == kSuccess ? count : 0;
+            }
+            if (s == kSuccess)
+                s = a.batched_decode(state_->hw, state_->hw_jpeg, data.data(), lengths.data(), out.data(), stream);
+            if (s != kSuccess) {
+                // A stream whose header the hardware accepts but whose data it cannot decode: every image
+                // of the batch again through decode(), which names the file it fails on.
+                state_->hw_batch = 0;  // nvJPEG asks for a new initialisation after a failed batch
+                rest.clear();
+                for (const Job& j : jobs) rest.push_back(&j);
+            }
+        }
+    }
+    for (const Job* j : rest) decode(j->bytes, j->n, *j->what, j->dst, j->pitch, stream);
 }
 
 }  // namespace kestrel::cuda

@@ -12,6 +12,7 @@
 //   JpegDecoder dec;
 //   auto size = dec.size(bytes, n, "bus.jpg");                          // from the header
 //   dec.decode(bytes, n, "bus.jpg", d_rgb, size.width * 3, stream);     // asynchronous on stream
+//   dec.decode_batch({{bytes, n, &name, d_rgb, pitch}, ...}, stream);     // a batch, on the JPEG engines
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -19,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kestrel::cuda {
 
@@ -43,7 +45,23 @@ class JpegDecoder {
     void decode(const uint8_t* bytes, size_t n, const std::string& what, uint8_t* dst, size_t pitch,
                 cudaStream_t stream);
 
+    // Several images, each as decode() does. Where the GPU has JPEG engines (A100, H100: nvJPEG's
+    // hardware backend) the baseline JPEGs they take are decoded by them in one batched call; the
+    // others (progressive, 4:1:0 / 4:1:1 chroma, non-JPEG bytes) and every image on other GPUs go
+    // through decode(), one by one. Errors name the file, as decode()'s do.
+    struct Job {
+        const uint8_t* bytes = nullptr;
+        size_t n = 0;
+        const std::string* what = nullptr;
+        uint8_t* dst = nullptr;
+        size_t pitch = 0;
+    };
+    void decode_batch(const std::vector<Job>& jobs, cudaStream_t stream);
+    // Whether decode_batch has the hardware decoder.
+    bool hardware() const;
+
    private:
+    void release_hardware();
     struct State;
     State* state_ = nullptr;
 };
