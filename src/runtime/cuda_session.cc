@@ -112,6 +112,36 @@ std::string lower(std::string_view name) {
     return s;
 }
 
+// YOLOv8's SPPF: nodes i, i + 1 and i + 2 are k x k stride-1 max-pools with k / 2 padding (k = 3 or
+// 5), each pooling the one before, and the first one's input and all three outputs are slices of
+// one buffer (the concat they feed, elided). Such a chain runs as one kernel
+// (cuda::sppf_maxpool_nhwc) at node i, and nodes i + 1 and i + 2 launch nothing: at batch 1 two
+// kernels fewer. Writing the later pools' outputs at node i is safe because the buffer holding them
+// is alive from the input's write on (the arena plans a buffer's bytes over all its tensors'
+// lifetimes). Returns k, or 0 where node i does not start such a chain.
+int sppf_chain_at(const ir::Graph& g, const plan::ExecutionPlan& p, size_t i) {
+    if (i + 2 >= g.nodes.size()) return 0;
+    auto pool_size = [&](const Node& n) -> int64_t {
+        if (n.op != Op::kMaxPool || n.inputs.empty() || n.outputs.size() != 1) return 0;
+        const auto k = n.attrs.get_ints("kernel_shape", {});
+        if (k.size() != 2 || k[0] != k[1] || (k[0] != 3 && k[0] != 5)) return 0;
+        const int64_t h = k[0] / 2;
+        const bool same = n.attrs.get_ints("strides", {1, 1}) == std::vector<int64_t>{1, 1} &&
+                          n.attrs.get_ints("pads", {0, 0, 0, 0}) == std::vector<int64_t>{h, h, h, h} &&
+                          n.attrs.get_ints("dilations", {1, 1}) == std::vector<int64_t>{1, 1};
+        return same && p.values[sz(n.inputs[0])].layout == Layout::kNhwc ? k[0] : 0;
+    };
+    const Node &a = g.nodes[i], &b = g.nodes[i + 1], &c = g.nodes[i + 2];
+    const int64_t k = pool_size(a);
+    if (k == 0 || pool_size(b) != k || pool_size(c) != k || b.inputs[0] != a.outputs[0] || c.inputs[0] != b.outputs[0])
+        return 0;
+    auto root = [&](int v) { return p.values[sz(v)].storage == plan::Storage::kView ? p.values[sz(v)].root : v; };
+    const int r = root(a.inputs[0]);
+    for (int v : {a.outputs[0], b.outputs[0], c.outputs[0]})
+        if (root(v) != r) return 0;
+    return static_cast<int>(k);
+}
+
 }  // namespace
 
 int cuda_device_count() {
@@ -288,6 +318,15 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                 kernel_names_[i] = lower(ir::op_name(n.op)) + io;
             }
         }
+        for (size_t i = 0; i < g.nodes.size(); ++i)
+            if (const int k = sppf_chain_at(g, *plan_, i)) {
+                const std::string type =
+                    plan_->values[sz(g.nodes[i].outputs[0])].dtype == DType::kFloat16 ? "f16" : "f32";
+                kernel_names_[i] =
+                    "sppf_3x_maxpool" + std::to_string(k) + "x" + std::to_string(k) + "_" + type + "_nhwc";
+                kernel_names_[i + 1] = kernel_names_[i + 2] = "in_" + kernel_names_[i];
+                i += 2;
+            }
     } catch (...) {
         for (void* p : allocations_) cudaFree(p);
         throw;
@@ -735,6 +774,7 @@ void CudaSession::build_steps() {
         return vp.layout == Layout::kNhwc ? static_cast<double>(s[2] * s[3] * vp.channels) * es
                                           : static_cast<double>(num_elements(s)) * es;
     };
+    int64_t sppf_until = -1;  // the last node of an SPPF chain being run as one kernel
     for (size_t i = 0; i < g.nodes.size(); ++i) {
         const Node& n = g.nodes[i];
         Step st{n.name, m.kernel_names()[i], nullptr};
@@ -802,6 +842,18 @@ void CudaSession::build_steps() {
                 break;
             }
             case Op::kMaxPool: {
+                if (sppf_until >= static_cast<int64_t>(i)) break;  // pooled by its chain's first node
+                if (const int k = sppf_chain_at(g, p, i)) {
+                    const int out2 = g.nodes[i + 1].outputs[0], out3 = g.nodes[i + 2].outputs[0];
+                    NhwcTensor x = nhwc(in), y1 = nhwc(out), y2 = nhwc(out2), y3 = nhwc(out3);
+                    bytes_[i] += image_bytes(out2) + image_bytes(out3);
+                    sppf_until = static_cast<int64_t>(i) + 2;
+                    st.launch = [=](cudaStream_t stream, int batch) {
+                        cuda::sppf_maxpool_nhwc(with_n(x, batch), with_n(y1, batch), with_n(y2, batch),
+                                                with_n(y3, batch), k, stream);
+                    };
+                    break;
+                }
                 NhwcTensor x = nhwc(in), y = nhwc(out);
                 auto k = n.attrs.get_ints("kernel_shape");
                 auto strides = n.attrs.get_ints("strides", {1, 1});

@@ -337,6 +337,46 @@ TEST_F(CudaOpsPool, MaxPoolMatchesReference) {
         }
 }
 
+// SPPF's three chained pools in one launch: each output is the reference pool of the one before
+// (exact: max picks an input value). Outputs as slices of wider buffers, as in SPPF's concat.
+TEST_F(CudaOpsPool, SppfChainMatchesThreePools) {
+    SCOPED_TRACE(rng.trace());
+    struct SppfCase {
+        int64_t n, c, h, w, k;
+        Slice in, out;
+    };
+    const SppfCase cases[] = {
+        {1, 128, 20, 20, 5, {}, {384, 128}},   // yolov8n at 640, batch 1, outputs in a 512-channel concat
+        {64, 128, 20, 20, 5, {}, {}},          // batch 64
+        {2, 24, 13, 7, 3, {8, 8}, {16, 0}},    // 3x3, odd map, slices
+        {1, 13, 9, 6, 5, {5, 3}, {7, 1}},      // odd channels: scalar path
+        {2, 16, 48, 48, 5, {}, {}},            // planes over 48 KB (f32): the three-launch path
+        {1, 8, 3, 2, 5, {}, {}},               // window larger than the map
+    };
+    for (ElemType t : kTypes)
+        for (const SppfCase& sc : cases) {
+            SCOPED_TRACE(::testing::Message() << type_name(t) << " n=" << sc.n << " c=" << sc.c << " " << sc.h << "x"
+                                              << sc.w << " k" << sc.k);
+            Tensor x = as_type(random_tensor(rng, {sc.n, sc.c, sc.h, sc.w}, -3.f, 3.f), t);
+            auto pool = make_node(Op::kMaxPool, {{"kernel_shape", Ints{sc.k, sc.k}},
+                                                 {"strides", Ints{1, 1}},
+                                                 {"pads", Ints{sc.k / 2, sc.k / 2, sc.k / 2, sc.k / 2}}});
+            Tensor want1 = ref(pool, {&x});
+            Tensor want2 = ref(pool, {&want1});
+            Tensor want3 = ref(pool, {&want2});
+            NhwcBuf xb(t, sc.n, sc.h, sc.w, sc.c, sc.in);
+            xb.set(x);
+            NhwcBuf y1(t, sc.n, sc.h, sc.w, sc.c, sc.out), y2(t, sc.n, sc.h, sc.w, sc.c, sc.out),
+                y3(t, sc.n, sc.h, sc.w, sc.c, sc.out);
+            sppf_maxpool_nhwc(xb.view(), y1.view(), y2.view(), y3.view(), static_cast<int>(sc.k), nullptr);
+            sync();
+            EXPECT_TRUE(close(key("sppf_maxpool y1", t), y1.get(), want1, kTolExact));
+            EXPECT_TRUE(close(key("sppf_maxpool y2", t), y2.get(), want2, kTolExact));
+            EXPECT_TRUE(close(key("sppf_maxpool y3", t), y3.get(), want3, kTolExact));
+            EXPECT_TRUE(y1.only_slice_written() && y2.only_slice_written() && y3.only_slice_written());
+        }
+}
+
 // ---- NHWC: nearest resize ----------------------------------------------------------------------
 
 // Mirrors the reference's nearest_source (ONNX Resize, mode nearest).

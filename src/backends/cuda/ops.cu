@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
@@ -250,6 +251,72 @@ struct Geom {
 struct PoolParams {
     int kh, kw, sh, sw, pt, pl;
 };
+
+// SPPF's chain of three K x K stride-1 max-pools with K/2 padding (same size), in one launch: CTA
+// (channel vector, image) copies its H x W plane into shared memory and pools it three times,
+// separably (horizontal maxima into the second plane, then vertical maxima back into the first),
+// storing each result: the values of three maxpool2d launches (the same fmaxf over the same windows,
+// out-of-range taps skipped). Planes: two of H x W x V elements.
+struct SppfOutputs {
+    void* y[3];
+    int64_t ps[3];  // pixel strides
+};
+
+template <typename T, int V, int K>
+__global__ void __launch_bounds__(kThreads)
+    sppf_maxpool_kernel(const T* __restrict__ x, Geom xg, SppfOutputs out, int cvecs) {
+    wait_for_previous_kernel();
+    extern __shared__ __align__(16) unsigned char sppf_planes[];
+    const int H = xg.h, W = xg.w, P = H * W, R = K / 2;
+    T* const a = reinterpret_cast<T*>(sppf_planes);  // [P][V]: the plane being pooled
+    T* const b = a + static_cast<int64_t>(P) * V;    // [P][V]: its horizontal maxima
+    const int cv = static_cast<int>(blockIdx.x % static_cast<unsigned>(cvecs));
+    const int64_t n = blockIdx.x / static_cast<unsigned>(cvecs);
+    const int64_t first = n * P;  // the image's first pixel
+    for (int q = threadIdx.x; q < P; q += kThreads) {
+        float v[V];
+        load_vec<V>(x + (first + q) * xg.ps + cv * V, v);
+        store_vec<V>(a + q * V, v);
+    }
+    __syncthreads();
+#pragma unroll 1
+    for (int round = 0; round < 3; ++round) {
+        for (int q = threadIdx.x; q < P; q += kThreads) {
+            const int qx = q % W, row = q - qx;
+            float m[V];
+#pragma unroll
+            for (int k = 0; k < V; ++k) m[k] = -INFINITY;
+#pragma unroll
+            for (int dx = -R; dx <= R; ++dx) {
+                if (qx + dx < 0 || qx + dx >= W) continue;
+                float v[V];
+                load_vec<V>(a + (row + qx + dx) * V, v);
+#pragma unroll
+                for (int k = 0; k < V; ++k) m[k] = fmaxf(m[k], v[k]);
+            }
+            store_vec<V>(b + q * V, m);
+        }
+        __syncthreads();
+        T* const y = static_cast<T*>(out.y[round]);
+        for (int q = threadIdx.x; q < P; q += kThreads) {
+            const int qy = q / W;
+            float m[V];
+#pragma unroll
+            for (int k = 0; k < V; ++k) m[k] = -INFINITY;
+#pragma unroll
+            for (int dy = -R; dy <= R; ++dy) {
+                if (qy + dy < 0 || qy + dy >= H) continue;
+                float v[V];
+                load_vec<V>(b + (q + dy * W) * V, v);
+#pragma unroll
+                for (int k = 0; k < V; ++k) m[k] = fmaxf(m[k], v[k]);
+            }
+            store_vec<V>(a + q * V, m);
+            store_vec<V>(y + (first + q) * out.ps[round] + cv * V, m);
+        }
+        __syncthreads();
+    }
+}
 
 // Digits: (channel vector, x, y, n).
 template <typename T, int V>
@@ -985,6 +1052,47 @@ void maxpool2d_nhwc(const NhwcTensor& x, const NhwcTensor& y, int kh, int kw, in
             launch_kernel(maxpool_kernel<T, V>, blocks, kThreads, 0, stream, static_cast<const T*>(x.data),
                           Geom{x.h, x.w, x.pixel_stride}, static_cast<T*>(y.data), Geom{y.h, y.w, y.pixel_stride}, p, r,
                           total);
+        });
+    });
+}
+
+void sppf_maxpool_nhwc(const NhwcTensor& x, const NhwcTensor& y1, const NhwcTensor& y2, const NhwcTensor& y3, int k,
+                       cudaStream_t stream) {
+    check_nhwc(x, "sppf_maxpool", "x");
+    const NhwcTensor* ys[3] = {&y1, &y2, &y3};
+    for (const NhwcTensor* y : ys) {
+        check_nhwc(*y, "sppf_maxpool", "y");
+        KS_CHECK(y->type == x.type && same_shape(x, *y), "sppf_maxpool: x [", x.n, ", ", x.h, ", ", x.w, ", ", x.c,
+                 "] and an output [", y->n, ", ", y->h, ", ", y->w, ", ", y->c, "] differ in shape or type");
+    }
+    KS_CHECK(k == 3 || k == 5, "sppf_maxpool: ", k, "x", k, " pools are not instantiated (3 and 5 are)");
+    if (numel(x) == 0) return;
+    const int v = pick_vec({&x, &y1, &y2, &y3});
+    const int64_t plane_bytes = int64_t{x.h} * x.w * v * elem_size(x.type);
+    const int64_t blocks = int64_t{x.n} * (x.c / v);
+    // Two planes in the default 48 KB of shared memory (SPPF at 640: 20 x 20 x 16 bytes, 6.4 KB a
+    // plane); larger maps get the three launches.
+    if (2 * plane_bytes > 48 * 1024 || blocks > INT_MAX) {
+        maxpool2d_nhwc(x, y1, k, k, 1, 1, k / 2, k / 2, stream);
+        maxpool2d_nhwc(y1, y2, k, k, 1, 1, k / 2, k / 2, stream);
+        maxpool2d_nhwc(y2, y3, k, k, 1, 1, k / 2, k / 2, stream);
+        return;
+    }
+    const SppfOutputs out{{y1.data, y2.data, y3.data}, {y1.pixel_stride, y2.pixel_stride, y3.pixel_stride}};
+    with_type(x.type, [&](auto tt) {
+        using T = typename decltype(tt)::type;
+        with_vec<max_vec<T>()>(v, [&](auto vv) {
+            constexpr int V = decltype(vv)::value;
+            auto launch = [&](auto kk) {
+                launch_kernel(sppf_maxpool_kernel<T, V, decltype(kk)::value>, static_cast<unsigned>(blocks), kThreads,
+                              static_cast<size_t>(2 * plane_bytes), stream, static_cast<const T*>(x.data),
+                              Geom{x.h, x.w, x.pixel_stride}, out, x.c / V);
+            };
+            if (k == 5) {
+                launch(std::integral_constant<int, 5>{});
+            } else {
+                launch(std::integral_constant<int, 3>{});
+            }
         });
     });
 }

@@ -14,6 +14,11 @@ namespace kestrel::cuda {
 // Max pooling (padding never wins: out-of-range taps are skipped).
 void maxpool2d_nhwc(const NhwcTensor& x, const NhwcTensor& y, int kh, int kw, int stride_h, int stride_w, int pad_top,
                     int pad_left, cudaStream_t stream);
+// SPPF's chain of three k x k stride-1 max-pools with k / 2 padding (k = 3 or 5): y1 = pool(x),
+// y2 = pool(y1), y3 = pool(y2), the values of those three maxpool2d_nhwc calls, in one launch where
+// two planes of an image's channel vector fit in 48 KB of shared memory (else the three calls).
+void sppf_maxpool_nhwc(const NhwcTensor& x, const NhwcTensor& y1, const NhwcTensor& y2, const NhwcTensor& y3, int k,
+                       cudaStream_t stream);
 // Nearest resize: y(n, oy, ox, c) = x(n, src_y[oy], src_x[ox], c). The index maps (int32, on the
 // device, y.h and y.w entries) are computed on the host from ONNX's coordinate rules.
 void resize_nearest_nhwc(const NhwcTensor& x, const NhwcTensor& y, const int32_t* src_y, const int32_t* src_x,
