@@ -346,12 +346,12 @@ TEST_F(CudaOpsPool, SppfChainMatchesThreePools) {
         Slice in, out;
     };
     const SppfCase cases[] = {
-        {1, 128, 20, 20, 5, {}, {384, 128}},   // yolov8n at 640, batch 1, outputs in a 512-channel concat
-        {64, 128, 20, 20, 5, {}, {}},          // batch 64
-        {2, 24, 13, 7, 3, {8, 8}, {16, 0}},    // 3x3, odd map, slices
-        {1, 13, 9, 6, 5, {5, 3}, {7, 1}},      // odd channels: scalar path
-        {2, 16, 48, 48, 5, {}, {}},            // planes over 48 KB (f32): the three-launch path
-        {1, 8, 3, 2, 5, {}, {}},               // window larger than the map
+        {1, 128, 20, 20, 5, {}, {384, 128}},  // yolov8n at 640, batch 1, outputs in a 512-channel concat
+        {64, 128, 20, 20, 5, {}, {}},         // batch 64
+        {2, 24, 13, 7, 3, {8, 8}, {16, 0}},   // 3x3, odd map, slices
+        {1, 13, 9, 6, 5, {5, 3}, {7, 1}},     // odd channels: scalar path
+        {2, 16, 48, 48, 5, {}, {}},           // planes over 48 KB (f32): the three-launch path
+        {1, 8, 3, 2, 5, {}, {}},              // window larger than the map
     };
     for (ElemType t : kTypes)
         for (const SppfCase& sc : cases) {
