@@ -86,6 +86,19 @@ class DeviceBuffer {
     size_t bytes_ = 0;
 };
 
+// A dense NHWC tensor (pixel stride = channels) at device address `data`.
+inline cuda::NhwcTensor dense_nhwc(void* data, cuda::ElemType type, int n, int h, int w, int c) {
+    cuda::NhwcTensor t;
+    t.data = data;
+    t.type = type;
+    t.n = n;
+    t.h = h;
+    t.w = w;
+    t.c = c;
+    t.pixel_stride = c;
+    return t;
+}
+
 // ||got - want|| / ||want|| over n floats (NaN in got makes it NaN, so a tolerance check fails).
 inline double rel_l2(const float* got, const float* want, size_t n) {
     double num = 0, den = 0;

@@ -24,17 +24,7 @@ using cuda::ElemType;
 using cuda::NhwcTensor;
 using cuda::UnaryOp;
 
-NhwcTensor tensor_at(float* data, int h, int w, int c) {
-    NhwcTensor t;
-    t.data = data;
-    t.type = ElemType::kF32;
-    t.n = 1;
-    t.h = h;
-    t.w = w;
-    t.c = c;
-    t.pixel_stride = c;
-    return t;
-}
+NhwcTensor tensor_at(float* data, int h, int w, int c) { return dense_nhwc(data, ElemType::kF32, 1, h, w, c); }
 
 TEST(CudaGraphLaunch, ChainedKernelsKeepStreamOrder) {
     SKIP_WITHOUT_GPU();

@@ -1092,15 +1092,7 @@ void report(const char* what, double ms, double bytes) {
 }
 
 NhwcTensor dense(const DeviceBuffer& b, ElemType t, int n, int h, int w, int c) {
-    NhwcTensor x;
-    x.data = b.get();
-    x.type = t;
-    x.n = n;
-    x.h = h;
-    x.w = w;
-    x.c = c;
-    x.pixel_stride = c;
-    return x;
+    return test::dense_nhwc(b.get(), t, n, h, w, c);
 }
 
 TEST_F(CudaOpsThroughput, Batch64) {
