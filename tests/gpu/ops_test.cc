@@ -1012,14 +1012,8 @@ TEST_F(CudaOpsGemm, MatchesReference) {
 
 NhwcTensor fake(ElemType t, int n, int h, int w, int c, int64_t ps = -1) {
     static float storage[16];
-    NhwcTensor x;
-    x.data = storage;
-    x.type = t;
-    x.n = n;
-    x.h = h;
-    x.w = w;
-    x.c = c;
-    x.pixel_stride = ps < 0 ? c : ps;
+    NhwcTensor x = test::dense_nhwc(storage, t, n, h, w, c);
+    if (ps >= 0) x.pixel_stride = ps;
     return x;
 }
 
