@@ -185,11 +185,15 @@ JpegDecoder::Size JpegDecoder::size(const uint8_t* bytes, size_t n, const std::s
     return {widths[0], heights[0]};
 }
 
-void JpegDecoder::decode(const uint8_t* bytes, size_t n, const std::string& what, uint8_t* dst, size_t pitch,
-                         cudaStream_t stream) {
+void JpegDecoder::check_destination(const uint8_t* bytes, size_t n, const std::string& what, size_t pitch) {
     const Size sz = size(bytes, n, what);
     KS_CHECK(pitch >= static_cast<size_t>(sz.width) * 3, "cannot decode ", what, ": row pitch ", pitch, " < 3 x ",
              sz.width);
+}
+
+void JpegDecoder::decode(const uint8_t* bytes, size_t n, const std::string& what, uint8_t* dst, size_t pitch,
+                         cudaStream_t stream) {
+    check_destination(bytes, n, what, pitch);
     NvjpegImage out{};
     out.channel[0] = dst;
     out.pitch[0] = pitch;
@@ -216,9 +220,7 @@ void JpegDecoder::decode_batch(const std::vector<Job>& jobs, cudaStream_t stream
                 rest.push_back(&j);
                 continue;
             }
-            const Size sz = size(j.bytes, j.n, *j.what);
-            KS_CHECK(j.pitch >= static_cast<size_t>(sz.width) * 3, "cannot decode ", *j.what, ": row pitch ", j.pitch,
-                     " < 3 x ", sz.width);
+            check_destination(j.bytes, j.n, *j.what, j.pitch);
             data.push_back(j.bytes);
             lengths.push_back(j.n);
             NvjpegImage im{};

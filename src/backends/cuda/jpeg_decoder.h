@@ -62,6 +62,8 @@ class JpegDecoder {
 
    private:
     void release_hardware();
+    // Throws unless the header reads and rows of `pitch` bytes hold the image's RGB pixels.
+    void check_destination(const uint8_t* bytes, size_t n, const std::string& what, size_t pitch);
     struct State;
     State* state_ = nullptr;
 };

@@ -262,12 +262,28 @@ struct SppfOutputs {
     int64_t ps[3];  // pixel strides
 };
 
+// m = the maxima of the vectors at centre + d * step, d = -R..R, where the line coordinate c + d
+// stays in [0, len) (out-of-range taps skipped: -inf padding).
+template <int V, int R, typename T>
+__device__ __forceinline__ void line_max(const T* centre, int c, int len, int step, float (&m)[V]) {
+#pragma unroll
+    for (int k = 0; k < V; ++k) m[k] = -INFINITY;
+#pragma unroll
+    for (int d = -R; d <= R; ++d) {
+        if (c + d < 0 || c + d >= len) continue;
+        float v[V];
+        load_vec<V>(centre + d * step, v);
+#pragma unroll
+        for (int k = 0; k < V; ++k) m[k] = fmaxf(m[k], v[k]);
+    }
+}
+
 template <typename T, int V, int K>
 __global__ void __launch_bounds__(kThreads)
     sppf_maxpool_kernel(const T* __restrict__ x, Geom xg, SppfOutputs out, int cvecs) {
     wait_for_previous_kernel();
     extern __shared__ __align__(16) unsigned char sppf_planes[];
-    const int H = xg.h, W = xg.w, P = H * W, R = K / 2;
+    const int H = xg.h, W = xg.w, P = H * W;
     T* const a = reinterpret_cast<T*>(sppf_planes);  // [P][V]: the plane being pooled
     T* const b = a + static_cast<int64_t>(P) * V;    // [P][V]: its horizontal maxima
     const int cv = static_cast<int>(blockIdx.x % static_cast<unsigned>(cvecs));
@@ -282,35 +298,15 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll 1
     for (int round = 0; round < 3; ++round) {
         for (int q = threadIdx.x; q < P; q += kThreads) {
-            const int qx = q % W, row = q - qx;
             float m[V];
-#pragma unroll
-            for (int k = 0; k < V; ++k) m[k] = -INFINITY;
-#pragma unroll
-            for (int dx = -R; dx <= R; ++dx) {
-                if (qx + dx < 0 || qx + dx >= W) continue;
-                float v[V];
-                load_vec<V>(a + (row + qx + dx) * V, v);
-#pragma unroll
-                for (int k = 0; k < V; ++k) m[k] = fmaxf(m[k], v[k]);
-            }
+            line_max<V, K / 2>(a + q * V, q % W, W, V, m);
             store_vec<V>(b + q * V, m);
         }
         __syncthreads();
         T* const y = static_cast<T*>(out.y[round]);
         for (int q = threadIdx.x; q < P; q += kThreads) {
-            const int qy = q / W;
             float m[V];
-#pragma unroll
-            for (int k = 0; k < V; ++k) m[k] = -INFINITY;
-#pragma unroll
-            for (int dy = -R; dy <= R; ++dy) {
-                if (qy + dy < 0 || qy + dy >= H) continue;
-                float v[V];
-                load_vec<V>(b + (q + dy * W) * V, v);
-#pragma unroll
-                for (int k = 0; k < V; ++k) m[k] = fmaxf(m[k], v[k]);
-            }
+            line_max<V, K / 2>(b + q * V, q / W, H, W * V, m);
             store_vec<V>(a + q * V, m);
             store_vec<V>(y + (first + q) * out.ps[round] + cv * V, m);
         }
