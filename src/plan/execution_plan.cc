@@ -466,9 +466,15 @@ ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
         int64_t begin, end;
         int first, last;
     };
+    // Offsets are placed per image and scale with the batch (ValuePlan::offset): a CUDA engine's
+    // run of fewer images than its max batch keeps its tensors packed at the arena's start, not
+    // spread over the max batch's bytes (measured at batch 1 on an H100 with a max batch of 128:
+    // 0.342 ms spread against 0.317 for an engine built for batch 1).
     std::vector<Block> placed;
     for (int r : roots) {
-        int64_t size = align_up(plan.values[static_cast<size_t>(r)].bytes);
+        const int64_t bytes = plan.values[static_cast<size_t>(r)].bytes;
+        KS_CHECK(bytes % batch == 0, "planner: '", g.value(r).name, "' is not ", batch, " images");
+        const int64_t size = align_up(bytes / batch);
         std::vector<std::pair<int64_t, int64_t>> busy;
         for (const Block& b : placed)
             if (b.first <= last[static_cast<size_t>(r)] && first[static_cast<size_t>(r)] <= b.last)
@@ -483,6 +489,7 @@ ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
         placed.push_back({at, at + size, first[static_cast<size_t>(r)], last[static_cast<size_t>(r)]});
         plan.arena_bytes = std::max(plan.arena_bytes, at + size);
     }
+    plan.arena_bytes *= batch;
     return plan;
 }
 

@@ -13,6 +13,8 @@
 //      a channel range is such a slice too (with the root's channel count as pixel stride).
 //   3. memory: every root buffer gets an offset in one arena; buffers whose lifetimes (first write
 //      to last read, over all tensors placed in them) do not overlap share bytes (greedy by size).
+//      Offsets are planned for one image and scale with the batch, so a run of n images uses the
+//      arena's first n / batch part, its tensors packed as in an engine built for n.
 //
 //   ExecutionPlan plan = plan::build(graph);
 //   std::cout << plan.arena_bytes;           // one activation arena of this size per session
@@ -48,8 +50,10 @@ struct ValuePlan {
     Layout layout = Layout::kPlain;
     DType dtype = DType::kFloat32;  // element type in storage (float16 for half NHWC activations)
     Storage storage = Storage::kArena;
-    int root = -1;         // for kView: the value whose buffer holds this one (itself a root)
-    int64_t offset = 0;    // kView: byte offset in root's buffer (kNhwc: of the first pixel); kArena: in the arena
+    int root = -1;  // for kView: the value whose buffer holds this one (itself a root)
+    // kView: byte offset in root's buffer (kNhwc: of the first pixel). kArena: the offset in the
+    // arena per image: a run of n images places the buffer at n * offset.
+    int64_t offset = 0;
     int64_t bytes = 0;     // storage size for the plan's batch (blocked layouts pad channels to 8)
     int64_t channels = 0;  // kNhwc: channels stored per pixel (more than the value's when padded)
 };
@@ -58,7 +62,7 @@ struct ExecutionPlan {
     PlanOptions options;
     ir::Graph graph;                // the IR with layout-conversion Identity nodes inserted
     std::vector<ValuePlan> values;  // indexed by value id
-    int64_t arena_bytes = 0;        // peak activation memory per session
+    int64_t arena_bytes = 0;        // peak activation memory per session (at options.batch)
     int64_t naive_bytes = 0;        // sum of all activation sizes (no reuse, no aliasing)
 };
 

@@ -597,7 +597,7 @@ CudaSession::CudaSession(std::shared_ptr<const CudaModel> model) : model_(std::m
             host_alloc(&h, sz(e * batch) * sizeof(float));
             host_out_.push_back(h);
         }
-        build_steps();
+        steps_.emplace(batch, build_steps(batch));  // checks every step, sizes the workspace
         if (workspace_bytes_ > 0) {
             device_alloc(&workspace_, workspace_bytes_);
             KS_CUDA(cudaMemset(workspace_, 0, workspace_bytes_));  // split-K kernels keep it zero-filled
@@ -639,14 +639,14 @@ std::vector<int64_t> CudaSession::output_elements() const {
 float* CudaSession::device_input() const { return reinterpret_cast<float*>(io_.at(0)); }
 float* CudaSession::device_output(size_t k) const { return reinterpret_cast<float*>(io_.at(k + 1)); }
 
-uint8_t* CudaSession::address(int v) const {
+uint8_t* CudaSession::address(int v, int batch) const {
     const plan::ExecutionPlan& p = model_->plan();
     const plan::ValuePlan& vp = p.values[sz(v)];
     switch (vp.storage) {
         case plan::Storage::kArena:
-            return arena_ + vp.offset;
+            return arena_ + vp.offset * batch;  // planned per image (plan::ValuePlan::offset)
         case plan::Storage::kView:
-            return address(vp.root) + vp.offset;
+            return address(vp.root, batch) + vp.offset;
         case plan::Storage::kInput:
             return io_[0];
         case plan::Storage::kOutput: {
@@ -659,10 +659,14 @@ uint8_t* CudaSession::address(int v) const {
     return nullptr;
 }
 
-void CudaSession::build_steps() {
+// The steps of a run of `batch` images: the arena's tensors are placed for that batch (packed at
+// its start), so each batch size has its own steps, as it has its own CUDA graph.
+std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
     const plan::ExecutionPlan& p = model_->plan();
     const ir::Graph& g = p.graph;
     const CudaModel& m = *model_;
+    std::vector<Step> steps;
+    auto addr = [&](int v) { return address(v, batch); };
 
     // Descriptors are made for batch 1 and given the run's batch at launch: dim 0 is the batch.
     auto nhwc = [&](int v) {
@@ -670,7 +674,7 @@ void CudaSession::build_steps() {
         KS_CHECK(vp.layout == Layout::kNhwc, "CUDA: '", g.value(v).name, "' is not NHWC");
         const Shape& s = g.value(v).shape;
         NhwcTensor t;
-        t.data = address(v);
+        t.data = addr(v);
         t.type = elem_type(vp);
         t.n = 1;
         t.c = static_cast<int>(vp.channels);
@@ -688,7 +692,7 @@ void CudaSession::build_steps() {
         KS_CHECK(s.size() <= sz(cuda::kMaxRank) && !s.empty(), "CUDA: rank ", s.size(), " of '", g.value(v).name,
                  "' is not supported");
         StridedTensor t;
-        t.data = reinterpret_cast<float*>(address(v));
+        t.data = reinterpret_cast<float*>(addr(v));
         t.rank = static_cast<int>(s.size());
         int64_t st = 1;
         for (int a = t.rank - 1; a >= 0; --a) {
@@ -703,7 +707,7 @@ void CudaSession::build_steps() {
     auto operand = [&](int v, const StridedTensor& y) {
         const Shape& s = g.value(v).shape;  // may be a scalar (rank 0) constant
         StridedTensor r = y;
-        r.data = reinterpret_cast<float*>(address(v));
+        r.data = reinterpret_cast<float*>(addr(v));
         int rank = static_cast<int>(s.size());
         int shift = y.rank - rank;
         KS_CHECK(shift >= 0, "CUDA: '", g.value(v).name, "' has a higher rank than the result");
@@ -785,7 +789,7 @@ void CudaSession::build_steps() {
             case Op::kConv: {
                 cuda::ConvShape s = conv_shape(p, n);
                 if (p.values[sz(in)].layout == Layout::kPlain) {
-                    const float* x = reinterpret_cast<const float*>(address(in));
+                    const float* x = reinterpret_cast<const float*>(addr(in));
                     NhwcTensor y = nhwc(out);
                     int h = static_cast<int>(g.value(in).shape[2]), w = static_cast<int>(g.value(in).shape[3]);
                     // Host weights (the plan's constants outlive the session): they become launch parameters.
@@ -939,7 +943,7 @@ void CudaSession::build_steps() {
                         });
                     } else {
                         StridedTensor slice = slot(strided(whole), axis, at, len);
-                        if (!g.is_constant(v) && address(v) == reinterpret_cast<uint8_t*>(slice.data) &&
+                        if (!g.is_constant(v) && addr(v) == reinterpret_cast<uint8_t*>(slice.data) &&
                             p.options.batch == 1)
                             continue;
                         StridedTensor part = g.is_constant(v) ? operand(v, slice) : strided(v);
@@ -977,8 +981,8 @@ void CudaSession::build_steps() {
             case Op::kSqueeze:
             case Op::kUnsqueeze: {
                 if (op.storage == plan::Storage::kView) break;
-                const uint8_t* x = address(in);
-                uint8_t* y = address(out);
+                const uint8_t* x = addr(in);
+                uint8_t* y = addr(out);
                 int64_t bytes = num_elements(g.value(out).shape) * 4;
                 st.launch = [=](cudaStream_t stream, int batch) {
                     KS_CUDA(cudaMemcpyAsync(y, x, sz(bytes * batch), cudaMemcpyDeviceToDevice, stream));
@@ -988,7 +992,7 @@ void CudaSession::build_steps() {
             case Op::kIdentity: {
                 Layout from = p.values[sz(in)].layout;
                 if (from == Layout::kPlain && nhwc_out) {
-                    const float* x = reinterpret_cast<const float*>(address(in));
+                    const float* x = reinterpret_cast<const float*>(addr(in));
                     NhwcTensor y = nhwc(out);
                     int xc = static_cast<int>(g.value(in).shape[1]);
                     st.launch = [=](cudaStream_t stream, int batch) {
@@ -996,7 +1000,7 @@ void CudaSession::build_steps() {
                     };
                 } else if (from == Layout::kNhwc && !nhwc_out) {
                     NhwcTensor x = nhwc(in);
-                    float* y = reinterpret_cast<float*>(address(out));
+                    float* y = reinterpret_cast<float*>(addr(out));
                     st.launch = [=](cudaStream_t stream, int batch) {
                         cuda::nhwc_to_nchw(with_n(x, batch), y, stream);
                     };
@@ -1045,8 +1049,8 @@ void CudaSession::build_steps() {
                     else
                         inner *= d;
                 }
-                const float* x = reinterpret_cast<const float*>(address(in));
-                float* y = reinterpret_cast<float*>(address(out));
+                const float* x = reinterpret_cast<const float*>(addr(in));
+                float* y = reinterpret_cast<float*>(addr(out));
                 st.launch = [=](cudaStream_t stream, int batch) {
                     cuda::softmax(x, y, outer * batch, len, inner, stream);
                 };
@@ -1054,7 +1058,7 @@ void CudaSession::build_steps() {
             }
             case Op::kGlobalAveragePool: {
                 NhwcTensor x = nhwc(in);
-                float* y = reinterpret_cast<float*>(address(out));
+                float* y = reinterpret_cast<float*>(addr(out));
                 st.launch = [=](cudaStream_t stream, int batch) {
                     cuda::global_avgpool_nhwc(with_n(x, batch), y, stream);
                 };
@@ -1066,13 +1070,13 @@ void CudaSession::build_steps() {
                 const Shape& ws = g.value(n.inputs[1]).shape;
                 bool tw = n.attrs.get_int("transB", 0) != 0;
                 int k = static_cast<int>(tw ? ws[1] : ws[0]), nn = static_cast<int>(tw ? ws[0] : ws[1]);
-                const float* x = reinterpret_cast<const float*>(address(in));
+                const float* x = reinterpret_cast<const float*>(addr(in));
                 const float* w = static_cast<const float*>(m.constant(n.inputs[1]));
                 const float* b = n.input(2) >= 0 ? static_cast<const float*>(m.constant(n.inputs[2])) : nullptr;
                 KS_CHECK(n.input(2) < 0 || num_elements(g.value(n.inputs[2]).shape) == nn, "'", n.name,
                          "': Gemm bias must have one value per output");
                 float alpha = n.attrs.get_float("alpha", 1.f), beta = n.attrs.get_float("beta", 1.f);
-                float* y = reinterpret_cast<float*>(address(out));
+                float* y = reinterpret_cast<float*>(addr(out));
                 flops_[i] = 2.0 * k * nn;
                 st.launch = [=](cudaStream_t stream, int batch) {
                     cuda::gemm_f32(x, w, b, y, batch, nn, k, tw, alpha, beta, stream);
@@ -1128,12 +1132,19 @@ void CudaSession::build_steps() {
                 constant_bytes_[i] += b;
             }
         }
-        steps_.push_back(std::move(st));
+        steps.push_back(std::move(st));
     }
+    return steps;
+}
+
+const std::vector<CudaSession::Step>& CudaSession::steps(int batch) {
+    auto it = steps_.find(batch);
+    if (it == steps_.end()) it = steps_.emplace(batch, build_steps(batch)).first;
+    return it->second;
 }
 
 void CudaSession::launch_all(int batch) {
-    for (const Step& s : steps_)
+    for (const Step& s : steps(batch))
         if (s.launch) s.launch(stream_, batch);
 }
 
@@ -1142,21 +1153,22 @@ void CudaSession::enqueue(int batch) {
     KS_CHECK(batch >= 1 && batch <= max_batch, "batch ", batch, " is outside 1..", max_batch);
     KS_CUDA(cudaSetDevice(model_->device()));
     if (profiling_) {
+        const std::vector<Step>& st = steps(batch);
         if (events_.empty()) {
-            events_.resize(steps_.size() + 1);
+            events_.resize(st.size() + 1);
             for (cudaEvent_t& e : events_) KS_CUDA(cudaEventCreate(&e));
         }
         KS_CUDA(cudaEventRecord(events_[0], stream_));
-        for (size_t i = 0; i < steps_.size(); ++i) {
-            if (steps_[i].launch) steps_[i].launch(stream_, batch);
+        for (size_t i = 0; i < st.size(); ++i) {
+            if (st[i].launch) st[i].launch(stream_, batch);
             KS_CUDA(cudaEventRecord(events_[i + 1], stream_));
         }
         KS_CUDA(cudaEventSynchronize(events_.back()));
         times_.clear();
-        for (size_t i = 0; i < steps_.size(); ++i) {
+        for (size_t i = 0; i < st.size(); ++i) {
             float ms = 0;
             KS_CUDA(cudaEventElapsedTime(&ms, events_[i], events_[i + 1]));
-            times_.push_back({steps_[i].name, steps_[i].kernel, double(ms)});
+            times_.push_back({st[i].name, st[i].kernel, double(ms)});
         }
         return;
     }

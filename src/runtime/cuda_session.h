@@ -138,9 +138,10 @@ class CudaSession {
         std::string name, kernel;
         std::function<void(cudaStream_t, int)> launch;  // (stream, batch)
     };
-    void build_steps();
+    std::vector<Step> build_steps(int batch);
+    const std::vector<Step>& steps(int batch);  // built on a batch's first run
     void release();
-    uint8_t* address(int value) const;
+    uint8_t* address(int value, int batch) const;  // where a run of `batch` images binds the value
     void launch_all(int batch);
 
     std::shared_ptr<const CudaModel> model_;
@@ -151,8 +152,8 @@ class CudaSession {
     std::vector<uint8_t*> io_;  // graph input then outputs, on the device
     float* host_in_ = nullptr;  // pinned staging
     std::vector<float*> host_out_;
-    std::vector<Step> steps_;
-    std::map<int, cudaGraphExec_t> graphs_;  // by batch
+    std::map<int, std::vector<Step>> steps_;  // by batch
+    std::map<int, cudaGraphExec_t> graphs_;   // by batch
     std::vector<cudaEvent_t> events_;
     bool profiling_ = false;
     std::vector<LayerTime> times_;
