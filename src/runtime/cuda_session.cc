@@ -818,13 +818,14 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                         workspace_bytes_, cuda::conv2d_workspace_bytes(tactics[j], s, type, batches[j], y.h, y.w));
                 void* const* workspace = &workspace_;
                 flops_[i] = 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
-                st.launch = [=](cudaStream_t stream, int batch) {
-                    NhwcTensor rb = with_n(r, batch);
-                    // The tactic tuned at the smallest tuning batch >= this batch.
-                    const int t = tactics[static_cast<size_t>(std::lower_bound(batches.begin(), batches.end(), batch) -
-                                                              batches.begin())];
-                    cuda::conv2d_nhwc(with_n(x, batch), w, b, s, silu, has_res ? &rb : nullptr, with_n(y, batch), t,
-                                      stream, *workspace, q);
+                // The tactic tuned at the smallest tuning batch >= this batch; the profile names it.
+                const int t = tactics[static_cast<size_t>(std::lower_bound(batches.begin(), batches.end(), batch) -
+                                                          batches.begin())];
+                st.kernel = cuda::conv2d_tactic_name(t, s, type) + conv_suffix(n);
+                st.launch = [=](cudaStream_t stream, int run_batch) {
+                    NhwcTensor rb = with_n(r, run_batch);
+                    cuda::conv2d_nhwc(with_n(x, run_batch), w, b, s, silu, has_res ? &rb : nullptr,
+                                      with_n(y, run_batch), t, stream, *workspace, q);
                 };
                 break;
             }
