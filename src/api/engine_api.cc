@@ -391,7 +391,10 @@ std::vector<LayerProfile> Session::profile() const {
     std::vector<LayerProfile> out;
     const auto& times = impl_->layer_times();
     for (size_t i = 0; i < times.size(); ++i) {
-        LayerProfile l{times[i].name, impl_->engine->kernels[i], times[i].ms, 0};
+        // A CUDA session names the kernel that ran at the profiled batch; the engine's list names
+        // every tuning batch's.
+        LayerProfile l{times[i].name, times[i].kernel.empty() ? impl_->engine->kernels[i] : times[i].kernel,
+                       times[i].ms, 0};
         if (impl_->gpu) {
             l.flops = impl_->gpu->layer_flops()[i];
             l.bytes = impl_->gpu->layer_bytes()[i];

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -115,6 +116,43 @@ TEST(CudaSessions, ThreadsOnOneModelGetTheSingleThreadedResults) {
         EXPECT_LE(worst[static_cast<size_t>(t)], 1e-3)
             << "thread " << t << " (batches " << batches[static_cast<size_t>(t)][0] << ", "
             << batches[static_cast<size_t>(t)][1] << ")";
+}
+
+// A profiled run names, for each conv, the kernel tuned for its batch: the engine's name lists the
+// max batch's kernel, then "| batch <= b: kernel" for each smaller tuning batch whose kernel
+// differs, and a run of batch b uses the kernel of the smallest listed batch >= b (else the max's).
+TEST(CudaSessions, ProfileNamesTheKernelTunedForTheBatch) {
+    SKIP_WITHOUT_GPU();
+    constexpr int kMaxBatch = 8;
+    auto plan = cuda_plan(model("yolov8n.onnx"), kMaxBatch, /*half=*/true);
+    auto m = std::make_shared<const runtime::CudaModel>(plan, 0, /*tune=*/true);
+    runtime::CudaSession s(m);
+    s.set_profiling(true);
+    const ir::Value& in = plan->graph.value(plan->graph.inputs[0]);
+    const std::vector<float> pixels(static_cast<size_t>(kMaxBatch * in.shape[1] * in.shape[2] * in.shape[3]), 0.5f);
+    const std::string sep = " | batch <= ";
+    int listed = 0;
+    for (int batch : {1, 3, kMaxBatch}) {
+        SCOPED_TRACE("batch " + std::to_string(batch));
+        run(s, pixels.data(), batch);
+        const auto& times = s.layer_times();
+        ASSERT_EQ(times.size(), m->kernel_names().size());
+        for (size_t i = 0; i < times.size(); ++i) {
+            const std::string& all = m->kernel_names()[i];
+            std::string want = all.substr(0, all.find(sep));
+            int want_batch = INT_MAX;
+            for (size_t at = all.find(sep); at != std::string::npos; at = all.find(sep, at + 1)) {
+                const int b = std::stoi(all.substr(at + sep.size()));
+                const size_t name = all.find(": ", at) + 2;
+                if (batch == 1) ++listed;
+                if (b >= batch && b < want_batch) want_batch = b, want = all.substr(name, all.find(sep, name) - name);
+            }
+            EXPECT_EQ(times[i].kernel.rfind(want, 0), 0u)
+                << times[i].name << ": ran " << times[i].kernel << ", want " << want << " (engine: " << all << ")";
+            EXPECT_EQ(times[i].kernel.find(sep), std::string::npos) << times[i].name;
+        }
+    }
+    EXPECT_GT(listed, 0) << "no conv's kernel differs between tuning batches: the test checks nothing";
 }
 
 // Reads "R layer tunings reused, T timed" from a verbose build log.
