@@ -668,7 +668,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
     std::vector<Step> steps;
     auto addr = [&](int v) { return address(v, batch); };
 
-    // Descriptors are made for batch 1 and given the run's batch at launch: dim 0 is the batch.
+    // Descriptors are made for one image and given the steps' batch in the launches: dim 0 is the batch.
     auto nhwc = [&](int v) {
         const plan::ValuePlan& vp = p.values[sz(v)];
         KS_CHECK(vp.layout == Layout::kNhwc, "CUDA: '", g.value(v).name, "' is not NHWC");
@@ -798,7 +798,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     if (n.input(2) >= 0) std::copy_n(g.value(n.inputs[2]).constant->data<float>(), s.k, b->begin());
                     bool silu = n.attrs.get_string("activation", "") == "silu";
                     flops_[i] = 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
-                    st.launch = [=](cudaStream_t stream, int batch) {
+                    st.launch = [=](cudaStream_t stream) {
                         cuda::conv2d_nchw_input(x, h, w, wt, b->data(), s, silu, with_n(y, batch), stream);
                     };
                     break;
@@ -822,10 +822,10 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 const int t = tactics[static_cast<size_t>(std::lower_bound(batches.begin(), batches.end(), batch) -
                                                           batches.begin())];
                 st.kernel = cuda::conv2d_tactic_name(t, s, type) + conv_suffix(n);
-                st.launch = [=](cudaStream_t stream, int run_batch) {
-                    NhwcTensor rb = with_n(r, run_batch);
-                    cuda::conv2d_nhwc(with_n(x, run_batch), w, b, s, silu, has_res ? &rb : nullptr,
-                                      with_n(y, run_batch), t, stream, *workspace, q);
+                st.launch = [=](cudaStream_t stream) {
+                    NhwcTensor rb = with_n(r, batch);
+                    cuda::conv2d_nhwc(with_n(x, batch), w, b, s, silu, has_res ? &rb : nullptr, with_n(y, batch), t,
+                                      stream, *workspace, q);
                 };
                 break;
             }
@@ -840,7 +840,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 const float* w = static_cast<const float*>(m.constant(n.inputs[1]));
                 const float* b = n.input(2) >= 0 ? static_cast<const float*>(m.constant(n.inputs[2])) : nullptr;
                 flops_[i] = 2.0 * x.h * x.w * x.c * y.c * k[0] * k[1];
-                st.launch = [=](cudaStream_t stream, int batch) {
+                st.launch = [=](cudaStream_t stream) {
                     cuda::conv_transpose2d_nhwc(with_n(x, batch), w, b, int(k[0]), int(k[1]), int(strides[0]),
                                                 int(strides[1]), int(pads[0]), int(pads[1]), with_n(y, batch), stream);
                 };
@@ -853,7 +853,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     NhwcTensor x = nhwc(in), y1 = nhwc(out), y2 = nhwc(out2), y3 = nhwc(out3);
                     bytes_[i] += image_bytes(out2) + image_bytes(out3);
                     sppf_until = static_cast<int64_t>(i) + 2;
-                    st.launch = [=](cudaStream_t stream, int batch) {
+                    st.launch = [=](cudaStream_t stream) {
                         cuda::sppf_maxpool_nhwc(with_n(x, batch), with_n(y1, batch), with_n(y2, batch),
                                                 with_n(y3, batch), k, stream);
                     };
@@ -865,7 +865,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 auto pads = n.attrs.get_ints("pads", {0, 0, 0, 0});
                 KS_CHECK(n.attrs.get_ints("dilations", {1, 1}) == std::vector<int64_t>({1, 1}), "'", n.name,
                          "': dilated MaxPool is not supported on CUDA");
-                st.launch = [=](cudaStream_t stream, int batch) {
+                st.launch = [=](cudaStream_t stream) {
                     cuda::maxpool2d_nhwc(with_n(x, batch), with_n(y, batch), int(k[0]), int(k[1]), int(strides[0]),
                                          int(strides[1]), int(pads[0]), int(pads[1]), stream);
                 };
@@ -875,7 +875,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 NhwcTensor x = nhwc(in), y = nhwc(out);
                 const int32_t* my = m.resize_map(i, 0);
                 const int32_t* mx = m.resize_map(i, 1);
-                st.launch = [=](cudaStream_t stream, int batch) {
+                st.launch = [=](cudaStream_t stream) {
                     cuda::resize_nearest_nhwc(with_n(x, batch), with_n(y, batch), my, mx, stream);
                 };
                 break;
@@ -887,12 +887,12 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 cuda::UnaryOp u = unary_op(n.op);
                 if (nhwc_out) {
                     NhwcTensor x = nhwc(in), y = nhwc(out);
-                    st.launch = [=](cudaStream_t stream, int batch) {
+                    st.launch = [=](cudaStream_t stream) {
                         cuda::unary_nhwc(u, with_n(x, batch), with_n(y, batch), stream);
                     };
                 } else {
                     StridedTensor x = strided(in), y = strided(out);
-                    st.launch = [=](cudaStream_t stream, int batch) {
+                    st.launch = [=](cudaStream_t stream) {
                         cuda::unary_strided(u, with_batch(x, batch), with_batch(y, batch), stream);
                     };
                 }
@@ -905,13 +905,13 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 cuda::BinaryOp b = binary_op(n.op);
                 if (nhwc_out) {
                     NhwcTensor a = nhwc(n.inputs[0]), c = nhwc(n.inputs[1]), y = nhwc(out);
-                    st.launch = [=](cudaStream_t stream, int batch) {
+                    st.launch = [=](cudaStream_t stream) {
                         cuda::binary_nhwc(b, with_n(a, batch), with_n(c, batch), with_n(y, batch), stream);
                     };
                 } else {
                     StridedTensor y = strided(out);
                     StridedTensor a = operand(n.inputs[0], y), c = operand(n.inputs[1], y);
-                    st.launch = [=](cudaStream_t stream, int batch) {
+                    st.launch = [=](cudaStream_t stream) {
                         cuda::binary_strided(b, with_batch(a, batch), with_batch(c, batch), with_batch(y, batch),
                                              stream);
                     };
@@ -926,7 +926,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 int axis = static_cast<int>(n.attrs.get_int("axis", 0));
                 int whole = split ? in : out;
                 bool nhwc_whole = p.values[sz(whole)].layout == Layout::kNhwc;
-                std::vector<std::function<void(cudaStream_t, int)>> copies;
+                std::vector<std::function<void(cudaStream_t)>> copies;
                 int64_t start = 0;
                 for (int v : split ? n.outputs : n.inputs) {
                     int64_t len = g.value(v).shape[sz(axis)];
@@ -939,7 +939,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                         slice.c = static_cast<int>(len);
                         if (part.data == slice.data && part.pixel_stride == slice.pixel_stride) continue;
                         NhwcTensor from = split ? slice : part, to = split ? part : slice;
-                        copies.push_back([=](cudaStream_t stream, int batch) {
+                        copies.push_back([=](cudaStream_t stream) {
                             cuda::unary_nhwc(cuda::UnaryOp::kCopy, with_n(from, batch), with_n(to, batch), stream);
                         });
                     } else {
@@ -949,15 +949,15 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                             continue;
                         StridedTensor part = g.is_constant(v) ? operand(v, slice) : strided(v);
                         StridedTensor from = split ? slice : part, to = split ? part : slice;
-                        copies.push_back([=](cudaStream_t stream, int batch) {
+                        copies.push_back([=](cudaStream_t stream) {
                             cuda::unary_strided(cuda::UnaryOp::kCopy, with_batch(from, batch), with_batch(to, batch),
                                                 stream);
                         });
                     }
                 }
                 if (copies.empty()) break;
-                st.launch = [copies](cudaStream_t stream, int batch) {
-                    for (const auto& c : copies) c(stream, batch);
+                st.launch = [copies](cudaStream_t stream) {
+                    for (const auto& c : copies) c(stream);
                 };
                 break;
             }
@@ -972,7 +972,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     s.stride[a] = x.stride[a] * steps[sz(a)];
                     s.shape[a] = y.shape[a];
                 }
-                st.launch = [=](cudaStream_t stream, int batch) {
+                st.launch = [=](cudaStream_t stream) {
                     cuda::unary_strided(cuda::UnaryOp::kCopy, with_batch(s, batch), with_batch(y, batch), stream);
                 };
                 break;
@@ -985,7 +985,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 const uint8_t* x = addr(in);
                 uint8_t* y = addr(out);
                 int64_t bytes = num_elements(g.value(out).shape) * 4;
-                st.launch = [=](cudaStream_t stream, int batch) {
+                st.launch = [=](cudaStream_t stream) {
                     KS_CUDA(cudaMemcpyAsync(y, x, sz(bytes * batch), cudaMemcpyDeviceToDevice, stream));
                 };
                 break;
@@ -996,23 +996,19 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     const float* x = reinterpret_cast<const float*>(addr(in));
                     NhwcTensor y = nhwc(out);
                     int xc = static_cast<int>(g.value(in).shape[1]);
-                    st.launch = [=](cudaStream_t stream, int batch) {
-                        cuda::nchw_to_nhwc(x, with_n(y, batch), stream, xc);
-                    };
+                    st.launch = [=](cudaStream_t stream) { cuda::nchw_to_nhwc(x, with_n(y, batch), stream, xc); };
                 } else if (from == Layout::kNhwc && !nhwc_out) {
                     NhwcTensor x = nhwc(in);
                     float* y = reinterpret_cast<float*>(addr(out));
-                    st.launch = [=](cudaStream_t stream, int batch) {
-                        cuda::nhwc_to_nchw(with_n(x, batch), y, stream);
-                    };
+                    st.launch = [=](cudaStream_t stream) { cuda::nhwc_to_nchw(with_n(x, batch), y, stream); };
                 } else if (nhwc_out) {
                     NhwcTensor x = nhwc(in), y = nhwc(out);
-                    st.launch = [=](cudaStream_t stream, int batch) {
+                    st.launch = [=](cudaStream_t stream) {
                         cuda::unary_nhwc(cuda::UnaryOp::kCopy, with_n(x, batch), with_n(y, batch), stream);
                     };
                 } else {
                     StridedTensor x = strided(in), y = strided(out);
-                    st.launch = [=](cudaStream_t stream, int batch) {
+                    st.launch = [=](cudaStream_t stream) {
                         cuda::unary_strided(cuda::UnaryOp::kCopy, with_batch(x, batch), with_batch(y, batch), stream);
                     };
                 }
@@ -1028,7 +1024,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     s.shape[a] = x.shape[perm[sz(a)]];
                     s.stride[a] = x.stride[perm[sz(a)]];
                 }
-                st.launch = [=](cudaStream_t stream, int batch) {
+                st.launch = [=](cudaStream_t stream) {
                     cuda::unary_strided(cuda::UnaryOp::kCopy, with_batch(s, batch), with_batch(y, batch), stream);
                 };
                 break;
@@ -1052,17 +1048,13 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 }
                 const float* x = reinterpret_cast<const float*>(addr(in));
                 float* y = reinterpret_cast<float*>(addr(out));
-                st.launch = [=](cudaStream_t stream, int batch) {
-                    cuda::softmax(x, y, outer * batch, len, inner, stream);
-                };
+                st.launch = [=](cudaStream_t stream) { cuda::softmax(x, y, outer * batch, len, inner, stream); };
                 break;
             }
             case Op::kGlobalAveragePool: {
                 NhwcTensor x = nhwc(in);
                 float* y = reinterpret_cast<float*>(addr(out));
-                st.launch = [=](cudaStream_t stream, int batch) {
-                    cuda::global_avgpool_nhwc(with_n(x, batch), y, stream);
-                };
+                st.launch = [=](cudaStream_t stream) { cuda::global_avgpool_nhwc(with_n(x, batch), y, stream); };
                 break;
             }
             case Op::kGemm: {
@@ -1079,7 +1071,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 float alpha = n.attrs.get_float("alpha", 1.f), beta = n.attrs.get_float("beta", 1.f);
                 float* y = reinterpret_cast<float*>(addr(out));
                 flops_[i] = 2.0 * k * nn;
-                st.launch = [=](cudaStream_t stream, int batch) {
+                st.launch = [=](cudaStream_t stream) {
                     cuda::gemm_f32(x, w, b, y, batch, nn, k, tw, alpha, beta, stream);
                 };
                 break;
@@ -1101,7 +1093,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 const float* strides = static_cast<const float*>(m.constant(n.inputs[sz(levels) + 1]));
                 const float* dfl = static_cast<const float*>(m.constant(n.inputs[sz(levels) + 2]));
                 StridedTensor y = strided(out);
-                st.launch = [=](cudaStream_t stream, int batch) {
+                st.launch = [=](cudaStream_t stream) {
                     std::vector<NhwcTensor> at(xs);
                     for (NhwcTensor& x : at) x = with_n(x, batch);
                     cuda::yolo_decode(at.data(), levels, anchors, strides, dfl, reg_max, nc, with_batch(y, batch),
@@ -1146,7 +1138,7 @@ const std::vector<CudaSession::Step>& CudaSession::steps(int batch) {
 
 void CudaSession::launch_all(int batch) {
     for (const Step& s : steps(batch))
-        if (s.launch) s.launch(stream_, batch);
+        if (s.launch) s.launch(stream_);
 }
 
 void CudaSession::enqueue(int batch) {
@@ -1161,7 +1153,7 @@ void CudaSession::enqueue(int batch) {
         }
         KS_CUDA(cudaEventRecord(events_[0], stream_));
         for (size_t i = 0; i < st.size(); ++i) {
-            if (st[i].launch) st[i].launch(stream_, batch);
+            if (st[i].launch) st[i].launch(stream_);
             KS_CUDA(cudaEventRecord(events_[i + 1], stream_));
         }
         KS_CUDA(cudaEventSynchronize(events_.back()));

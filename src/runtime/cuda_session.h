@@ -136,7 +136,7 @@ class CudaSession {
    private:
     struct Step {
         std::string name, kernel;
-        std::function<void(cudaStream_t, int)> launch;  // (stream, batch)
+        std::function<void(cudaStream_t)> launch;  // its kernels for the batch the steps were built for
     };
     std::vector<Step> build_steps(int batch);
     const std::vector<Step>& steps(int batch);  // built on a batch's first run
