@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "core/error.h"
 
@@ -301,29 +302,54 @@ void infer_split(NodeContext& c, Node& n) {
 
 // YoloDecode(x_0..x_{L-1}, anchors, strides, dfl_weights): level maps [n, 4 * reg_max + nc, H_l, W_l],
 // constant anchors (2 * A values: the x row then the y row), strides (A) and DFL weights (reg_max);
-// output [n, 4 + nc, A] with A = sum H_l * W_l.
+// output [n, 4 + nc, A] with A = sum H_l * W_l. With head_convs = 1 (passes/fuse_yolo_head_convs.cc)
+// level l's map is Concat(Conv1x1(box_l, w_box_l, b_box_l), Conv1x1(cls_l, w_cls_l, b_cls_l)):
+// inputs box_0, cls_0, ..., then w_box_0 [4 reg_max, C, 1, 1], b_box_0, w_cls_0 [nc, C', 1, 1],
+// b_cls_0, ..., then anchors, strides, dfl_weights.
 void infer_yolo_decode(NodeContext& c, Node& n, const Graph& g) {
     const int64_t levels = n.attrs.get_int("num_levels", 0), reg_max = n.attrs.get_int("reg_max", 0),
                   nc = n.attrs.get_int("nc", 0);
+    const bool head = n.attrs.get_int("head_convs", 0) != 0;
     KS_CHECK(levels >= 1 && reg_max >= 1 && nc >= 1, "YoloDecode: num_levels=", levels, ", reg_max=", reg_max,
              ", nc=", nc, " must all be positive");
-    KS_CHECK(static_cast<int64_t>(n.inputs.size()) == levels + 3, "YoloDecode: ", n.inputs.size(), " inputs for ",
-             levels, " levels (want the levels, anchors, strides, dfl weights)");
+    const int64_t tail = head ? 6 * levels : levels;  // inputs before anchors, strides, dfl weights
+    KS_CHECK(static_cast<int64_t>(n.inputs.size()) == tail + 3, "YoloDecode: ", n.inputs.size(), " inputs for ", levels,
+             " levels", head ? " with head convs" : "", " (want ", tail + 3, ")");
     const int64_t batch = c.in(0).shape.empty() ? -1 : c.in(0).shape[0];
+    auto constant = [&](size_t i, const Shape& want, const char* what) {
+        const Value& v = c.in(i);
+        KS_CHECK(g.is_constant(n.inputs[i]) && v.dtype == DType::kFloat32 && v.shape == want, "YoloDecode: ", what,
+                 " must be a float32 constant ", shape_str(want), " (got ", dtype_name(v.dtype), " ",
+                 shape_str(v.shape), ")");
+    };
     int64_t anchors = 0;
     for (size_t l = 0; l < static_cast<size_t>(levels); ++l) {
-        const Value& x = c.in(l);
-        KS_CHECK(
-            x.dtype == DType::kFloat32 && x.shape.size() == 4 && x.shape[0] == batch && x.shape[1] == 4 * reg_max + nc,
-            "YoloDecode: level ", l, " is ", dtype_name(x.dtype), " ", shape_str(x.shape), ", want float32 [", batch,
-            ", ", 4 * reg_max + nc, ", H, W]");
+        const int64_t parts = head ? 2 : 1;
+        for (size_t k = 0; k < static_cast<size_t>(parts); ++k) {
+            const Value& x = c.in(head ? 2 * l + k : l);
+            const int64_t channels = head ? 0 : 4 * reg_max + nc;  // head convs: any input channels
+            KS_CHECK(x.dtype == DType::kFloat32 && x.shape.size() == 4 && x.shape[0] == batch &&
+                         (channels == 0 || x.shape[1] == channels),
+                     "YoloDecode: level ", l, " input ", k, " is ", dtype_name(x.dtype), " ", shape_str(x.shape),
+                     ", want float32 [", batch, ", ", channels ? std::to_string(channels) : "C", ", H, W]");
+            if (head && k == 1)
+                KS_CHECK(x.shape[2] == c.in(2 * l).shape[2] && x.shape[3] == c.in(2 * l).shape[3], "YoloDecode: level ",
+                         l, "'s box and class features differ in size");
+            if (head) {
+                const int64_t k_out = k == 0 ? 4 * reg_max : nc;
+                const size_t w = static_cast<size_t>(2 * levels + 4 * static_cast<int64_t>(l)) + 2 * k;
+                constant(w, {k_out, x.shape[1], 1, 1}, k == 0 ? "a box conv's weights" : "a class conv's weights");
+                constant(w + 1, {k_out}, k == 0 ? "a box conv's bias" : "a class conv's bias");
+            }
+        }
+        const Value& x = c.in(head ? 2 * l : l);
         anchors += x.shape[2] * x.shape[3];
     }
     const int64_t want[3] = {2 * anchors, anchors, reg_max};
     const char* what[3] = {"anchors", "strides", "dfl weights"};
     for (size_t k = 0; k < 3; ++k) {
-        const Value& v = c.in(static_cast<size_t>(levels) + k);
-        KS_CHECK(g.is_constant(n.inputs[static_cast<size_t>(levels) + k]) && v.dtype == DType::kFloat32 &&
+        const Value& v = c.in(static_cast<size_t>(tail) + k);
+        KS_CHECK(g.is_constant(n.inputs[static_cast<size_t>(tail) + k]) && v.dtype == DType::kFloat32 &&
                      num_elements(v.shape) == want[k],
                  "YoloDecode: ", what[k], " must be a float32 constant of ", want[k], " values (got ",
                  dtype_name(v.dtype), " ", shape_str(v.shape), ")");

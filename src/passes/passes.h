@@ -33,6 +33,11 @@ bool fuse_conv_residual_add(ir::Graph& g);
 // fused decode kernel (CUDA): run_pipeline runs it only when asked.
 bool fuse_yolo_decode(ir::Graph& g);
 
+// YOLOv8's last head convs (per level a 1x1 box conv and a 1x1 class conv, concatenated into the
+// map YoloDecode reads) move into YoloDecode (attribute head_convs = 1: it reads their inputs and
+// weights); anything but that whole pattern is left alone. For CUDA FP16 engines, when asked.
+bool fuse_yolo_head_convs(ir::Graph& g);
+
 // Removes nodes none of whose outputs is read or is a graph output.
 bool eliminate_dead_nodes(ir::Graph& g);
 

@@ -18,6 +18,8 @@ std::vector<Pass> pipeline(const PipelineOptions& options) {
     };
     // Backend-specific fusions, after the generic ones: they match the graph those leave.
     if (options.fuse_yolo_decode) passes.push_back({"fuse_yolo_decode", fuse_yolo_decode});
+    if (options.fuse_yolo_decode && options.fuse_yolo_head_convs)
+        passes.push_back({"fuse_yolo_head_convs", fuse_yolo_head_convs});
     // Clean up.
     passes.push_back({"eliminate_dead_nodes", eliminate_dead_nodes});
     return passes;

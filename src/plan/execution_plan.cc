@@ -86,8 +86,12 @@ Layout cuda_required_input_layout(const Graph& g, const Node& n, size_t i, Layou
         case Op::kConcat:
             return out;
         case Op::kYoloDecode:
-            // The level maps in NHWC: each anchor's channels are contiguous (one vector load each).
-            return i < static_cast<size_t>(n.attrs.get_int("num_levels", 0)) ? Layout::kNhwc : Layout::kPlain;
+            // The level maps (or with head_convs the head convs' inputs, two a level) in NHWC: each
+            // anchor's channels are contiguous (one vector load each).
+            return i < static_cast<size_t>(n.attrs.get_int("num_levels", 0) *
+                                           (n.attrs.get_int("head_convs", 0) ? 2 : 1))
+                       ? Layout::kNhwc
+                       : Layout::kPlain;
         default:
             return Layout::kPlain;
     }

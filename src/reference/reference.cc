@@ -294,7 +294,55 @@ Tensor softmax(const Node& node, const Tensor& x) {
 //   x1 = ax - d0, y1 = ay - d1, x2 = ax + d2, y2 = ay + d3,
 //   y[:4] = ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1) * stride, y[4 + c] = sigmoid(x[4R + c]).
 // anchors: 2 * A values (x row, then y row); strides: A; w: R. Output [n, 4 + nc, A]; all in double.
+// With head_convs = 1 the level maps are first made from the head's 1x1 convs (see yolo_head_maps).
+Tensor yolo_decode(const Node& node, const std::vector<const Tensor*>& in);
+
+// head_convs = 1: level map l = Concat(Conv1x1(box_l) + b_box_l, Conv1x1(cls_l) + b_cls_l) (double sums),
+// then the plain decode of those maps.
+Tensor yolo_decode_head(const Node& node, const std::vector<const Tensor*>& in) {
+    const int64_t levels = node.attrs.get_int("num_levels", 0), R = node.attrs.get_int("reg_max", 0),
+                  nc = node.attrs.get_int("nc", 0);
+    KS_CHECK(levels >= 1 && R >= 1 && nc >= 1 && static_cast<int64_t>(in.size()) == 6 * levels + 3,
+             "YoloDecode: bad attributes or input count");
+    for (const Tensor* t : in) KS_CHECK(t && t->dtype == DType::kFloat32, "YoloDecode: inputs must be float32");
+    std::vector<Tensor> maps;
+    for (int64_t l = 0; l < levels; ++l) {
+        const Tensor& box = *in[static_cast<size_t>(2 * l)];
+        KS_CHECK(box.shape.size() == 4, "YoloDecode: level ", l, " has shape ", shape_str(box.shape));
+        const int64_t n = box.shape[0], hw = box.shape[2] * box.shape[3];
+        Tensor map(DType::kFloat32, {n, 4 * R + nc, box.shape[2], box.shape[3]});
+        int64_t first = 0;  // the map's first channel this part writes
+        for (int64_t part = 0; part < 2; ++part) {
+            const Tensor& x = *in[static_cast<size_t>(2 * l + part)];
+            const Tensor& w = *in[static_cast<size_t>(2 * levels + 4 * l + 2 * part)];
+            const Tensor& b = *in[static_cast<size_t>(2 * levels + 4 * l + 2 * part + 1)];
+            const int64_t k = part == 0 ? 4 * R : nc, c = x.shape.at(1);
+            KS_CHECK(x.shape.size() == 4 && x.shape[0] == n && x.shape[2] * x.shape[3] == hw && w.size() == k * c &&
+                         b.size() == k,
+                     "YoloDecode: level ", l, " head conv ", part, " has mismatched shapes");
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t o = 0; o < k; ++o)
+                    for (int64_t p = 0; p < hw; ++p) {
+                        double s = b.data<float>()[o];
+                        for (int64_t ci = 0; ci < c; ++ci)
+                            s += static_cast<double>(w.data<float>()[o * c + ci]) *
+                                 x.data<float>()[(i * c + ci) * hw + p];
+                        map.data<float>()[(i * (4 * R + nc) + first + o) * hw + p] = static_cast<float>(s);
+                    }
+            first += k;
+        }
+        maps.push_back(std::move(map));
+    }
+    std::vector<const Tensor*> plain;
+    for (const Tensor& m : maps) plain.push_back(&m);
+    plain.insert(plain.end(), in.end() - 3, in.end());
+    Node decode = node;
+    decode.attrs.set("head_convs", int64_t{0});
+    return yolo_decode(decode, plain);
+}
+
 Tensor yolo_decode(const Node& node, const std::vector<const Tensor*>& in) {
+    if (node.attrs.get_int("head_convs", 0) != 0) return yolo_decode_head(node, in);
     const int64_t levels = node.attrs.get_int("num_levels", 0), R = node.attrs.get_int("reg_max", 0),
                   nc = node.attrs.get_int("nc", 0), C = 4 * R + nc;
     KS_CHECK(levels >= 1 && R >= 1 && nc >= 1 && static_cast<int64_t>(in.size()) == levels + 3,

@@ -446,6 +446,92 @@ TEST(FuseYoloDecodeModels, CudaPlanReadsNhwcLevels) {
     if (found == 0) GTEST_SKIP() << "no models under " << model_path("");
 }
 
+// fuse_yolo_head_convs on yolov8n: the decode absorbs the six last head convs (one box and one class
+// 1x1 conv a level) and their three level Concats, and computes what they and the plain decode
+// compute, from the same features; an activation on one of the convs leaves the graph unchanged.
+TEST(FuseYoloDecodeModels, Yolov8nHeadConvsMoveIntoTheDecode) {
+    const std::string path = model_path("yolov8n.onnx");
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
+    ir::Graph off = onnx::import_model(path, {});
+    passes::run_pipeline(off, nullptr, {.fuse_yolo_decode = true});
+    ir::Graph on = off;
+    ASSERT_TRUE(passes::fuse_yolo_head_convs(on));
+    EXPECT_FALSE(passes::fuse_yolo_head_convs(on)) << "a second run finds nothing";
+    const ir::Node* decode = nullptr;
+    for (const ir::Node& n : on.nodes)
+        if (!n.removed && n.op == Op::kYoloDecode) decode = &n;
+    ASSERT_NE(decode, nullptr);
+    EXPECT_EQ(decode->attrs.get_int("head_convs", 0), 1);
+    ASSERT_EQ(decode->inputs.size(), 6u * 3 + 3);
+    const std::vector<int> features(decode->inputs.begin(), decode->inputs.begin() + 6);
+    for (size_t l = 0; l < 3; ++l) {
+        EXPECT_EQ(on.value(features[2 * l]).shape[1], 64) << "box features of level " << l;
+        EXPECT_EQ(on.value(features[2 * l + 1]).shape[1], 80) << "class features of level " << l;
+    }
+    EXPECT_EQ(count_op(off, Op::kConv) - count_op(on, Op::kConv), 6);
+    EXPECT_EQ(count_op(off, Op::kConcat) - count_op(on, Op::kConcat), 3);
+    ir::verify(on);
+
+    // The head from the six features on: 6 convs, 3 Concats and the decode against one node.
+    auto head = [&](ir::Graph g) {
+        std::vector<bool> known(g.values.size(), false);
+        for (int v : features) known[idx(v)] = true;
+        for (ir::Node& n : g.nodes) {
+            bool ok = !n.removed;
+            for (int in : n.inputs) ok = ok && (in < 0 || g.is_constant(in) || known[idx(in)]);
+            n.removed = !ok;
+            if (ok)
+                for (int o : n.outputs) known[idx(o)] = true;
+        }
+        g.compact();
+        g.inputs = features;
+        ir::verify(g);
+        return g;
+    };
+    ir::Graph a = head(off), b = head(on);
+    EXPECT_EQ(a.live_node_count(), 10u);
+    EXPECT_EQ(live_ops(b), std::vector<Op>{Op::kYoloDecode});
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    auto in = random_inputs(a, rng, -1.f, 4.f);
+    EXPECT_TRUE(all_close(reference::run_graph(b, in), reference::run_graph(a, in), kTol));
+
+    // Any part of the pattern different: no rewrite.
+    ir::Graph act = off;
+    int changed_convs = 0;
+    for (ir::Node& n : act.nodes)
+        if (!n.removed && n.op == Op::kConv && n.inputs[0] == features[5]) {
+            n.attrs.set("activation", std::string("silu"));
+            ++changed_convs;
+        }
+    ASSERT_EQ(changed_convs, 1);
+    EXPECT_FALSE(passes::fuse_yolo_head_convs(act));
+}
+
+// The CUDA plan with the head convs in the decode: it reads the six features in NHWC, each as the
+// 3x3 conv before it wrote it.
+TEST(FuseYoloDecodeModels, CudaPlanReadsNhwcHeadFeatures) {
+    const std::string path = model_path("yolov8n.onnx");
+    if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
+    ir::Graph g = onnx::import_model(path, {});
+    passes::run_pipeline(g, nullptr, {.fuse_yolo_decode = true, .fuse_yolo_head_convs = true});
+    plan::ExecutionPlan p = plan::build(g, {.target = plan::Target::kCuda, .batch = 4, .half = true});
+    auto producers = p.graph.producers();
+    int decodes = 0;
+    for (const ir::Node& n : p.graph.nodes) {
+        if (n.op != Op::kYoloDecode) continue;
+        ++decodes;
+        EXPECT_EQ(n.attrs.get_int("head_convs", 0), 1);
+        for (size_t i = 0; i < 6; ++i) {
+            EXPECT_EQ(p.values[idx(n.inputs[i])].layout, plan::Layout::kNhwc);
+            EXPECT_EQ(p.values[idx(n.inputs[i])].dtype, DType::kFloat16);
+            EXPECT_EQ(p.graph.nodes[idx(producers[idx(n.inputs[i])])].op, Op::kConv);
+        }
+        for (size_t i = 6; i < n.inputs.size(); ++i) EXPECT_TRUE(p.graph.is_constant(n.inputs[i]));
+    }
+    EXPECT_EQ(decodes, 1);
+}
+
 #endif  // KESTREL_SOURCE_DIR
 
 }  // namespace
