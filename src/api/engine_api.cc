@@ -191,7 +191,9 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         *o.log << "Layers before optimisation (" << d.graph.nodes.size() << "):\n" << layer_table_of(d.graph, nullptr);
     // The fused Detect-head decode has a CUDA kernel only; CPU engines keep the exported ops.
     // INT8 calibrates on the CPU (FP32), which runs the unfused decode: fuse after quantising.
-    passes::run_pipeline(d.graph, o.log, {.fuse_yolo_decode = device >= 0 && !o.int8});
+    // FP16 engines also move the head's last 1x1 convs into the decode (its kernel reads f16 maps).
+    passes::run_pipeline(d.graph, o.log,
+                         {.fuse_yolo_decode = device >= 0 && !o.int8, .fuse_yolo_head_convs = o.half && !o.int8});
     if (o.half && !o.int8) {
         // FP16: weights stored as binary16 (half the file). On the CPU the arithmetic stays float32 —
         // x86 CPUs without AVX512-FP16 have no FP16 arithmetic, and oneDNN computes f16 as f32 there;
@@ -237,7 +239,7 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         }
         d.precision = "int8";
         d.graph.metadata["int8_layers"] = std::to_string(n);
-        if (device >= 0) passes::run_pipeline(d.graph, o.log, {.fuse_yolo_decode = true});
+        if (device >= 0) passes::run_pipeline(d.graph, o.log, {.fuse_yolo_decode = true, .fuse_yolo_head_convs = true});
     }
     auto impl = std::make_shared<Engine::Impl>();
     if (device >= 0) d.target = "cuda:" + runtime::cuda_device_arch(device);

@@ -312,6 +312,8 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                     elided = elided && !g.is_constant(in) && plan_->values[sz(in)].storage == plan::Storage::kView &&
                              root(in) == root(n.outputs[0]);
                 kernel_names_[i] = (elided ? "elided_concat" : "concat") + io;
+            } else if (n.op == Op::kYoloDecode && n.attrs.get_int("head_convs", 0) != 0) {
+                kernel_names_[i] = "yolodecode_head1x1_mma_m16n8k16_f16_nhwc_to_f32_nchw";
             } else if (plan_->values[sz(n.outputs[0])].storage == plan::Storage::kView) {
                 kernel_names_[i] = "view_" + lower(ir::op_name(n.op)) + io;
             } else {
@@ -1080,6 +1082,33 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 const int levels = static_cast<int>(n.attrs.get_int("num_levels", 0));
                 const int reg_max = static_cast<int>(n.attrs.get_int("reg_max", 0));
                 const int nc = static_cast<int>(n.attrs.get_int("nc", 0));
+                if (n.attrs.get_int("head_convs", 0) != 0) {
+                    // The head's last 1x1 convs inside (passes/fuse_yolo_head_convs.cc): inputs box_l, cls_l
+                    // for every level, then w_box_l, b_box_l, w_cls_l, b_cls_l, then the decode's constants.
+                    KS_CHECK(levels >= 1 && n.inputs.size() == 6 * sz(levels) + 3, "'", n.name,
+                             "': bad YoloDecode inputs");
+                    auto weights = [&](size_t k) { return static_cast<const float*>(m.constant(n.inputs[k])); };
+                    std::vector<cuda::HeadLevel> hs;
+                    for (size_t l = 0; l < sz(levels); ++l) {
+                        const size_t w0 = 2 * sz(levels) + 4 * l;
+                        hs.push_back({nhwc(n.inputs[2 * l]), nhwc(n.inputs[2 * l + 1]), weights(w0), weights(w0 + 1),
+                                      weights(w0 + 2), weights(w0 + 3)});
+                        const int64_t hw = g.value(n.inputs[2 * l]).shape[2] * g.value(n.inputs[2 * l]).shape[3];
+                        flops_[i] +=
+                            2.0 * double(hw) * (4.0 * reg_max * hs.back().box.c + double(nc) * hs.back().cls.c);
+                    }
+                    const size_t k = 6 * sz(levels);
+                    const float *anchors = weights(k), *strides = weights(k + 1), *dfl = weights(k + 2);
+                    StridedTensor y = strided(out);
+                    st.launch = [=](cudaStream_t stream, int run_batch) {
+                        std::vector<cuda::HeadLevel> at(hs);
+                        for (cuda::HeadLevel& h : at)
+                            h.box = with_n(h.box, run_batch), h.cls = with_n(h.cls, run_batch);
+                        cuda::yolo_decode_head(at.data(), levels, anchors, strides, dfl, reg_max, nc,
+                                               with_batch(y, run_batch), stream);
+                    };
+                    break;
+                }
                 KS_CHECK(levels >= 1 && n.inputs.size() == sz(levels) + 3, "'", n.name, "': bad YoloDecode inputs");
                 std::vector<NhwcTensor> xs;
                 for (int l = 0; l < levels; ++l) {

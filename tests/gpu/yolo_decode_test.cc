@@ -324,6 +324,155 @@ TEST_F(CudaYoloDecode, MatchesReference) {
                 cases.size());
 }
 
+// yolo_decode_head (the head's last 1x1 convs inside the decode) against reference::evaluate of a
+// YoloDecode node with head_convs = 1: f16 features (YOLOv8's 64 box and 80 class channels, and
+// others), weights and features rounded to f16 for the oracle as the kernel rounds them, features
+// as 16-byte-aligned slices of wider buffers, batches of 1, 3 and 9 (a block decodes 2 images of
+// the 9). Tolerance 1e-3 relative L2, as for f16 level maps. Also: an image alone equals itself in
+// a batch, bit for bit, and shapes the kernel cannot take throw.
+struct HeadCase {
+    Case c;
+    int64_t cb = 64, cc = 80;
+};
+
+struct HeadData {
+    std::vector<Tensor> box, cls, wb, bb, wc, bc;  // NCHW features, [k, c, 1, 1] weights, biases
+    std::vector<float> anchors, strides, dfl;
+};
+
+HeadData make_head(test::Rng& rng, const HeadCase& hc) {
+    const Case& c = hc.c;
+    HeadData d;
+    auto f16 = [](float v) { return half_to_float(float_to_half(v)); };
+    auto tensor = [&](Shape shape, float lo, float hi) {
+        Tensor t(DType::kFloat32, std::move(shape));
+        for (int64_t i = 0; i < t.size(); ++i) t.data<float>()[i] = f16(rng.uniform(lo, hi));
+        return t;
+    };
+    for (auto [h, w] : c.levels) {
+        // SiLU outputs (>= -0.28) as features; weights scaled so that logits span a few units.
+        d.box.push_back(tensor({c.n, hc.cb, h, w}, -0.28f, 3.f));
+        d.cls.push_back(tensor({c.n, hc.cc, h, w}, -0.28f, 3.f));
+        d.wb.push_back(tensor({4 * c.reg_max, hc.cb, 1, 1}, -0.3f, 0.3f));
+        d.bb.push_back(tensor({4 * c.reg_max}, -1.f, 1.f));
+        d.wc.push_back(tensor({c.nc, hc.cc, 1, 1}, -0.3f, 0.2f));
+        d.bc.push_back(tensor({c.nc}, -4.f, 0.f));
+    }
+    make_anchors(c, &d.anchors, &d.strides);
+    for (int64_t k = 0; k < c.reg_max; ++k) d.dfl.push_back(static_cast<float>(k));
+    return d;
+}
+
+// The kernel's result for data d (features as slices per hc.c.extra/offset); y poison-checked.
+Tensor run_head(const HeadCase& hc, const HeadData& d, int64_t images) {
+    const Case& c = hc.c;
+    const size_t levels = c.levels.size();
+    std::vector<std::unique_ptr<LevelBuf>> bufs;
+    std::vector<std::unique_ptr<DeviceBuffer>> consts;
+    auto upload = [&](const std::vector<float>& v) {
+        consts.push_back(std::make_unique<DeviceBuffer>(v.size() * 4));
+        consts.back()->upload(v.data());
+        return static_cast<const float*>(consts.back()->get());
+    };
+    auto upload_t = [&](const Tensor& t) {
+        return upload(std::vector<float>(t.data<float>(), t.data<float>() + t.size()));
+    };
+    auto first_images = [&](const Tensor& t) {
+        Shape s = t.shape;
+        s[0] = images;
+        Tensor r(DType::kFloat32, s);
+        std::copy_n(t.data<float>(), r.size(), r.data<float>());
+        return r;
+    };
+    std::vector<HeadLevel> hl(levels);
+    for (size_t l = 0; l < levels; ++l) {
+        bufs.push_back(std::make_unique<LevelBuf>(ElemType::kF16, first_images(d.box[l]), c.extra, c.offset));
+        hl[l].box = bufs.back()->view();
+        bufs.push_back(std::make_unique<LevelBuf>(ElemType::kF16, first_images(d.cls[l]), c.extra, c.offset));
+        hl[l].cls = bufs.back()->view();
+        hl[l].w_box = upload_t(d.wb[l]);
+        hl[l].b_box = upload_t(d.bb[l]);
+        hl[l].w_cls = upload_t(d.wc[l]);
+        hl[l].b_cls = upload_t(d.bc[l]);
+    }
+    const int64_t a = static_cast<int64_t>(d.strides.size());
+    OutBuf y(images, 4 + c.nc, a, c.extra_rows, c.extra_a, c.transposed_y);
+    yolo_decode_head(hl.data(), static_cast<int>(levels), upload(d.anchors), upload(d.strides), upload(d.dfl),
+                     static_cast<int>(c.reg_max), static_cast<int>(c.nc), y.view(), nullptr);
+    KS_CUDA(cudaGetLastError());
+    KS_CUDA(cudaDeviceSynchronize());
+    int64_t unwritten = 0, clobbered = 0;
+    Tensor got = y.get(&unwritten, &clobbered);
+    EXPECT_EQ(unwritten, 0) << "elements of y not written";
+    EXPECT_EQ(clobbered, 0) << "elements outside y overwritten";
+    return got;
+}
+
+TEST_F(CudaYoloDecode, HeadConvsMatchReference) {
+    SCOPED_TRACE(rng.trace());
+    const std::vector<std::pair<int64_t, int64_t>> yolo = {{80, 80}, {40, 40}, {20, 20}};
+    const std::vector<std::pair<int64_t, int64_t>> odd = {{13, 7}, {5, 3}, {1, 1}};
+    std::vector<HeadCase> cases = {
+        {{.levels = yolo, .n = 1}},
+        {{.levels = yolo, .n = 3, .extra = 16, .offset = 8}},              // features as slices
+        {{.levels = odd, .n = 9, .extra_rows = 3, .extra_a = 5}},          // two images a block; y a window
+        {{.levels = odd, .n = 2, .nc = 1, .transposed_y = true}, 32, 24},  // k padding (24 -> 32), nc 1
+        {{.levels = odd, .n = 2, .nc = 20, .reg_max = 7}, 8, 40},          // reg_max 7: 28 box logits
+    };
+    double worst = 0;
+    for (const HeadCase& hc : cases) {
+        const Case& c = hc.c;
+        SCOPED_TRACE(describe(c, ElemType::kF16) + " cb=" + std::to_string(hc.cb) + " cc=" + std::to_string(hc.cc));
+        const HeadData d = make_head(rng, hc);
+        ir::Node node;
+        node.op = ir::Op::kYoloDecode;
+        node.name = "decode";
+        node.outputs = {0};
+        node.attrs.set("num_levels", static_cast<int64_t>(c.levels.size()));
+        node.attrs.set("reg_max", c.reg_max);
+        node.attrs.set("nc", c.nc);
+        node.attrs.set("head_convs", int64_t{1});
+        const int64_t a = static_cast<int64_t>(d.strides.size());
+        Tensor at = Tensor::from_floats({1, 2, a}, d.anchors), st = Tensor::from_floats({1, a}, d.strides),
+               wt = Tensor::from_floats({1, c.reg_max, 1, 1}, d.dfl);
+        std::vector<const Tensor*> in;
+        for (size_t l = 0; l < c.levels.size(); ++l) in.insert(in.end(), {&d.box[l], &d.cls[l]});
+        for (size_t l = 0; l < c.levels.size(); ++l) in.insert(in.end(), {&d.wb[l], &d.bb[l], &d.wc[l], &d.bc[l]});
+        in.insert(in.end(), {&at, &st, &wt});
+        const Tensor want = reference::evaluate(node, in)[0];
+        const Tensor got = run_head(hc, d, c.n);
+        const double err = rel_l2(got, want);
+        EXPECT_LE(err, kTolF16);
+        worst = std::max(worst, std::isnan(err) ? INFINITY : err);
+        if (c.n > 1) {
+            // Image 0 alone: the same bits as in the batch.
+            const Tensor one = run_head(hc, d, 1);
+            const int64_t per = one.size();
+            EXPECT_EQ(std::memcmp(one.data<float>(), got.data<float>(), idx(per) * 4), 0)
+                << "image 0 alone differs from image 0 in a batch of " << c.n;
+        }
+    }
+    std::printf("[ YoloDecode ] head convs: worst relative L2 error %.3g (%zu cases)\n", worst, cases.size());
+
+    // Shapes the kernel cannot take: channels not a multiple of 8, f32 features.
+    const HeadCase bad{{.levels = {{2, 2}}, .n = 1}};
+    const HeadData d = make_head(rng, bad);
+    LevelBuf box(ElemType::kF16, d.box[0], 0, 0), cls(ElemType::kF16, d.cls[0], 0, 0),
+        box32(ElemType::kF32, d.box[0], 0, 0);
+    HeadLevel hl{box.view(), cls.view(), nullptr, nullptr, nullptr, nullptr};
+    DeviceBuffer dummy(1 << 16);
+    const float* p = static_cast<const float*>(dummy.get());
+    hl.w_box = hl.b_box = hl.w_cls = hl.b_cls = p;
+    OutBuf y(1, 84, 4, 0, 0, false);
+    HeadLevel odd_c = hl;
+    odd_c.box.c = 60;
+    HeadLevel f32 = hl;
+    f32.box = box32.view();
+    EXPECT_THROW(yolo_decode_head(&odd_c, 1, p, p, p, 16, 80, y.view(), nullptr), Error);
+    EXPECT_THROW(yolo_decode_head(&f32, 1, p, p, p, 16, 80, y.view(), nullptr), Error);
+    EXPECT_THROW(yolo_decode_head(&hl, 0, p, p, p, 16, 80, y.view(), nullptr), Error);
+}
+
 // An image's result does not depend on the batch it runs in (engines replay one plan at any batch):
 // image 0 of a batch of 3 equals image 0 alone, bit for bit.
 TEST_F(CudaYoloDecode, ImageResultIndependentOfBatch) {

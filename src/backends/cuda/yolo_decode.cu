@@ -18,6 +18,7 @@
 
 #include "backends/cuda/device_convert.cuh"
 #include "backends/cuda/launch.cuh"
+#include "backends/cuda/mma_sync.cuh"
 #include "backends/cuda/yolo_decode.h"
 
 namespace kestrel::cuda {
@@ -103,49 +104,13 @@ __device__ __forceinline__ float dfl_distance(const T* row, int reg_max, const f
     return e / s;
 }
 
-// kAsync: every anchor's channels are whole, aligned 16-byte vectors (cp.async); else element copies.
-// kR: reg_max as a constant (16: YOLOv8's), or 0 for any.
-template <typename T, bool kAsync, int kR>
-__global__ void __launch_bounds__(kThreads) yolo_decode_kernel(const DecodeArgs p) {
-    wait_for_previous_kernel();
-    extern __shared__ __align__(16) unsigned char smem[];
-    __shared__ float dist[4][kTile];
-    __shared__ float w[kMaxRegMax];
-    T* rows = reinterpret_cast<T*>(smem);
+// Phases 2 and 3 of a tile whose `count` anchors' channels are in shared rows (T: the rows' type),
+// anchors p0.. of level lv of image n; w: the DFL weights in shared memory.
+template <typename T, int kR>
+__device__ __forceinline__ void decode_tile(const DecodeArgs& p, const LevelArgs& lv, const T* rows, const float* w,
+                                            float (&dist)[4][kTile], int64_t n, int64_t p0, int count) {
     constexpr int G = 16 / static_cast<int>(sizeof(T));  // class channels per task: one 16-byte vector
-
-    // This tile's level: the last one starting at or before it (constant indices keep the level
-    // table in the parameter bank; a dynamic index would copy it to local memory).
-    const int tile = static_cast<int>(blockIdx.x), tid = static_cast<int>(threadIdx.x);
-    const int64_t n = blockIdx.y;
-    LevelArgs lv = p.level[0];
-#pragma unroll
-    for (int l = 1; l < kMaxLevels; ++l)
-        if (l < p.num_levels && tile >= p.level[l].first_tile) lv = p.level[l];
-    const int64_t p0 = int64_t{tile - lv.first_tile} * kTile;
-    const int count = lv.hw - p0 < kTile ? static_cast<int>(lv.hw - p0) : kTile;
-    const T* src = static_cast<const T*>(lv.data) + (n * lv.hw + p0) * lv.pixel_stride;
-    if (tid < p.reg_max) w[tid] = p.dfl[tid];
-
-    // 1. Channels of `count` anchors into shared rows, anchor-major. Consecutive threads copy
-    //    consecutive 16-byte pieces of one anchor, then the next: the tile is read front to back.
-    if constexpr (kAsync) {
-        const int vpa = p.c / G;  // vectors per anchor
-        const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(rows));
-        for (int i = tid; i < count * vpa; i += kThreads) {
-            const int t = i / vpa, u = i - t * vpa;
-            cp_async16(base + static_cast<uint32_t>((t * p.row + u * G) * static_cast<int>(sizeof(T))),
-                       src + t * lv.pixel_stride + u * G);
-        }
-        cp_async_wait_all();
-    } else {
-        for (int i = tid; i < count * p.c; i += kThreads) {
-            const int t = i / p.c, ch = i - t * p.c;
-            rows[t * p.row + ch] = src[t * lv.pixel_stride + ch];
-        }
-    }
-    __syncthreads();
-
+    const int tid = static_cast<int>(threadIdx.x);
     // 2a. DFL: thread (side j, anchor t).
     {
         const int j = tid / kTile, t = tid % kTile;
@@ -191,6 +156,185 @@ __global__ void __launch_bounds__(kThreads) yolo_decode_kernel(const DecodeArgs 
     }
 }
 
+// This tile's level: the last one starting at or before it (constant indices keep the level
+// table in the parameter bank; a dynamic index would copy it to local memory). Returns its index.
+__device__ __forceinline__ int tile_level(const DecodeArgs& p, int tile, LevelArgs& lv) {
+    lv = p.level[0];
+    int level = 0;
+#pragma unroll
+    for (int l = 1; l < kMaxLevels; ++l)
+        if (l < p.num_levels && tile >= p.level[l].first_tile) lv = p.level[l], level = l;
+    return level;
+}
+
+// kAsync: every anchor's channels are whole, aligned 16-byte vectors (cp.async); else element copies.
+// kR: reg_max as a constant (16: YOLOv8's), or 0 for any.
+template <typename T, bool kAsync, int kR>
+__global__ void __launch_bounds__(kThreads) yolo_decode_kernel(const DecodeArgs p) {
+    wait_for_previous_kernel();
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ float dist[4][kTile];
+    __shared__ float w[kMaxRegMax];
+    T* rows = reinterpret_cast<T*>(smem);
+    constexpr int G = 16 / static_cast<int>(sizeof(T));  // channels of one 16-byte vector
+
+    const int tile = static_cast<int>(blockIdx.x), tid = static_cast<int>(threadIdx.x);
+    const int64_t n = blockIdx.y;
+    LevelArgs lv;
+    tile_level(p, tile, lv);
+    const int64_t p0 = int64_t{tile - lv.first_tile} * kTile;
+    const int count = lv.hw - p0 < kTile ? static_cast<int>(lv.hw - p0) : kTile;
+    const T* src = static_cast<const T*>(lv.data) + (n * lv.hw + p0) * lv.pixel_stride;
+    if (tid < p.reg_max) w[tid] = p.dfl[tid];
+
+    // 1. Channels of `count` anchors into shared rows, anchor-major. Consecutive threads copy
+    //    consecutive 16-byte pieces of one anchor, then the next: the tile is read front to back.
+    if constexpr (kAsync) {
+        const int vpa = p.c / G;  // vectors per anchor
+        const uint32_t base = static_cast<uint32_t>(__cvta_generic_to_shared(rows));
+        for (int i = tid; i < count * vpa; i += kThreads) {
+            const int t = i / vpa, u = i - t * vpa;
+            cp_async16(base + static_cast<uint32_t>((t * p.row + u * G) * static_cast<int>(sizeof(T))),
+                       src + t * lv.pixel_stride + u * G);
+        }
+        cp_async_wait_all();
+    } else {
+        for (int i = tid; i < count * p.c; i += kThreads) {
+            const int t = i / p.c, ch = i - t * p.c;
+            rows[t * p.row + ch] = src[t * lv.pixel_stride + ch];
+        }
+    }
+    __syncthreads();
+    decode_tile<T, kR>(p, lv, rows, w, dist, n, p0, count);
+}
+
+// ---- With the head's last 1x1 convs (yolo_decode_head) ------------------------------------------
+// A block's tile of 64 anchors is decoded for `images_per_block` images in turn. Per image:
+//   1. the box and class features of the tile's anchors into shared memory (cp.async, rows padded
+//      by 8 halves: the fragment loads below hit 32 different banks);
+//   2. logits = features x W^T + bias on the tensor cores (mma.sync m16n8k16, float32 sums): the
+//      64 x (4R + nc) outputs are (m16, n8) blocks dealt round-robin to the 8 warps, whose
+//      fragments are read with 32-bit shared loads; the float32 logits go into shared rows
+//      laid out as the plain kernel's (odd 16-byte units);
+//   3. the plain kernel's phases on those rows.
+// The block's level weights are converted to f16 into shared memory once (zero-padded to whole
+// fragments), so they are read from L2 once per block, not per image.
+struct HeadLevelArgs {
+    const __half* box = nullptr;  // [n, H, W] pixels of box_ps halves, cb channels used
+    const __half* cls = nullptr;
+    int64_t box_ps = 0, cls_ps = 0;
+    const float *wb = nullptr, *bb = nullptr, *wc = nullptr, *bc = nullptr;  // [4R][cb], [4R], [nc][cc], [nc]
+};
+
+struct HeadArgs {
+    DecodeArgs d;  // level[l].hw / first_anchor / first_tile, the decode's shapes; rows of floats
+    HeadLevelArgs head[kMaxLevels];
+    int cb = 0, cc = 0;  // feature channels (multiples of 8)
+    int kb = 0, kc = 0;  // ... rounded up to 16 (the MMA's k)
+    int nb = 0, nt = 0;  // n8 blocks of the box logits, of all logits
+    int images = 0, images_per_block = 1;
+};
+
+constexpr int kHeadPad = 8;  // halves after each shared feature or weight row
+
+__device__ __forceinline__ uint32_t lds32(const __half* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+template <int kR>
+__global__ void __launch_bounds__(kThreads) yolo_decode_head_kernel(const HeadArgs h) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ float dist[4][kTile];
+    __shared__ float w[kMaxRegMax];
+    const DecodeArgs& p = h.d;
+    const int tile = static_cast<int>(blockIdx.x), tid = static_cast<int>(threadIdx.x);
+    const int warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+    LevelArgs lv;
+    const int level = tile_level(p, tile, lv);
+    HeadLevelArgs hl = h.head[0];
+#pragma unroll
+    for (int l = 1; l < kMaxLevels; ++l)
+        if (l == level) hl = h.head[l];
+    const int64_t p0 = int64_t{tile - lv.first_tile} * kTile;
+    const int count = lv.hw - p0 < kTile ? static_cast<int>(lv.hw - p0) : kTile;
+    const int ldb = h.kb + kHeadPad, ldc = h.kc + kHeadPad;  // halves a shared row
+    const int n_box = 4 * p.reg_max, n_all = n_box + p.nc;
+    // Shared: the logits rows (floats), box and class feature tiles, box and class weights, biases.
+    float* rows = reinterpret_cast<float*>(smem);
+    __half* xb = reinterpret_cast<__half*>(rows + kTile * p.row);
+    __half* xc = xb + kTile * ldb;
+    __half* wbs = xc + kTile * ldc;
+    __half* wcs = wbs + h.nb * 8 * ldb;
+    float* bias = reinterpret_cast<float*>(wcs + (h.nt - h.nb) * 8 * ldc);
+
+    // Weights and biases: parameters of the engine, written before any kernel of the graph runs, so
+    // they are read before waiting for the previous kernel.
+    for (int i = tid; i < h.nb * 8 * h.kb; i += kThreads) {
+        const int r = i / h.kb, k = i - r * h.kb;
+        wbs[r * ldb + k] = __float2half_rn(r < n_box && k < h.cb ? hl.wb[r * h.cb + k] : 0.f);
+    }
+    for (int i = tid; i < (h.nt - h.nb) * 8 * h.kc; i += kThreads) {
+        const int r = i / h.kc, k = i - r * h.kc;
+        wcs[r * ldc + k] = __float2half_rn(r < p.nc && k < h.cc ? hl.wc[r * h.cc + k] : 0.f);
+    }
+    for (int i = tid; i < h.nt * 8; i += kThreads)
+        bias[i] = i < n_box ? hl.bb[i] : (i >= h.nb * 8 && i - h.nb * 8 < p.nc ? hl.bc[i - h.nb * 8] : 0.f);
+    if (tid < p.reg_max) w[tid] = p.dfl[tid];
+    wait_for_previous_kernel();
+
+    const int n_first = static_cast<int>(blockIdx.y) * h.images_per_block;
+    const int n_end = min(h.images, n_first + h.images_per_block);
+    for (int n = n_first; n < n_end; ++n) {
+        // 1. Features: 16-byte pieces, anchors past `count` and channels past cb / cc zero-filled.
+        const __half* srcb = hl.box + (int64_t{n} * lv.hw + p0) * hl.box_ps;
+        const __half* srcc = hl.cls + (int64_t{n} * lv.hw + p0) * hl.cls_ps;
+        const uint32_t sb = static_cast<uint32_t>(__cvta_generic_to_shared(xb));
+        const uint32_t sc = static_cast<uint32_t>(__cvta_generic_to_shared(xc));
+        const int vb = h.kb / 8, vc = h.kc / 8;  // 16-byte pieces a row
+        for (int i = tid; i < kTile * (vb + vc); i += kThreads) {
+            const bool box = i < kTile * vb;
+            const int j = box ? i : i - kTile * vb, v = box ? vb : vc;
+            const int a = j / v, u = j - a * v;
+            const int ld = box ? ldb : ldc;
+            if (a < count && u * 8 < (box ? h.cb : h.cc)) {
+                cp_async16((box ? sb : sc) + static_cast<uint32_t>((a * ld + u * 8) * 2),
+                           (box ? srcb + a * hl.box_ps : srcc + a * hl.cls_ps) + u * 8);
+            } else {
+                *reinterpret_cast<uint4*>((box ? xb : xc) + a * ld + u * 8) = make_uint4(0, 0, 0, 0);
+            }
+        }
+        cp_async_wait_all();
+        __syncthreads();
+
+        // 2. Logits: block (mt, nt) = anchors 16 mt.., logits 8 nt.. (box blocks first).
+        for (int q = warp; q < 4 * h.nt; q += kThreads / 32) {
+            const int mt = q % 4, nt = q / 4;
+            const bool box = nt < h.nb;
+            const __half* a_rows = (box ? xb : xc) + (16 * mt + g) * (box ? ldb : ldc) + 2 * t4;
+            const __half* b_row =
+                (box ? wbs + nt * 8 * ldb : wcs + (nt - h.nb) * 8 * ldc) + g * (box ? ldb : ldc) + 2 * t4;
+            const int ld = box ? ldb : ldc, ksteps = (box ? h.kb : h.kc) / 16;
+            float d[4] = {0.f, 0.f, 0.f, 0.f};
+            for (int ks = 0; ks < ksteps; ++ks) {
+                const uint32_t a[4] = {lds32(a_rows + 16 * ks), lds32(a_rows + 8 * ld + 16 * ks),
+                                       lds32(a_rows + 16 * ks + 8), lds32(a_rows + 8 * ld + 16 * ks + 8)};
+                mma_16816(d, a, lds32(b_row + 16 * ks), lds32(b_row + 16 * ks + 8));
+            }
+            // Columns 2 t4, 2 t4 + 1 of rows g and g + 8; a logit's channel in the rows: box
+            // blocks at 8 nt, class blocks at 4R + 8 (nt - nb).
+            const int col = 8 * nt + 2 * t4;
+            const int ch = box ? col : n_box + col - 8 * h.nb;
+            const int limit = box ? n_box : n_all;
+#pragma unroll
+            for (int k = 0; k < 4; ++k) {
+                const int r = 16 * mt + g + (k >= 2 ? 8 : 0), c = ch + (k & 1);
+                if (c < limit) rows[r * p.row + c] = d[k] + bias[col + (k & 1)];
+            }
+        }
+        __syncthreads();
+        decode_tile<float, kR>(p, lv, rows, w, dist, n, p0, count);
+        __syncthreads();  // the rows and dist are rewritten for the next image
+    }
+}
+
 template <typename T>
 void launch(const DecodeArgs& p, bool async, int tiles, int images, int smem, cudaStream_t stream) {
     auto go = [&](auto kernel) {
@@ -220,6 +364,63 @@ void launch(const DecodeArgs& p, bool async, int tiles, int images, int smem, cu
     }
 }
 
+void launch_head(const HeadArgs& h, int tiles, int blocks_y, int smem, cudaStream_t stream) {
+    auto go = [&](auto kernel) {
+        if (smem > 48 * 1024) {
+            int dev = 0, optin = 0;
+            KS_CUDA(cudaGetDevice(&dev));
+            KS_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+            KS_CHECK(smem + 2048 <= optin, "yolo_decode_head: ", h.d.c, " logits and ", h.cb, " + ", h.cc,
+                     " feature channels need ", smem, " bytes of shared memory; the device has ", optin);
+            KS_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        }
+        launch_kernel(kernel, dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(blocks_y)), kThreads, smem,
+                      stream, h);
+    };
+    if (h.d.reg_max == 16) {
+        go(yolo_decode_head_kernel<16>);
+    } else {
+        go(yolo_decode_head_kernel<0>);
+    }
+}
+
+// The decode's level table, y and constants (shared by both entry points); returns the tiles.
+int64_t decode_args(DecodeArgs& p, const int64_t* hw, int num_levels, const float* anchors, const float* strides,
+                    const float* dfl_weights, int reg_max, int nc, int images, const StridedTensor& y,
+                    const char* what) {
+    p.num_levels = num_levels;
+    p.reg_max = reg_max;
+    p.nc = nc;
+    p.c = 4 * reg_max + nc;
+    int64_t tiles = 0, total = 0;
+    for (int l = 0; l < num_levels; ++l) {
+        p.level[l].hw = hw[l];
+        p.level[l].first_anchor = total;
+        p.level[l].first_tile = static_cast<int>(tiles);
+        tiles += ceil_div(hw[l], kTile);
+        total += hw[l];
+    }
+    KS_CHECK(y.rank == 3 && y.shape[0] == images && y.shape[1] == 4 + nc && y.shape[2] == total, what, ": y must be [",
+             images, ", ", 4 + nc, ", ", total, "] (rank ", y.rank, ")");
+    KS_CHECK(tiles <= 0x7fffffff, what, ": ", total, " anchors is too many");
+    p.anchors_total = total;
+    p.anchors = anchors;
+    p.strides = strides;
+    p.dfl = dfl_weights;
+    p.y = y.data;
+    p.ys_n = y.stride[0];
+    p.ys_c = y.stride[1];
+    p.ys_a = y.stride[2];
+    return tiles;
+}
+
+// Shared rows of an odd number of 16-byte units holding c elements of es bytes: see the file comment.
+int odd_row(int c, int es) {
+    int64_t units = ceil_div(int64_t{c} * es, 16);
+    if (units % 2 == 0) ++units;
+    return static_cast<int>(units * 16 / es);
+}
+
 }  // namespace
 
 void yolo_decode(const NhwcTensor* levels, int num_levels, const float* anchors, const float* strides,
@@ -231,54 +432,97 @@ void yolo_decode(const NhwcTensor* levels, int num_levels, const float* anchors,
     const ElemType type = levels[0].type;
     KS_CHECK(type == ElemType::kF32 || type == ElemType::kF16, "yolo_decode: unknown element type");
     const int images = levels[0].n;
-    DecodeArgs p;
-    p.num_levels = num_levels;
-    p.reg_max = reg_max;
-    p.nc = nc;
-    p.c = 4 * reg_max + nc;
+    const int c = 4 * reg_max + nc;
     const int es = elem_size(type);
     // 16-byte copies need each anchor's channels to be whole 16-byte vectors at 16-byte addresses.
-    bool async = (p.c * es) % 16 == 0;
-    int64_t tiles = 0, total = 0;
+    bool async = (c * es) % 16 == 0;
+    int64_t hw[kMaxLevels] = {};
     for (int l = 0; l < num_levels; ++l) {
         const NhwcTensor& x = levels[l];
-        KS_CHECK(x.type == type && x.n == images && x.c == p.c && x.h >= 0 && x.w >= 0 && x.pixel_stride >= x.c,
+        KS_CHECK(x.type == type && x.n == images && x.c == c && x.h >= 0 && x.w >= 0 && x.pixel_stride >= x.c,
                  "yolo_decode: level ", l, " is [", x.n, ", ", x.h, ", ", x.w, ", ", x.c, "] (pixel stride ",
-                 x.pixel_stride, ", ", elem_size(x.type) == 2 ? "f16" : "f32", "); want [", images, ", H, W, ", p.c,
+                 x.pixel_stride, ", ", elem_size(x.type) == 2 ? "f16" : "f32", "); want [", images, ", H, W, ", c,
                  "] of the first level's type");
-        const int64_t hw = int64_t{x.h} * x.w;
-        KS_CHECK(hw * images == 0 || x.data != nullptr, "yolo_decode: level ", l, " has no data");
+        hw[l] = int64_t{x.h} * x.w;
+        KS_CHECK(hw[l] * images == 0 || x.data != nullptr, "yolo_decode: level ", l, " has no data");
         async = async && (x.pixel_stride * es) % 16 == 0 && reinterpret_cast<uintptr_t>(x.data) % 16 == 0;
-        p.level[l] = {x.data, x.pixel_stride, hw, total, static_cast<int>(tiles)};
-        tiles += ceil_div(hw, kTile);
-        total += hw;
     }
-    KS_CHECK(y.rank == 3 && y.shape[0] == images && y.shape[1] == 4 + nc && y.shape[2] == total,
-             "yolo_decode: y must be [", images, ", ", 4 + nc, ", ", total, "] (rank ", y.rank, ")");
-    if (images == 0 || total == 0) return;
+    DecodeArgs p;
+    const int64_t tiles =
+        decode_args(p, hw, num_levels, anchors, strides, dfl_weights, reg_max, nc, images, y, "yolo_decode");
+    for (int l = 0; l < num_levels; ++l) {
+        p.level[l].data = levels[l].data;
+        p.level[l].pixel_stride = levels[l].pixel_stride;
+    }
+    if (images == 0 || p.anchors_total == 0) return;
     KS_CHECK(anchors != nullptr && strides != nullptr && dfl_weights != nullptr && y.data != nullptr,
              "yolo_decode: missing data");
-    KS_CHECK(images <= 65535 && tiles <= 0x7fffffff, "yolo_decode: batch ", images, " or ", total,
-             " anchors is too large");
-    p.anchors_total = total;
-    p.anchors = anchors;
-    p.strides = strides;
-    p.dfl = dfl_weights;
-    p.y = y.data;
-    p.ys_n = y.stride[0];
-    p.ys_c = y.stride[1];
-    p.ys_a = y.stride[2];
-    // Rows of an odd number of 16-byte units: see the file comment.
-    int64_t units = ceil_div(int64_t{p.c} * es, 16);
-    if (units % 2 == 0) ++units;
-    p.row = static_cast<int>(units * 16 / es);
-    const int64_t smem = kTile * units * 16;
+    KS_CHECK(images <= 65535, "yolo_decode: batch ", images, " is too large");
+    p.row = odd_row(c, es);
+    const int64_t smem = int64_t{kTile} * p.row * es;
     KS_CHECK(smem <= 200 * 1024, "yolo_decode: ", p.c, " channels per anchor is too many");
     if (type == ElemType::kF16) {
         launch<__half>(p, async, static_cast<int>(tiles), images, static_cast<int>(smem), stream);
     } else {
         launch<float>(p, async, static_cast<int>(tiles), images, static_cast<int>(smem), stream);
     }
+}
+
+void yolo_decode_head(const HeadLevel* levels, int num_levels, const float* anchors, const float* strides,
+                      const float* dfl_weights, int reg_max, int nc, const StridedTensor& y, cudaStream_t stream) {
+    KS_CHECK(levels != nullptr && num_levels >= 1 && num_levels <= kMaxLevels, "yolo_decode_head: ", num_levels,
+             " levels (1..", kMaxLevels, " supported)");
+    KS_CHECK(reg_max >= 1 && reg_max <= kMaxRegMax && nc >= 1, "yolo_decode_head: reg_max=", reg_max, " nc=", nc,
+             " (reg_max 1..", kMaxRegMax, ", nc >= 1)");
+    HeadArgs h;
+    const int images = levels[0].box.n;
+    h.cb = levels[0].box.c;
+    h.cc = levels[0].cls.c;
+    KS_CHECK(h.cb % 8 == 0 && h.cc % 8 == 0 && h.cb > 0 && h.cc > 0, "yolo_decode_head: ", h.cb, " box and ", h.cc,
+             " class feature channels (want multiples of 8)");
+    int64_t hw[kMaxLevels] = {};
+    for (int l = 0; l < num_levels; ++l) {
+        const HeadLevel& v = levels[l];
+        for (const NhwcTensor* x : {&v.box, &v.cls}) {
+            const bool box = x == &v.box;
+            KS_CHECK(x->type == ElemType::kF16 && x->n == images && x->c == (box ? h.cb : h.cc) && x->h == v.box.h &&
+                         x->w == v.box.w && x->pixel_stride >= x->c && x->pixel_stride % 8 == 0 &&
+                         reinterpret_cast<uintptr_t>(x->data) % 16 == 0,
+                     "yolo_decode_head: level ", l, "'s ", box ? "box" : "class", " features are [", x->n, ", ", x->h,
+                     ", ", x->w, ", ", x->c, "] (pixel stride ", x->pixel_stride,
+                     "); want f16 16-byte aligned pixels, the same size for both and the first level's channels");
+        }
+        KS_CHECK(v.w_box && v.b_box && v.w_cls && v.b_cls, "yolo_decode_head: level ", l, " has no head conv weights");
+        hw[l] = int64_t{v.box.h} * v.box.w;
+        h.head[l] = {static_cast<const __half*>(v.box.data),
+                     static_cast<const __half*>(v.cls.data),
+                     v.box.pixel_stride,
+                     v.cls.pixel_stride,
+                     v.w_box,
+                     v.b_box,
+                     v.w_cls,
+                     v.b_cls};
+    }
+    const int64_t tiles =
+        decode_args(h.d, hw, num_levels, anchors, strides, dfl_weights, reg_max, nc, images, y, "yolo_decode_head");
+    if (images == 0 || h.d.anchors_total == 0) return;
+    KS_CHECK(anchors != nullptr && strides != nullptr && dfl_weights != nullptr && y.data != nullptr,
+             "yolo_decode_head: missing data");
+    h.kb = (h.cb + 15) / 16 * 16;
+    h.kc = (h.cc + 15) / 16 * 16;
+    h.nb = (4 * reg_max + 7) / 8;
+    h.nt = h.nb + (nc + 7) / 8;
+    h.d.row = odd_row(h.d.c, 4);
+    // Blocks of 8 images at most (a block converts its level's weights once for all of them).
+    h.images = images;
+    h.images_per_block = static_cast<int>(ceil_div(images, 8));
+    const int64_t blocks_y = ceil_div(images, h.images_per_block);
+    const int64_t smem = int64_t{kTile} * h.d.row * 4 + int64_t{kTile} * (h.kb + h.kc + 2 * kHeadPad) * 2 +
+                         int64_t{h.nb} * 8 * (h.kb + kHeadPad) * 2 + int64_t{h.nt - h.nb} * 8 * (h.kc + kHeadPad) * 2 +
+                         int64_t{h.nt} * 8 * 4;
+    KS_CHECK(smem <= 200 * 1024, "yolo_decode_head: ", h.d.c, " logits from ", h.cb, " + ", h.cc,
+             " feature channels is too many");
+    launch_head(h, static_cast<int>(tiles), static_cast<int>(blocks_y), static_cast<int>(smem), stream);
 }
 
 }  // namespace kestrel::cuda

@@ -17,4 +17,17 @@ namespace kestrel::cuda {
 void yolo_decode(const NhwcTensor* levels, int num_levels, const float* anchors, const float* strides,
                  const float* dfl_weights, int reg_max, int nc, const StridedTensor& y, cudaStream_t stream);
 
+// The decode of YoloDecode with head_convs = 1 (passes/fuse_yolo_head_convs.cc): level l's map is
+//   x[4R + nc] = (w_box box_l + b_box, w_cls cls_l + b_cls)      (1x1 convs, per pixel)
+// computed on the tensor cores (f16 features and weights, float32 sums and logits), then decoded
+// as above, so the logits never go to memory. box and cls: NHWC f16, 16-byte aligned pixels
+// (slices allowed), channels a multiple of 8, the same for every level; weights float32 on the
+// device, [4R][box.c] and [nc][cls.c] row-major, biases [4R] and [nc].
+struct HeadLevel {
+    NhwcTensor box, cls;
+    const float *w_box = nullptr, *b_box = nullptr, *w_cls = nullptr, *b_cls = nullptr;
+};
+void yolo_decode_head(const HeadLevel* levels, int num_levels, const float* anchors, const float* strides,
+                      const float* dfl_weights, int reg_max, int nc, const StridedTensor& y, cudaStream_t stream);
+
 }  // namespace kestrel::cuda
