@@ -211,7 +211,8 @@ __global__ void __launch_bounds__(kThreads) yolo_decode_kernel(const DecodeArgs 
 // ---- With the head's last 1x1 convs (yolo_decode_head) ------------------------------------------
 // A block's tile of 64 anchors is decoded for `images_per_block` images in turn. Per image:
 //   1. the box and class features of the tile's anchors into shared memory (cp.async, rows padded
-//      by 8 halves: the fragment loads below hit 32 different banks);
+//      by 8 halves: the fragment loads below hit 32 different banks), the next image's into a second
+//      buffer while this one is multiplied and decoded;
 //   2. logits = features x W^T + bias on the tensor cores (mma.sync m16n8k16, float32 sums): the
 //      64 x (4R + nc) outputs are (m16, n8) blocks dealt round-robin to the 8 warps, whose
 //      fragments are read with 32-bit shared loads; the float32 logits go into shared rows
@@ -257,11 +258,11 @@ __global__ void __launch_bounds__(kThreads) yolo_decode_head_kernel(const HeadAr
     const int count = lv.hw - p0 < kTile ? static_cast<int>(lv.hw - p0) : kTile;
     const int ldb = h.kb + kHeadPad, ldc = h.kc + kHeadPad;  // halves a shared row
     const int n_box = 4 * p.reg_max, n_all = n_box + p.nc;
-    // Shared: the logits rows (floats), box and class feature tiles, box and class weights, biases.
+    // Shared: the logits rows (floats), two buffers of box and class feature tiles, box and class
+    // weights, biases.
     float* rows = reinterpret_cast<float*>(smem);
-    __half* xb = reinterpret_cast<__half*>(rows + kTile * p.row);
-    __half* xc = xb + kTile * ldb;
-    __half* wbs = xc + kTile * ldc;
+    __half* xb = reinterpret_cast<__half*>(rows + kTile * p.row);  // two buffers of box then class rows
+    __half* wbs = xb + 2 * kTile * (ldb + ldc);
     __half* wcs = wbs + h.nb * 8 * ldb;
     float* bias = reinterpret_cast<float*>(wcs + (h.nt - h.nb) * 8 * ldc);
 
@@ -280,35 +281,44 @@ __global__ void __launch_bounds__(kThreads) yolo_decode_head_kernel(const HeadAr
     if (tid < p.reg_max) w[tid] = p.dfl[tid];
     wait_for_previous_kernel();
 
-    const int n_first = static_cast<int>(blockIdx.y) * h.images_per_block;
-    const int n_end = min(h.images, n_first + h.images_per_block);
-    for (int n = n_first; n < n_end; ++n) {
-        // 1. Features: 16-byte pieces, anchors past `count` and channels past cb / cc zero-filled.
+    // 1. Features of image n into buffer `buf`: 16-byte pieces, anchors past `count` and channels past
+    //    cb / cc zero-filled. The next image's are loaded while this one is multiplied and decoded.
+    const int vb = h.kb / 8, vc = h.kc / 8;  // 16-byte pieces a row
+    const int tile_halves = kTile * (ldb + ldc);
+    auto load_features = [&](int n, int buf) {
+        __half* fb = xb + buf * tile_halves;
+        __half* fc = fb + kTile * ldb;
         const __half* srcb = hl.box + (int64_t{n} * lv.hw + p0) * hl.box_ps;
         const __half* srcc = hl.cls + (int64_t{n} * lv.hw + p0) * hl.cls_ps;
-        const uint32_t sb = static_cast<uint32_t>(__cvta_generic_to_shared(xb));
-        const uint32_t sc = static_cast<uint32_t>(__cvta_generic_to_shared(xc));
-        const int vb = h.kb / 8, vc = h.kc / 8;  // 16-byte pieces a row
         for (int i = tid; i < kTile * (vb + vc); i += kThreads) {
             const bool box = i < kTile * vb;
             const int j = box ? i : i - kTile * vb, v = box ? vb : vc;
             const int a = j / v, u = j - a * v;
-            const int ld = box ? ldb : ldc;
+            __half* dst = (box ? fb + a * ldb : fc + a * ldc) + u * 8;
             if (a < count && u * 8 < (box ? h.cb : h.cc)) {
-                cp_async16((box ? sb : sc) + static_cast<uint32_t>((a * ld + u * 8) * 2),
+                cp_async16(static_cast<uint32_t>(__cvta_generic_to_shared(dst)),
                            (box ? srcb + a * hl.box_ps : srcc + a * hl.cls_ps) + u * 8);
             } else {
-                *reinterpret_cast<uint4*>((box ? xb : xc) + a * ld + u * 8) = make_uint4(0, 0, 0, 0);
+                *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
             }
         }
+    };
+    const int n_first = static_cast<int>(blockIdx.y) * h.images_per_block;
+    const int n_end = min(h.images, n_first + h.images_per_block);
+    if (n_first < n_end) load_features(n_first, 0);
+    for (int n = n_first; n < n_end; ++n) {
+        const int buf = (n - n_first) & 1;
         cp_async_wait_all();
         __syncthreads();
+        if (n + 1 < n_end) load_features(n + 1, buf ^ 1);
+        const __half* xbn = xb + buf * tile_halves;
+        const __half* xcn = xbn + kTile * ldb;
 
         // 2. Logits: block (mt, nt) = anchors 16 mt.., logits 8 nt.. (box blocks first).
         for (int q = warp; q < 4 * h.nt; q += kThreads / 32) {
             const int mt = q % 4, nt = q / 4;
             const bool box = nt < h.nb;
-            const __half* a_rows = (box ? xb : xc) + (16 * mt + g) * (box ? ldb : ldc) + 2 * t4;
+            const __half* a_rows = (box ? xbn : xcn) + (16 * mt + g) * (box ? ldb : ldc) + 2 * t4;
             const __half* b_row =
                 (box ? wbs + nt * 8 * ldb : wcs + (nt - h.nb) * 8 * ldc) + g * (box ? ldb : ldc) + 2 * t4;
             const int ld = box ? ldb : ldc, ksteps = (box ? h.kb : h.kc) / 16;
@@ -517,7 +527,7 @@ void yolo_decode_head(const HeadLevel* levels, int num_levels, const float* anch
     h.images = images;
     h.images_per_block = static_cast<int>(ceil_div(images, 8));
     const int64_t blocks_y = ceil_div(images, h.images_per_block);
-    const int64_t smem = int64_t{kTile} * h.d.row * 4 + int64_t{kTile} * (h.kb + h.kc + 2 * kHeadPad) * 2 +
+    const int64_t smem = int64_t{kTile} * h.d.row * 4 + 2 * int64_t{kTile} * (h.kb + h.kc + 2 * kHeadPad) * 2 +
                          int64_t{h.nb} * 8 * (h.kb + kHeadPad) * 2 + int64_t{h.nt - h.nb} * 8 * (h.kc + kHeadPad) * 2 +
                          int64_t{h.nt} * 8 * 4;
     KS_CHECK(smem <= 200 * 1024, "yolo_decode_head: ", h.d.c, " logits from ", h.cb, " + ", h.cc,
