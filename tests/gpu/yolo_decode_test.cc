@@ -206,6 +206,19 @@ void make_anchors(const Case& c, std::vector<float>* anchors, std::vector<float>
     anchors->insert(anchors->end(), ay.begin(), ay.end());
 }
 
+// The YoloDecode node a case's oracle evaluates.
+ir::Node decode_node(const Case& c, bool head_convs) {
+    ir::Node node;
+    node.op = ir::Op::kYoloDecode;
+    node.name = "decode";
+    node.outputs = {0};
+    node.attrs.set("num_levels", static_cast<int64_t>(c.levels.size()));
+    node.attrs.set("reg_max", c.reg_max);
+    node.attrs.set("nc", c.nc);
+    if (head_convs) node.attrs.set("head_convs", int64_t{1});
+    return node;
+}
+
 class CudaYoloDecode : public ::testing::Test {
    protected:
     void SetUp() override { SKIP_WITHOUT_GPU(); }
@@ -236,13 +249,7 @@ double run_case(test::Rng& rng, const Case& c, ElemType t) {
     const int64_t a = static_cast<int64_t>(strides.size());
     for (int64_t k = 0; k < c.reg_max; ++k) w.push_back(static_cast<float>(k) + rng.uniform(-0.1f, 0.1f));
 
-    ir::Node node;
-    node.op = ir::Op::kYoloDecode;
-    node.name = "decode";
-    node.outputs = {0};
-    node.attrs.set("num_levels", static_cast<int64_t>(c.levels.size()));
-    node.attrs.set("reg_max", c.reg_max);
-    node.attrs.set("nc", c.nc);
+    const ir::Node node = decode_node(c, /*head_convs=*/false);
     Tensor at = Tensor::from_floats({1, 2, a}, anchors), st = Tensor::from_floats({1, a}, strides),
            wt = Tensor::from_floats({1, c.reg_max, 1, 1}, w);
     std::vector<const Tensor*> in;
@@ -424,14 +431,7 @@ TEST_F(CudaYoloDecode, HeadConvsMatchReference) {
         const Case& c = hc.c;
         SCOPED_TRACE(describe(c, ElemType::kF16) + " cb=" + std::to_string(hc.cb) + " cc=" + std::to_string(hc.cc));
         const HeadData d = make_head(rng, hc);
-        ir::Node node;
-        node.op = ir::Op::kYoloDecode;
-        node.name = "decode";
-        node.outputs = {0};
-        node.attrs.set("num_levels", static_cast<int64_t>(c.levels.size()));
-        node.attrs.set("reg_max", c.reg_max);
-        node.attrs.set("nc", c.nc);
-        node.attrs.set("head_convs", int64_t{1});
+        const ir::Node node = decode_node(c, /*head_convs=*/true);
         const int64_t a = static_cast<int64_t>(d.strides.size());
         Tensor at = Tensor::from_floats({1, 2, a}, d.anchors), st = Tensor::from_floats({1, a}, d.strides),
                wt = Tensor::from_floats({1, c.reg_max, 1, 1}, d.dfl);

@@ -367,6 +367,23 @@ TEST(FuseYoloDecodeModels, OneDecodePerDetectHead) {
     if (found == 0) GTEST_SKIP() << "no models under " << model_path("");
 }
 
+// The part of g that `inputs` (and constants) compute, with those values as its inputs.
+ir::Graph computed_from(ir::Graph g, const std::vector<int>& inputs) {
+    std::vector<bool> known(g.values.size(), false);
+    for (int v : inputs) known[idx(v)] = true;
+    for (ir::Node& n : g.nodes) {
+        bool ok = !n.removed;
+        for (int in : n.inputs) ok = ok && (in < 0 || g.is_constant(in) || known[idx(in)]);
+        n.removed = !ok;
+        if (ok)
+            for (int o : n.outputs) known[idx(o)] = true;
+    }
+    g.compact();
+    g.inputs = inputs;
+    ir::verify(g);
+    return g;
+}
+
 // yolov8n's head alone (its three level maps as inputs): the fused node computes what the exported
 // ops compute, with the model's own anchors, strides and DFL weights.
 TEST(FuseYoloDecodeModels, Yolov8nHeadMatchesTheExportedOps) {
@@ -382,22 +399,7 @@ TEST(FuseYoloDecodeModels, Yolov8nHeadMatchesTheExportedOps) {
         if (n.op == Op::kYoloDecode) levels.assign(n.inputs.begin(), n.inputs.begin() + 3);
     ASSERT_EQ(levels.size(), 3u);
     // Keep only what the level maps (and constants) compute: the head.
-    auto head = [&](ir::Graph g) {
-        std::vector<bool> known(g.values.size(), false);
-        for (int v : levels) known[idx(v)] = true;
-        for (ir::Node& n : g.nodes) {
-            bool ok = true;
-            for (int in : n.inputs) ok = ok && (in < 0 || g.is_constant(in) || known[idx(in)]);
-            n.removed = !ok;
-            if (ok)
-                for (int o : n.outputs) known[idx(o)] = true;
-        }
-        g.compact();
-        g.inputs = levels;
-        ir::verify(g);
-        return g;
-    };
-    ir::Graph a = head(off), b = head(on);
+    ir::Graph a = computed_from(off, levels), b = computed_from(on, levels);
     EXPECT_GT(a.live_node_count(), 15u);
     EXPECT_EQ(live_ops(b), std::vector<Op>{Op::kYoloDecode});
     Rng rng;
@@ -473,22 +475,7 @@ TEST(FuseYoloDecodeModels, Yolov8nHeadConvsMoveIntoTheDecode) {
     ir::verify(on);
 
     // The head from the six features on: 6 convs, 3 Concats and the decode against one node.
-    auto head = [&](ir::Graph g) {
-        std::vector<bool> known(g.values.size(), false);
-        for (int v : features) known[idx(v)] = true;
-        for (ir::Node& n : g.nodes) {
-            bool ok = !n.removed;
-            for (int in : n.inputs) ok = ok && (in < 0 || g.is_constant(in) || known[idx(in)]);
-            n.removed = !ok;
-            if (ok)
-                for (int o : n.outputs) known[idx(o)] = true;
-        }
-        g.compact();
-        g.inputs = features;
-        ir::verify(g);
-        return g;
-    };
-    ir::Graph a = head(off), b = head(on);
+    ir::Graph a = computed_from(off, features), b = computed_from(on, features);
     EXPECT_EQ(a.live_node_count(), 10u);
     EXPECT_EQ(live_ops(b), std::vector<Op>{Op::kYoloDecode});
     Rng rng;

@@ -394,6 +394,13 @@ void launch_head(const HeadArgs& h, int tiles, int blocks_y, int smem, cudaStrea
     }
 }
 
+void check_decode(bool has_levels, int num_levels, int reg_max, int nc, const char* what) {
+    KS_CHECK(has_levels && num_levels >= 1 && num_levels <= kMaxLevels, what, ": ", num_levels, " levels (1..",
+             kMaxLevels, " supported)");
+    KS_CHECK(reg_max >= 1 && reg_max <= kMaxRegMax && nc >= 1, what, ": reg_max=", reg_max, " nc=", nc, " (reg_max 1..",
+             kMaxRegMax, ", nc >= 1)");
+}
+
 // The decode's level table, y and constants (shared by both entry points); returns the tiles.
 int64_t decode_args(DecodeArgs& p, const int64_t* hw, int num_levels, const float* anchors, const float* strides,
                     const float* dfl_weights, int reg_max, int nc, int images, const StridedTensor& y,
@@ -435,10 +442,7 @@ int odd_row(int c, int es) {
 
 void yolo_decode(const NhwcTensor* levels, int num_levels, const float* anchors, const float* strides,
                  const float* dfl_weights, int reg_max, int nc, const StridedTensor& y, cudaStream_t stream) {
-    KS_CHECK(levels != nullptr && num_levels >= 1 && num_levels <= kMaxLevels, "yolo_decode: ", num_levels,
-             " levels (1..", kMaxLevels, " supported)");
-    KS_CHECK(reg_max >= 1 && reg_max <= kMaxRegMax && nc >= 1, "yolo_decode: reg_max=", reg_max, " nc=", nc,
-             " (reg_max 1..", kMaxRegMax, ", nc >= 1)");
+    check_decode(levels != nullptr, num_levels, reg_max, nc, "yolo_decode");
     const ElemType type = levels[0].type;
     KS_CHECK(type == ElemType::kF32 || type == ElemType::kF16, "yolo_decode: unknown element type");
     const int images = levels[0].n;
@@ -480,10 +484,7 @@ void yolo_decode(const NhwcTensor* levels, int num_levels, const float* anchors,
 
 void yolo_decode_head(const HeadLevel* levels, int num_levels, const float* anchors, const float* strides,
                       const float* dfl_weights, int reg_max, int nc, const StridedTensor& y, cudaStream_t stream) {
-    KS_CHECK(levels != nullptr && num_levels >= 1 && num_levels <= kMaxLevels, "yolo_decode_head: ", num_levels,
-             " levels (1..", kMaxLevels, " supported)");
-    KS_CHECK(reg_max >= 1 && reg_max <= kMaxRegMax && nc >= 1, "yolo_decode_head: reg_max=", reg_max, " nc=", nc,
-             " (reg_max 1..", kMaxRegMax, ", nc >= 1)");
+    check_decode(levels != nullptr, num_levels, reg_max, nc, "yolo_decode_head");
     HeadArgs h;
     const int images = levels[0].box.n;
     h.cb = levels[0].box.c;
