@@ -342,7 +342,7 @@ TEST_F(FuseYoloDecode, EngineRoundTrip) {
 }
 
 // The real exports: one decode where there is a Detect head (the opset-20 seg export included),
-// none in classify, none with the option off.
+// none in classify, none with the option off; with fuse_yolo_head_convs each takes six convs in.
 TEST(FuseYoloDecodeModels, OneDecodePerDetectHead) {
     struct Model {
         const char* file;
@@ -356,13 +356,23 @@ TEST(FuseYoloDecodeModels, OneDecodePerDetectHead) {
         ++found;
         SCOPED_TRACE(m.file);
         ir::Graph g = onnx::import_model(path, {});
-        ir::Graph on = g, off = g;
+        ir::Graph on = g, off = g, head = g;
         passes::run_pipeline(on, nullptr, {.fuse_yolo_decode = true});
         passes::run_pipeline(off);
+        passes::run_pipeline(head, nullptr, {.fuse_yolo_decode = true, .fuse_yolo_head_convs = true});
         EXPECT_EQ(count_op(on, Op::kYoloDecode), m.decodes);
         EXPECT_EQ(count_op(off, Op::kYoloDecode), 0);
         EXPECT_EQ(on.outputs, off.outputs);
         for (int o : on.outputs) EXPECT_EQ(on.value(o).shape, off.value(o).shape);
+        // Every Detect head (pose and seg, both export forms) takes its last 1x1 convs in too.
+        EXPECT_EQ(count_op(on, Op::kConv) - count_op(head, Op::kConv), 6 * m.decodes);
+        for (const ir::Node& n : head.nodes) {
+            if (!n.removed && n.op == Op::kYoloDecode) {
+                EXPECT_EQ(n.attrs.get_int("head_convs", 0), 1);
+            }
+        }
+        EXPECT_EQ(head.outputs, off.outputs);
+        for (int o : head.outputs) EXPECT_EQ(head.value(o).shape, off.value(o).shape);
     }
     if (found == 0) GTEST_SKIP() << "no models under " << model_path("");
 }
