@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A/B round on the GPU machine: an earlier commit's tree against this checkout, built, exported and
 # benchmarked alternately in one call (timings from different calls or cards do not compare), then
-# this checkout's GPU tests; GPU compute time at batch 1-128, the batch-64 profile and end to end
-# (coco128's JPEG files -> boxes). Logs come back as $OUT/ab_logs.tgz.
+# this checkout's GPU tests and py_gpu_compare; GPU compute time at batch 1-128, the batch-64
+# profile and end to end (coco128's JPEG files -> boxes). Logs come back as $OUT/ab_logs.tgz.
 #   here:            bash scripts/stage_gpu.sh && bash scripts/gpu_ab.sh stage REV   # REV's tree -> .gpu/old
 #   device tool:     bash scripts/gpu_ab.sh        (carry [".deps", ".gpu"]); NCU=REGEX adds Nsight Compute
 #                    on the new tree's matching kernels; the tuner's timing caches come back too
@@ -20,10 +20,13 @@ build() {  # source dir, build dir, targets...
     -DKESTREL_SHARED="$shared" >"$LOG/cmake_$b.log" 2>&1 &&
     ninja -C "$b" "$@" >"$LOG/build_$b.log" 2>&1 || { grep -A12 -m8 error "$LOG/build_$b.log"; return 1; }
 }
-build . build-gpu kestrel_cli kestrel_gpu_tests || exit 1
+build . build-gpu kestrel_cli kestrel_gpu_tests kestrel_run_raw || exit 1
 build .gpu/old build-old kestrel_cli || exit 1
 timeout 300 build-gpu/kestrel_gpu_tests >"$LOG/tests.log" 2>&1; status=$?
 grep -E '^\[  (FAILED|PASSED) |FAILED TEST' "$LOG/tests.log" | tail -12
+# The engines against the CPU engine on real images (tests/models/gpu_compare.py).
+(cd build-gpu && ctest -L gpu -R py_ --output-on-failure) >>"$LOG/tests.log" 2>&1 || status=1
+grep -E '^(FAIL|ok) |tests passed' "$LOG/tests.log" | tail -3
 m=/tmp/kestrel_ab_models
 for v in old new; do
   b=build-gpu; [ $v = old ] && b=build-old
