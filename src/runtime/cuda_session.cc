@@ -1100,12 +1100,10 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     const size_t k = 6 * sz(levels);
                     const float *anchors = weights(k), *strides = weights(k + 1), *dfl = weights(k + 2);
                     StridedTensor y = strided(out);
-                    st.launch = [=](cudaStream_t stream, int run_batch) {
-                        std::vector<cuda::HeadLevel> at(hs);
-                        for (cuda::HeadLevel& h : at)
-                            h.box = with_n(h.box, run_batch), h.cls = with_n(h.cls, run_batch);
-                        cuda::yolo_decode_head(at.data(), levels, anchors, strides, dfl, reg_max, nc,
-                                               with_batch(y, run_batch), stream);
+                    for (cuda::HeadLevel& h : hs) h.box = with_n(h.box, batch), h.cls = with_n(h.cls, batch);
+                    st.launch = [=](cudaStream_t stream) {
+                        cuda::yolo_decode_head(hs.data(), levels, anchors, strides, dfl, reg_max, nc,
+                                               with_batch(y, batch), stream);
                     };
                     break;
                 }
