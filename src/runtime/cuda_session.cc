@@ -262,7 +262,35 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                 }
                 resize_maps_[i] = maps;
             }
-            for (int in : n.inputs) {
+            size_t packed_begin = 0, packed_end = 0;  // inputs packed here, not uploaded as they are
+            if (n.op == Op::kYoloDecode && n.attrs.get_int("head_convs", 0) != 0) {
+                // The head's 1x1 convs (passes/fuse_yolo_head_convs.cc), packed for the decode kernel:
+                // inputs box_l, cls_l for every level, then w_box_l, b_box_l, w_cls_l, b_cls_l.
+                const size_t levels = sz(n.attrs.get_int("num_levels", 0));
+                const int reg_max = static_cast<int>(n.attrs.get_int("reg_max", 0));
+                const int nc = static_cast<int>(n.attrs.get_int("nc", 0));
+                KS_CHECK(levels >= 1 && n.inputs.size() == 6 * levels + 3, "'", n.name, "': bad YoloDecode inputs");
+                auto weights = [&](size_t k, int64_t rows, int64_t cols) {
+                    const ir::Value& v = g.value(n.inputs[k]);
+                    KS_CHECK(v.constant && v.dtype == DType::kFloat32 && v.constant->size() == rows * cols, "'", n.name,
+                             "': head conv input ", k, " must be a constant float32 ", rows, " x ", cols);
+                    return v.constant->data<float>();
+                };
+                for (size_t l = 0; l < levels; ++l) {
+                    const size_t w0 = 2 * levels + 4 * l;
+                    const int cb = static_cast<int>(g.value(n.inputs[2 * l]).shape[1]);
+                    const int cc = static_cast<int>(g.value(n.inputs[2 * l + 1]).shape[1]);
+                    auto packed = cuda::pack_yolo_decode_head(weights(w0, 4 * reg_max, cb),
+                                                              weights(w0 + 1, 4 * reg_max, 1), weights(w0 + 2, nc, cc),
+                                                              weights(w0 + 3, nc, 1), cb, cc, reg_max, nc);
+                    decode_heads_[i].push_back(upload(packed.data(), packed.size()));
+                }
+                packed_begin = 2 * levels;
+                packed_end = 6 * levels;
+            }
+            for (size_t k = 0; k < n.inputs.size(); ++k) {
+                const int in = n.inputs[k];
+                if (k >= packed_begin && k < packed_end) continue;
                 if (!g.is_constant(in) || constants_.count(in)) continue;
                 const ir::Value& v = g.value(in);
                 if (v.dtype != DType::kFloat32) continue;  // shape-like inputs are attributes by now
@@ -1087,18 +1115,16 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     // for every level, then w_box_l, b_box_l, w_cls_l, b_cls_l, then the decode's constants.
                     KS_CHECK(levels >= 1 && n.inputs.size() == 6 * sz(levels) + 3, "'", n.name,
                              "': bad YoloDecode inputs");
-                    auto weights = [&](size_t k) { return static_cast<const float*>(m.constant(n.inputs[k])); };
                     std::vector<cuda::HeadLevel> hs;
                     for (size_t l = 0; l < sz(levels); ++l) {
-                        const size_t w0 = 2 * sz(levels) + 4 * l;
-                        hs.push_back({nhwc(n.inputs[2 * l]), nhwc(n.inputs[2 * l + 1]), weights(w0), weights(w0 + 1),
-                                      weights(w0 + 2), weights(w0 + 3)});
+                        hs.push_back({nhwc(n.inputs[2 * l]), nhwc(n.inputs[2 * l + 1]), m.decode_head(i, l)});
                         const int64_t hw = g.value(n.inputs[2 * l]).shape[2] * g.value(n.inputs[2 * l]).shape[3];
                         flops_[i] +=
                             2.0 * double(hw) * (4.0 * reg_max * hs.back().box.c + double(nc) * hs.back().cls.c);
                     }
+                    auto constant = [&](size_t k) { return static_cast<const float*>(m.constant(n.inputs[k])); };
                     const size_t k = 6 * sz(levels);
-                    const float *anchors = weights(k), *strides = weights(k + 1), *dfl = weights(k + 2);
+                    const float *anchors = constant(k), *strides = constant(k + 1), *dfl = constant(k + 2);
                     StridedTensor y = strided(out);
                     for (cuda::HeadLevel& h : hs) h.box = with_n(h.box, batch), h.cls = with_n(h.cls, batch);
                     st.launch = [=](cudaStream_t stream) {

@@ -65,6 +65,8 @@ class CudaModel {
     const cuda::ConvInt8* conv_int8(size_t node) const;
     // The GEMM type a conv runs in (kI8 for INT8 convs), as its tactics are keyed.
     cuda::ElemType conv_gemm_type(size_t node) const { return convs_.at(node).gemm; }
+    // A YoloDecode node with head_convs = 1: level l's 1x1 convs packed by cuda::pack_yolo_decode_head.
+    const void* decode_head(size_t node, size_t level) const { return decode_heads_.at(node).at(level); }
     const int32_t* resize_map(size_t node, int axis) const { return resize_maps_.at(node)[static_cast<size_t>(axis)]; }
     // The tactics of each conv node (node index -> one per cuda_tuning_batches(max batch)), and every
     // node's kernel name.
@@ -95,6 +97,7 @@ class CudaModel {
     };
     std::map<size_t, ConvData> convs_;
     std::map<size_t, std::array<const int32_t*, 2>> resize_maps_;
+    std::map<size_t, std::vector<const void*>> decode_heads_;
     std::map<size_t, std::vector<int>> tactics_;
     std::vector<std::string> kernel_names_;
     TuneStats tune_stats_;

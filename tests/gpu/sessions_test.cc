@@ -45,7 +45,7 @@ std::string model(const std::string& name) {
 // The CUDA plan of an ONNX model, as `kestrel export device=0` makes it.
 std::shared_ptr<const plan::ExecutionPlan> cuda_plan(const std::string& onnx, int max_batch, bool half) {
     ir::Graph g = onnx::import_model(onnx, {});
-    passes::run_pipeline(g, nullptr, {.fuse_yolo_decode = true});
+    passes::run_pipeline(g, nullptr, {.fuse_yolo_decode = true, .fuse_yolo_head_convs = half});
     return std::make_shared<const plan::ExecutionPlan>(
         plan::build(g, {.target = plan::Target::kCuda, .batch = max_batch, .half = half}));
 }

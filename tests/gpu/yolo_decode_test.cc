@@ -334,9 +334,9 @@ TEST_F(CudaYoloDecode, MatchesReference) {
 // yolo_decode_head (the head's last 1x1 convs inside the decode) against reference::evaluate of a
 // YoloDecode node with head_convs = 1: f16 features (YOLOv8's 64 box and 80 class channels, and
 // others), weights and features rounded to f16 for the oracle as the kernel rounds them, features
-// as 16-byte-aligned slices of wider buffers, batches of 1, 3 and 9 (a block decodes 2 images of
-// the 9). Tolerance 1e-3 relative L2, as for f16 level maps. Also: an image alone equals itself in
-// a batch, bit for bit, and shapes the kernel cannot take throw.
+// as 16-byte-aligned slices of wider buffers, batches of 1, 3 and 9. Tolerance 1e-3 relative L2, as
+// for f16 level maps (the kernel rounds the logits to f16, as the unfused convs do). Also: an image alone equals itself
+// in a batch, bit for bit, and shapes the kernel cannot take throw.
 struct HeadCase {
     Case c;
     int64_t cb = 64, cc = 80;
@@ -381,9 +381,6 @@ Tensor run_head(const HeadCase& hc, const HeadData& d, int64_t images) {
         consts.back()->upload(v.data());
         return static_cast<const float*>(consts.back()->get());
     };
-    auto upload_t = [&](const Tensor& t) {
-        return upload(std::vector<float>(t.data<float>(), t.data<float>() + t.size()));
-    };
     auto first_images = [&](const Tensor& t) {
         Shape s = t.shape;
         s[0] = images;
@@ -397,10 +394,12 @@ Tensor run_head(const HeadCase& hc, const HeadData& d, int64_t images) {
         hl[l].box = bufs.back()->view();
         bufs.push_back(std::make_unique<LevelBuf>(ElemType::kF16, first_images(d.cls[l]), c.extra, c.offset));
         hl[l].cls = bufs.back()->view();
-        hl[l].w_box = upload_t(d.wb[l]);
-        hl[l].b_box = upload_t(d.bb[l]);
-        hl[l].w_cls = upload_t(d.wc[l]);
-        hl[l].b_cls = upload_t(d.bc[l]);
+        const std::vector<uint8_t> packed = pack_yolo_decode_head(
+            d.wb[l].data<float>(), d.bb[l].data<float>(), d.wc[l].data<float>(), d.bc[l].data<float>(),
+            static_cast<int>(hc.cb), static_cast<int>(hc.cc), static_cast<int>(c.reg_max), static_cast<int>(c.nc));
+        consts.push_back(std::make_unique<DeviceBuffer>(packed.size()));
+        consts.back()->upload(packed.data());
+        hl[l].weights = consts.back()->get();
     }
     const int64_t a = static_cast<int64_t>(d.strides.size());
     OutBuf y(images, 4 + c.nc, a, c.extra_rows, c.extra_a, c.transposed_y);
@@ -422,7 +421,7 @@ TEST_F(CudaYoloDecode, HeadConvsMatchReference) {
     std::vector<HeadCase> cases = {
         {{.levels = yolo, .n = 1}},
         {{.levels = yolo, .n = 3, .extra = 16, .offset = 8}},              // features as slices
-        {{.levels = odd, .n = 9, .extra_rows = 3, .extra_a = 5}},          // two images a block; y a window
+        {{.levels = odd, .n = 9, .extra_rows = 3, .extra_a = 5}},          // y a window
         {{.levels = odd, .n = 2, .nc = 1, .transposed_y = true}, 32, 24},  // k padding (24 -> 32), nc 1
         {{.levels = odd, .n = 2, .nc = 20, .reg_max = 7}, 8, 40},          // reg_max 7: 28 box logits
     };
@@ -459,10 +458,9 @@ TEST_F(CudaYoloDecode, HeadConvsMatchReference) {
     const HeadData d = make_head(rng, bad);
     LevelBuf box(ElemType::kF16, d.box[0], 0, 0), cls(ElemType::kF16, d.cls[0], 0, 0),
         box32(ElemType::kF32, d.box[0], 0, 0);
-    HeadLevel hl{box.view(), cls.view(), nullptr, nullptr, nullptr, nullptr};
     DeviceBuffer dummy(1 << 16);
     const float* p = static_cast<const float*>(dummy.get());
-    hl.w_box = hl.b_box = hl.w_cls = hl.b_cls = p;
+    HeadLevel hl{box.view(), cls.view(), p};
     OutBuf y(1, 84, 4, 0, 0, false);
     HeadLevel odd_c = hl;
     odd_c.box.c = 60;
@@ -471,6 +469,9 @@ TEST_F(CudaYoloDecode, HeadConvsMatchReference) {
     EXPECT_THROW(yolo_decode_head(&odd_c, 1, p, p, p, 16, 80, y.view(), nullptr), Error);
     EXPECT_THROW(yolo_decode_head(&f32, 1, p, p, p, 16, 80, y.view(), nullptr), Error);
     EXPECT_THROW(yolo_decode_head(&hl, 0, p, p, p, 16, 80, y.view(), nullptr), Error);
+    HeadLevel unpacked = hl;
+    unpacked.weights = nullptr;
+    EXPECT_THROW(yolo_decode_head(&unpacked, 1, p, p, p, 16, 80, y.view(), nullptr), Error);
 }
 
 // An image's result does not depend on the batch it runs in (engines replay one plan at any batch):

@@ -20,6 +20,7 @@
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/mma_sync.cuh"
 #include "backends/cuda/yolo_decode.h"
+#include "core/half.h"
 
 namespace kestrel::cuda {
 namespace {
@@ -209,45 +210,59 @@ __global__ void __launch_bounds__(kThreads) yolo_decode_kernel(const DecodeArgs 
 }
 
 // ---- With the head's last 1x1 convs (yolo_decode_head) ------------------------------------------
-// A block's tile of 64 anchors is decoded for `images_per_block` images in turn. Per image:
-//   1. the box and class features of the tile's anchors into shared memory (cp.async, rows padded
-//      by 8 halves: the fragment loads below hit 32 different banks), the next image's into a second
-//      buffer while this one is multiplied and decoded;
+// A block decodes a tile of 64 anchors of one image, as the plain kernel, with a product first:
+//   1. the box and class features of the tile's anchors into shared memory (cp.async; rows padded
+//      by 8 halves, so the fragment loads below hit 32 different banks);
 //   2. logits = features x W^T + bias on the tensor cores (mma.sync m16n8k16, float32 sums): the
-//      64 x (4R + nc) outputs are (m16, n8) blocks dealt round-robin to the 8 warps, whose
-//      fragments are read with 32-bit shared loads; the float32 logits go into shared rows
-//      laid out as the plain kernel's (odd 16-byte units);
+//      64 x (4R + nc) outputs are (m16, n8) blocks dealt round-robin to the 8 warps; A fragments come
+//      from shared memory, B fragments straight from global memory (the weights are packed on the
+//      host in fragment order, pack_yolo_decode_head: one coalesced 8-byte load a lane per k16 step;
+//      a level's few KB stay in L1 for every block of that level). The logits are rounded to f16
+//      into shared rows laid out as the plain kernel's f16 rows, as the unfused engine rounds the
+//      1x1 convs' outputs;
 //   3. the plain kernel's phases on those rows.
-// The block's level weights are converted to f16 into shared memory once (zero-padded to whole
-// fragments), so they are read from L2 once per block, not per image.
+// No weights in shared memory: ~40 KB a block, 5 blocks (40 warps) an SM to hide the latencies of
+// the three dependent phases, which is what a memory-bound kernel needs.
 struct HeadLevelArgs {
     const __half* box = nullptr;  // [n, H, W] pixels of box_ps halves, cb channels used
     const __half* cls = nullptr;
     int64_t box_ps = 0, cls_ps = 0;
-    const float *wb = nullptr, *bb = nullptr, *wc = nullptr, *bc = nullptr;  // [4R][cb], [4R], [nc][cc], [nc]
+    const uint2* frags = nullptr;  // pack_yolo_decode_head's B fragments, then the biases
+    const float* bias = nullptr;
 };
 
 struct HeadArgs {
-    DecodeArgs d;  // level[l].hw / first_anchor / first_tile, the decode's shapes; rows of floats
+    DecodeArgs d;  // level[l].hw / first_anchor / first_tile, the decode's shapes; rows of halves
     HeadLevelArgs head[kMaxLevels];
     int cb = 0, cc = 0;  // feature channels (multiples of 8)
     int kb = 0, kc = 0;  // ... rounded up to 16 (the MMA's k)
     int nb = 0, nt = 0;  // n8 blocks of the box logits, of all logits
-    int images = 0, images_per_block = 1;
 };
 
-constexpr int kHeadPad = 8;  // halves after each shared feature or weight row
+constexpr int kHeadPad = 8;  // halves after each shared feature row
+constexpr int kHeadBlocksPerSm = 5;
+
+// The packing's geometry, shared by the host packer and the launch.
+struct HeadGeometry {
+    int kb, kc, nb, nt;
+    int64_t frag_count() const { return 32 * (int64_t{nb} * (kb / 16) + int64_t{nt - nb} * (kc / 16)); }
+};
+HeadGeometry head_geometry(int cb, int cc, int reg_max, int nc) {
+    const int nb = (4 * reg_max + 7) / 8;
+    return {(cb + 15) / 16 * 16, (cc + 15) / 16 * 16, nb, nb + (nc + 7) / 8};
+}
 
 __device__ __forceinline__ uint32_t lds32(const __half* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 template <int kR>
-__global__ void __launch_bounds__(kThreads) yolo_decode_head_kernel(const HeadArgs h) {
+__global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm) yolo_decode_head_kernel(const HeadArgs h) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float dist[4][kTile];
     __shared__ float w[kMaxRegMax];
     const DecodeArgs& p = h.d;
     const int tile = static_cast<int>(blockIdx.x), tid = static_cast<int>(threadIdx.x);
     const int warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+    const int64_t n = blockIdx.y;
     LevelArgs lv;
     const int level = tile_level(p, tile, lv);
     HeadLevelArgs hl = h.head[0];
@@ -256,40 +271,19 @@ __global__ void __launch_bounds__(kThreads) yolo_decode_head_kernel(const HeadAr
         if (l == level) hl = h.head[l];
     const int64_t p0 = int64_t{tile - lv.first_tile} * kTile;
     const int count = lv.hw - p0 < kTile ? static_cast<int>(lv.hw - p0) : kTile;
-    const int ldb = h.kb + kHeadPad, ldc = h.kc + kHeadPad;  // halves a shared row
+    const int ldb = h.kb + kHeadPad, ldc = h.kc + kHeadPad;  // halves a shared feature row
     const int n_box = 4 * p.reg_max, n_all = n_box + p.nc;
-    // Shared: the logits rows (floats), two buffers of box and class feature tiles, box and class
-    // weights, biases.
-    float* rows = reinterpret_cast<float*>(smem);
-    __half* xb = reinterpret_cast<__half*>(rows + kTile * p.row);  // two buffers of box then class rows
-    __half* wbs = xb + 2 * kTile * (ldb + ldc);
-    __half* wcs = wbs + h.nb * 8 * ldb;
-    float* bias = reinterpret_cast<float*>(wcs + (h.nt - h.nb) * 8 * ldc);
-
-    // Weights and biases: parameters of the engine, written before any kernel of the graph runs, so
-    // they are read before waiting for the previous kernel.
-    for (int i = tid; i < h.nb * 8 * h.kb; i += kThreads) {
-        const int r = i / h.kb, k = i - r * h.kb;
-        wbs[r * ldb + k] = __float2half_rn(r < n_box && k < h.cb ? hl.wb[r * h.cb + k] : 0.f);
-    }
-    for (int i = tid; i < (h.nt - h.nb) * 8 * h.kc; i += kThreads) {
-        const int r = i / h.kc, k = i - r * h.kc;
-        wcs[r * ldc + k] = __float2half_rn(r < p.nc && k < h.cc ? hl.wc[r * h.cc + k] : 0.f);
-    }
-    for (int i = tid; i < h.nt * 8; i += kThreads)
-        bias[i] = i < n_box ? hl.bb[i] : (i >= h.nb * 8 && i - h.nb * 8 < p.nc ? hl.bc[i - h.nb * 8] : 0.f);
+    __half* fb = reinterpret_cast<__half*>(smem);  // box then class feature rows, then the logits rows
+    __half* fc = fb + kTile * ldb;
+    __half* rows = fc + kTile * ldc;
     if (tid < p.reg_max) w[tid] = p.dfl[tid];
     wait_for_previous_kernel();
 
-    // 1. Features of image n into buffer `buf`: 16-byte pieces, anchors past `count` and channels past
-    //    cb / cc zero-filled. The next image's are loaded while this one is multiplied and decoded.
-    const int vb = h.kb / 8, vc = h.kc / 8;  // 16-byte pieces a row
-    const int tile_halves = kTile * (ldb + ldc);
-    auto load_features = [&](int n, int buf) {
-        __half* fb = xb + buf * tile_halves;
-        __half* fc = fb + kTile * ldb;
-        const __half* srcb = hl.box + (int64_t{n} * lv.hw + p0) * hl.box_ps;
-        const __half* srcc = hl.cls + (int64_t{n} * lv.hw + p0) * hl.cls_ps;
+    // 1. Features: 16-byte pieces; anchors past `count` and channels past cb / cc zero-filled.
+    {
+        const int vb = h.kb / 8, vc = h.kc / 8;  // 16-byte pieces a row
+        const __half* srcb = hl.box + (n * lv.hw + p0) * hl.box_ps;
+        const __half* srcc = hl.cls + (n * lv.hw + p0) * hl.cls_ps;
         for (int i = tid; i < kTile * (vb + vc); i += kThreads) {
             const bool box = i < kTile * vb;
             const int j = box ? i : i - kTile * vb, v = box ? vb : vc;
@@ -302,47 +296,44 @@ __global__ void __launch_bounds__(kThreads) yolo_decode_head_kernel(const HeadAr
                 *reinterpret_cast<uint4*>(dst) = make_uint4(0, 0, 0, 0);
             }
         }
-    };
-    const int n_first = static_cast<int>(blockIdx.y) * h.images_per_block;
-    const int n_end = min(h.images, n_first + h.images_per_block);
-    if (n_first < n_end) load_features(n_first, 0);
-    for (int n = n_first; n < n_end; ++n) {
-        const int buf = (n - n_first) & 1;
         cp_async_wait_all();
         __syncthreads();
-        if (n + 1 < n_end) load_features(n + 1, buf ^ 1);
-        const __half* xbn = xb + buf * tile_halves;
-        const __half* xcn = xbn + kTile * ldb;
+    }
 
-        // 2. Logits: block (mt, nt) = anchors 16 mt.., logits 8 nt.. (box blocks first).
-        for (int q = warp; q < 4 * h.nt; q += kThreads / 32) {
-            const int mt = q % 4, nt = q / 4;
-            const bool box = nt < h.nb;
-            const __half* a_rows = (box ? xbn : xcn) + (16 * mt + g) * (box ? ldb : ldc) + 2 * t4;
-            const __half* b_row =
-                (box ? wbs + nt * 8 * ldb : wcs + (nt - h.nb) * 8 * ldc) + g * (box ? ldb : ldc) + 2 * t4;
-            const int ld = box ? ldb : ldc, ksteps = (box ? h.kb : h.kc) / 16;
-            float d[4] = {0.f, 0.f, 0.f, 0.f};
-            for (int ks = 0; ks < ksteps; ++ks) {
-                const uint32_t a[4] = {lds32(a_rows + 16 * ks), lds32(a_rows + 8 * ld + 16 * ks),
-                                       lds32(a_rows + 16 * ks + 8), lds32(a_rows + 8 * ld + 16 * ks + 8)};
-                mma_16816(d, a, lds32(b_row + 16 * ks), lds32(b_row + 16 * ks + 8));
-            }
-            // Columns 2 t4, 2 t4 + 1 of rows g and g + 8; a logit's channel in the rows: box
-            // blocks at 8 nt, class blocks at 4R + 8 (nt - nb).
-            const int col = 8 * nt + 2 * t4;
-            const int ch = box ? col : n_box + col - 8 * h.nb;
-            const int limit = box ? n_box : n_all;
+    // 2. Logits: block (mt, nt) = anchors 16 mt.., logits 8 nt.. (box blocks first).
+    for (int q = warp; q < 4 * h.nt; q += kThreads / 32) {
+        const int mt = q % 4, nt = q / 4;
+        const bool box = nt < h.nb;
+        const int ld = box ? ldb : ldc, ksteps = (box ? h.kb : h.kc) / 16;
+        const __half* a_rows = (box ? fb : fc) + (16 * mt + g) * ld + 2 * t4;
+        const uint2* b = hl.frags + 32 * (box ? nt * ksteps : h.nb * (h.kb / 16) + (nt - h.nb) * ksteps) + lane;
+        float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll 5
+        for (int ks = 0; ks < ksteps; ++ks) {
+            const uint2 bf = __ldg(b + 32 * ks);
+            const uint32_t a[4] = {lds32(a_rows + 16 * ks), lds32(a_rows + 8 * ld + 16 * ks),
+                                   lds32(a_rows + 16 * ks + 8), lds32(a_rows + 8 * ld + 16 * ks + 8)};
+            mma_16816(d, a, bf.x, bf.y);
+        }
+        // Columns 2 t4, 2 t4 + 1 of rows g and g + 8; a logit's channel in the rows: box blocks at
+        // 8 nt, class blocks at 4R + 8 (nt - nb). 4R is even, so a pair starts on a 4-byte boundary.
+        const int col = 8 * nt + 2 * t4;
+        const int ch = box ? col : n_box + col - 8 * h.nb;
+        const int limit = box ? n_box : n_all;
+        const float b0 = __ldg(hl.bias + col), b1 = __ldg(hl.bias + col + 1);
 #pragma unroll
-            for (int k = 0; k < 4; ++k) {
-                const int r = 16 * mt + g + (k >= 2 ? 8 : 0), c = ch + (k & 1);
-                if (c < limit) rows[r * p.row + c] = d[k] + bias[col + (k & 1)];
+        for (int half = 0; half < 2; ++half) {
+            __half* out = rows + (16 * mt + g + 8 * half) * p.row + ch;
+            const float v0 = d[2 * half] + b0, v1 = d[2 * half + 1] + b1;
+            if (ch + 1 < limit) {
+                *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
+            } else if (ch < limit) {
+                *out = __float2half_rn(v0);
             }
         }
-        __syncthreads();
-        decode_tile<float, kR>(p, lv, rows, w, dist, n, p0, count);
-        __syncthreads();  // the rows and dist are rewritten for the next image
     }
+    __syncthreads();
+    decode_tile<__half, kR>(p, lv, rows, w, dist, n, p0, count);
 }
 
 template <typename T>
@@ -482,6 +473,37 @@ void yolo_decode(const NhwcTensor* levels, int num_levels, const float* anchors,
     }
 }
 
+std::vector<uint8_t> pack_yolo_decode_head(const float* w_box, const float* b_box, const float* w_cls,
+                                           const float* b_cls, int cb, int cc, int reg_max, int nc) {
+    KS_CHECK(cb > 0 && cc > 0 && reg_max >= 1 && reg_max <= kMaxRegMax && nc >= 1, "pack_yolo_decode_head: ", cb,
+             " box and ", cc, " class channels, reg_max ", reg_max, ", nc ", nc);
+    const HeadGeometry geo = head_geometry(cb, cc, reg_max, nc);
+    const int n_box = 4 * reg_max;
+    std::vector<uint8_t> out(static_cast<size_t>(geo.frag_count()) * 8 + static_cast<size_t>(geo.nt) * 8 * 4);
+    auto* frag = reinterpret_cast<uint32_t*>(out.data());
+    // Block nt's k16 step ks, lane (g, t4): {W[r][k0], W[r][k0 + 1]}, {W[r][k0 + 8], W[r][k0 + 9]} with
+    // r = 8 nt + g, k0 = 16 ks + 2 t4 (the m16n8k16 B fragment: column g, rows 2 t4.. of the k16 slab).
+    auto put = [&](const float* wm, int rows, int cols, int blocks, int k) {
+        for (int nt = 0; nt < blocks; ++nt)
+            for (int ks = 0; ks < k / 16; ++ks)
+                for (int lane = 0; lane < 32; ++lane) {
+                    const int r = 8 * nt + lane / 4, k0 = 16 * ks + 2 * (lane % 4);
+                    for (int j = 0; j < 4; ++j) {  // k0, k0 + 1, k0 + 8, k0 + 9
+                        const int c = k0 + (j & 1) + (j >= 2 ? 8 : 0);
+                        const uint16_t v = float_to_half(r < rows && c < cols ? wm[int64_t{r} * cols + c] : 0.f);
+                        reinterpret_cast<uint16_t*>(frag)[j] = v;
+                    }
+                    frag += 2;
+                }
+    };
+    put(w_box, n_box, cb, geo.nb, geo.kb);
+    put(w_cls, nc, cc, geo.nt - geo.nb, geo.kc);
+    auto* bias = reinterpret_cast<float*>(frag);
+    for (int i = 0; i < geo.nt * 8; ++i)
+        bias[i] = i < n_box ? b_box[i] : (i >= geo.nb * 8 && i - geo.nb * 8 < nc ? b_cls[i - geo.nb * 8] : 0.f);
+    return out;
+}
+
 void yolo_decode_head(const HeadLevel* levels, int num_levels, const float* anchors, const float* strides,
                       const float* dfl_weights, int reg_max, int nc, const StridedTensor& y, cudaStream_t stream) {
     check_decode(levels != nullptr, num_levels, reg_max, nc, "yolo_decode_head");
@@ -491,6 +513,11 @@ void yolo_decode_head(const HeadLevel* levels, int num_levels, const float* anch
     h.cc = levels[0].cls.c;
     KS_CHECK(h.cb % 8 == 0 && h.cc % 8 == 0 && h.cb > 0 && h.cc > 0, "yolo_decode_head: ", h.cb, " box and ", h.cc,
              " class feature channels (want multiples of 8)");
+    const HeadGeometry geo = head_geometry(h.cb, h.cc, reg_max, nc);
+    h.kb = geo.kb;
+    h.kc = geo.kc;
+    h.nb = geo.nb;
+    h.nt = geo.nt;
     int64_t hw[kMaxLevels] = {};
     for (int l = 0; l < num_levels; ++l) {
         const HeadLevel& v = levels[l];
@@ -503,37 +530,28 @@ void yolo_decode_head(const HeadLevel* levels, int num_levels, const float* anch
                      ", ", x->w, ", ", x->c, "] (pixel stride ", x->pixel_stride,
                      "); want f16 16-byte aligned pixels, the same size for both and the first level's channels");
         }
-        KS_CHECK(v.w_box && v.b_box && v.w_cls && v.b_cls, "yolo_decode_head: level ", l, " has no head conv weights");
+        KS_CHECK(v.weights != nullptr && reinterpret_cast<uintptr_t>(v.weights) % 8 == 0, "yolo_decode_head: level ", l,
+                 " has no packed head conv weights");
         hw[l] = int64_t{v.box.h} * v.box.w;
+        const auto* frags = static_cast<const uint2*>(v.weights);
         h.head[l] = {static_cast<const __half*>(v.box.data),
                      static_cast<const __half*>(v.cls.data),
                      v.box.pixel_stride,
                      v.cls.pixel_stride,
-                     v.w_box,
-                     v.b_box,
-                     v.w_cls,
-                     v.b_cls};
+                     frags,
+                     reinterpret_cast<const float*>(frags + geo.frag_count())};
     }
     const int64_t tiles =
         decode_args(h.d, hw, num_levels, anchors, strides, dfl_weights, reg_max, nc, images, y, "yolo_decode_head");
     if (images == 0 || h.d.anchors_total == 0) return;
     KS_CHECK(anchors != nullptr && strides != nullptr && dfl_weights != nullptr && y.data != nullptr,
              "yolo_decode_head: missing data");
-    h.kb = (h.cb + 15) / 16 * 16;
-    h.kc = (h.cc + 15) / 16 * 16;
-    h.nb = (4 * reg_max + 7) / 8;
-    h.nt = h.nb + (nc + 7) / 8;
-    h.d.row = odd_row(h.d.c, 4);
-    // Blocks of 8 images at most (a block converts its level's weights once for all of them).
-    h.images = images;
-    h.images_per_block = static_cast<int>(ceil_div(images, 8));
-    const int64_t blocks_y = ceil_div(images, h.images_per_block);
-    const int64_t smem = int64_t{kTile} * h.d.row * 4 + 2 * int64_t{kTile} * (h.kb + h.kc + 2 * kHeadPad) * 2 +
-                         int64_t{h.nb} * 8 * (h.kb + kHeadPad) * 2 + int64_t{h.nt - h.nb} * 8 * (h.kc + kHeadPad) * 2 +
-                         int64_t{h.nt} * 8 * 4;
+    KS_CHECK(images <= 65535, "yolo_decode_head: batch ", images, " is too large");
+    h.d.row = odd_row(h.d.c, 2);
+    const int64_t smem = int64_t{kTile} * (h.kb + h.kc + 2 * kHeadPad + h.d.row) * 2;
     KS_CHECK(smem <= 200 * 1024, "yolo_decode_head: ", h.d.c, " logits from ", h.cb, " + ", h.cc,
              " feature channels is too many");
-    launch_head(h, static_cast<int>(tiles), static_cast<int>(blocks_y), static_cast<int>(smem), stream);
+    launch_head(h, static_cast<int>(tiles), images, static_cast<int>(smem), stream);
 }
 
 }  // namespace kestrel::cuda

@@ -6,6 +6,9 @@
 //   y[n, 4 + c, a] = sigmoid(x[4 R + c])
 #pragma once
 
+#include <cstdint>
+#include <vector>
+
 #include "backends/cuda/tensors.h"
 
 namespace kestrel::cuda {
@@ -19,15 +22,22 @@ void yolo_decode(const NhwcTensor* levels, int num_levels, const float* anchors,
 
 // The decode of YoloDecode with head_convs = 1 (passes/fuse_yolo_head_convs.cc): level l's map is
 //   x[4R + nc] = (w_box box_l + b_box, w_cls cls_l + b_cls)      (1x1 convs, per pixel)
-// computed on the tensor cores (f16 features and weights, float32 sums and logits), then decoded
-// as above, so the logits never go to memory. box and cls: NHWC f16, 16-byte aligned pixels
-// (slices allowed), channels a multiple of 8, the same for every level; weights float32 on the
-// device, [4R][box.c] and [nc][cls.c] row-major, biases [4R] and [nc].
+// computed on the tensor cores (f16 features and weights, float32 sums, logits rounded to f16 as the
+// unfused convs round their outputs), then decoded as above, so the logits never go to memory.
+// box and cls: NHWC f16, 16-byte aligned pixels (slices allowed), channels a multiple of 8, the same
+// for every level; weights: the level's 1x1 convs packed by pack_yolo_decode_head for those channel
+// counts, on the device (8-byte aligned).
 struct HeadLevel {
     NhwcTensor box, cls;
-    const float *w_box = nullptr, *b_box = nullptr, *w_cls = nullptr, *b_cls = nullptr;
+    const void* weights = nullptr;
 };
 void yolo_decode_head(const HeadLevel* levels, int num_levels, const float* anchors, const float* strides,
                       const float* dfl_weights, int reg_max, int nc, const StridedTensor& y, cudaStream_t stream);
+
+// One level's head convs in the kernel's order (host side, once per engine): w_box [4 reg_max][cb]
+// and w_cls [nc][cc] row-major float32 as the f16 B fragments of mma.sync m16n8k16, zero-padded to
+// whole fragments, then the biases b_box [4 reg_max] and b_cls [nc] as float32.
+std::vector<uint8_t> pack_yolo_decode_head(const float* w_box, const float* b_box, const float* w_cls,
+                                           const float* b_cls, int cb, int cc, int reg_max, int nc);
 
 }  // namespace kestrel::cuda
