@@ -8,13 +8,14 @@
 //      meanwhile class groups of 16 bytes become sigmoids written along anchors (coalesced);
 //   3. 64 threads turn distances, anchors and strides into the box rows.
 // Shared rows are an odd number of 16-byte units long, so the 16-byte reads of eight consecutive
-// anchors in phase 2 hit eight different bank groups (no conflicts). Arithmetic is float32 with
-// full-precision expf: the f32 engine matches the reference to ~1e-7.
+// anchors in phase 2 hit eight different bank groups (no conflicts). Arithmetic is float32, with
+// full-precision expf on float32 maps (decode_exp): the f32 engine matches the reference to ~1e-7.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "backends/cuda/device_convert.cuh"
 #include "backends/cuda/launch.cuh"
@@ -70,6 +71,26 @@ __device__ __forceinline__ void load16(const T* p, float (&out)[G]) {
     for (int k = 0; k < G; ++k) out[k] = to_float(e[k]);
 }
 
+// exp and quotient of the decode: full precision on float32 rows (the f32 engine matches the
+// reference to ~1e-7); on f16 rows, whose logits already carry f16 rounding (2^-11), the SFU's
+// ex2.approx and rcp.approx (relative error ~2^-22) at a fraction of the instructions.
+template <typename T>
+__device__ __forceinline__ float decode_exp(float x) {
+    if constexpr (std::is_same_v<T, float>) {
+        return expf(x);
+    } else {
+        return __expf(x);
+    }
+}
+template <typename T>
+__device__ __forceinline__ float decode_div(float a, float b) {
+    if constexpr (std::is_same_v<T, float>) {
+        return a / b;
+    } else {
+        return __fdividef(a, b);
+    }
+}
+
 // sum_k w_k softmax_k(row[0..R)): the expected bin of one side's distance distribution.
 // kR > 0: R == kR, held in registers and read in 16-byte vectors; kR == 0: any R, scalar reads.
 template <typename T, int kR>
@@ -90,19 +111,19 @@ __device__ __forceinline__ float dfl_distance(const T* row, int reg_max, const f
         for (int k = 0; k < kR; ++k) m = fmaxf(m, v[k]);
 #pragma unroll
         for (int k = 0; k < kR; ++k) {
-            const float p = expf(v[k] - m);
+            const float p = decode_exp<T>(v[k] - m);
             s += p;
             e = fmaf(p, w[k], e);
         }
     } else {
         for (int k = 0; k < reg_max; ++k) m = fmaxf(m, to_float(row[k]));
         for (int k = 0; k < reg_max; ++k) {
-            const float p = expf(to_float(row[k]) - m);
+            const float p = decode_exp<T>(to_float(row[k]) - m);
             s += p;
             e = fmaf(p, w[k], e);
         }
     }
-    return e / s;
+    return decode_div<T>(e, s);
 }
 
 // Phases 2 and 3 of a tile whose `count` anchors' channels are in shared rows (T: the rows' type),
@@ -139,7 +160,7 @@ __device__ __forceinline__ void decode_tile(const DecodeArgs& p, const LevelArgs
         float* out = yn + (4 + c0) * p.ys_c + (a0 + t) * p.ys_a;
 #pragma unroll
         for (int k = 0; k < G; ++k)
-            if (c0 + k < p.nc) out[k * p.ys_c] = 1.f / (1.f + expf(-v[k]));
+            if (c0 + k < p.nc) out[k * p.ys_c] = decode_div<T>(1.f, 1.f + decode_exp<T>(-v[k]));
     }
     __syncthreads();
 
@@ -241,6 +262,7 @@ struct HeadArgs {
 
 constexpr int kHeadPad = 8;  // halves after each shared feature row
 constexpr int kHeadBlocksPerSm = 5;
+constexpr int kHeadChunk = 2;  // n8 blocks a warp accumulates at once (3 spills at 48 registers)
 
 // The packing's geometry, shared by the host packer and the launch.
 struct HeadGeometry {
@@ -300,35 +322,50 @@ __global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm) yolo_decode_head_k
         __syncthreads();
     }
 
-    // 2. Logits: block (mt, nt) = anchors 16 mt.., logits 8 nt.. (box blocks first).
-    for (int q = warp; q < 4 * h.nt; q += kThreads / 32) {
-        const int mt = q % 4, nt = q / 4;
-        const bool box = nt < h.nb;
+    // 2. Logits in two passes, box then class: block (mt, j) = anchors 16 mt.., the pass's logits
+    //    8 j... Warp w takes mt = w % 4 and the blocks j = w / 4, w / 4 + 2, ..., kHeadChunk at a time:
+    //    an A fragment read from shared memory serves the chunk's blocks.
+    const int mt = warp % 4, parity = warp / 4;
+    static_assert(kThreads / 32 == 8, "4 row blocks x 2 parities");
+    for (int pass = 0; pass < 2; ++pass) {
+        const bool box = pass == 0;
+        const int first = box ? 0 : h.nb, blocks = box ? h.nb : h.nt - h.nb;
         const int ld = box ? ldb : ldc, ksteps = (box ? h.kb : h.kc) / 16;
         const __half* a_rows = (box ? fb : fc) + (16 * mt + g) * ld + 2 * t4;
-        const uint2* b = hl.frags + 32 * (box ? nt * ksteps : h.nb * (h.kb / 16) + (nt - h.nb) * ksteps) + lane;
-        float d[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll 5
-        for (int ks = 0; ks < ksteps; ++ks) {
-            const uint2 bf = __ldg(b + 32 * ks);
-            const uint32_t a[4] = {lds32(a_rows + 16 * ks), lds32(a_rows + 8 * ld + 16 * ks),
-                                   lds32(a_rows + 16 * ks + 8), lds32(a_rows + 8 * ld + 16 * ks + 8)};
-            mma_16816(d, a, bf.x, bf.y);
-        }
-        // Columns 2 t4, 2 t4 + 1 of rows g and g + 8; a logit's channel in the rows: box blocks at
-        // 8 nt, class blocks at 4R + 8 (nt - nb). 4R is even, so a pair starts on a 4-byte boundary.
-        const int col = 8 * nt + 2 * t4;
-        const int ch = box ? col : n_box + col - 8 * h.nb;
-        const int limit = box ? n_box : n_all;
-        const float b0 = __ldg(hl.bias + col), b1 = __ldg(hl.bias + col + 1);
+        const uint2* frags = hl.frags + 32 * (box ? 0 : h.nb * (h.kb / 16)) + lane;
+        for (int j0 = parity; j0 < blocks; j0 += 2 * kHeadChunk) {
+            float d[kHeadChunk][4] = {};
+            for (int ks = 0; ks < ksteps; ++ks) {
+                const uint32_t a[4] = {lds32(a_rows + 16 * ks), lds32(a_rows + 8 * ld + 16 * ks),
+                                       lds32(a_rows + 16 * ks + 8), lds32(a_rows + 8 * ld + 16 * ks + 8)};
 #pragma unroll
-        for (int half = 0; half < 2; ++half) {
-            __half* out = rows + (16 * mt + g + 8 * half) * p.row + ch;
-            const float v0 = d[2 * half] + b0, v1 = d[2 * half + 1] + b1;
-            if (ch + 1 < limit) {
-                *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
-            } else if (ch < limit) {
-                *out = __float2half_rn(v0);
+                for (int c = 0; c < kHeadChunk; ++c) {
+                    const int j = j0 + 2 * c;
+                    if (j < blocks) {
+                        const uint2 bf = __ldg(frags + 32 * (ks * blocks + j));
+                        mma_16816(d[c], a, bf.x, bf.y);
+                    }
+                }
+            }
+            // Columns 2 t4, 2 t4 + 1 of rows g and g + 8. A logit's channel in the rows: 8 j.. for box
+            // blocks, 4R + 8 j.. for class blocks; 4R is even, so a pair starts on a 4-byte boundary.
+#pragma unroll
+            for (int c = 0; c < kHeadChunk; ++c) {
+                const int j = j0 + 2 * c;
+                if (j >= blocks) continue;
+                const int ch = (box ? 0 : n_box) + 8 * j + 2 * t4, limit = box ? n_box : n_all;
+                const float b0 = __ldg(hl.bias + 8 * (first + j) + 2 * t4);
+                const float b1 = __ldg(hl.bias + 8 * (first + j) + 2 * t4 + 1);
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    __half* out = rows + (16 * mt + g + 8 * half) * p.row + ch;
+                    const float v0 = d[c][2 * half] + b0, v1 = d[c][2 * half + 1] + b1;
+                    if (ch + 1 < limit) {
+                        *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
+                    } else if (ch < limit) {
+                        *out = __float2half_rn(v0);
+                    }
+                }
             }
         }
     }
@@ -481,11 +518,12 @@ std::vector<uint8_t> pack_yolo_decode_head(const float* w_box, const float* b_bo
     const int n_box = 4 * reg_max;
     std::vector<uint8_t> out(static_cast<size_t>(geo.frag_count()) * 8 + static_cast<size_t>(geo.nt) * 8 * 4);
     auto* frag = reinterpret_cast<uint32_t*>(out.data());
-    // Block nt's k16 step ks, lane (g, t4): {W[r][k0], W[r][k0 + 1]}, {W[r][k0 + 8], W[r][k0 + 9]} with
+    // Step ks of block nt (steps outer: a warp's blocks of one step lie at fixed distances), lane
+    // (g, t4): {W[r][k0], W[r][k0 + 1]}, {W[r][k0 + 8], W[r][k0 + 9]} with
     // r = 8 nt + g, k0 = 16 ks + 2 t4 (the m16n8k16 B fragment: column g, rows 2 t4.. of the k16 slab).
     auto put = [&](const float* wm, int rows, int cols, int blocks, int k) {
-        for (int nt = 0; nt < blocks; ++nt)
-            for (int ks = 0; ks < k / 16; ++ks)
+        for (int ks = 0; ks < k / 16; ++ks)
+            for (int nt = 0; nt < blocks; ++nt)
                 for (int lane = 0; lane < 32; ++lane) {
                     const int r = 8 * nt + lane / 4, k0 = 16 * ks + 2 * (lane % 4);
                     for (int j = 0; j < 4; ++j) {  // k0, k0 + 1, k0 + 8, k0 + 9
