@@ -545,8 +545,9 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
         b8_ld = nrow * kMmaBK + (((mat & 1) ^ ((nrow >> 2) & 1)) << 4);
     }
 
-    // wgmma tactics leave the accumulators to the first k-tile's MMA (accumulate = false), see wgmma.cuh.
-    static_assert(!(kWgmma && kSplitK), "a wgmma CTA multiplies at least one k-tile");
+    // wgmma tactics leave the accumulators to the first k-tile's MMA (accumulate = false), see wgmma.cuh:
+    // every split-K share has k-tiles (tactic_fits, checked at launch: kMinTilesPerSplit a split).
+    // Zeroing them here instead would serialise the wgmmas (ptxas C7515).
     using Acc = std::conditional_t<kInt8, int, float>;
     Acc acc[MI][NI][4];
     if constexpr (!kWgmma) {
@@ -1626,6 +1627,15 @@ const Tactic kTactics[] = {
     halo_wgmma_tactic<64, 80, 3>(1.0),  // 63
     halo_wgmma_tactic<80, 80, 2>(1.0),  // 64
     halo_wgmma_tactic<64, 64, 4>(1.0),  // 65
+    // Split-K on wgmma (sm_90a) for batch 1's long reductions on few tiles (the head's 40x40 128 ->
+    // 64/80 3x3 convs: 50-75 CTAs of 18 k-tiles for 132 SMs), as tactics 18-24 are on mma.sync.
+    mma_tactic<64, 32, 4, 1, 4, false, 2, false, true>(0.6),  // 66
+    mma_tactic<64, 32, 4, 1, 4, false, 4, false, true>(0.6),  // 67
+    mma_tactic<64, 32, 4, 1, 4, false, 8, false, true>(0.6),  // 68
+    mma_tactic<64, 64, 4, 1, 4, false, 2, false, true>(0.8),  // 69
+    mma_tactic<64, 64, 4, 1, 4, false, 4, false, true>(0.8),  // 70
+    mma_tactic<64, 80, 4, 1, 4, false, 2, false, true>(0.8),  // 71
+    mma_tactic<64, 80, 4, 1, 4, false, 4, false, true>(0.8),  // 72
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
@@ -1672,6 +1682,7 @@ bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
     if (t.splits > 1) {
         // Every split gets at least kMinTilesPerSplit k-tiles; shorter reductions gain nothing.
         if (gemm_k_of(s) < static_cast<int64_t>(t.splits) * kMinTilesPerSplit * t.bk) return false;
+        if (t.family == Family::kWgmma && !device_has_wgmma()) return false;
         if (loads_vectorised(t.family)) return vec_shape_ok(s);
     }
     switch (t.family) {
