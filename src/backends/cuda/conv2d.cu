@@ -1636,6 +1636,11 @@ const Tactic kTactics[] = {
     mma_tactic<64, 64, 4, 1, 4, false, 4, false, true>(0.8),  // 70
     mma_tactic<64, 80, 4, 1, 4, false, 2, false, true>(0.8),  // 71
     mma_tactic<64, 80, 4, 1, 4, false, 4, false, true>(0.8),  // 72
+    // 32-row mma.sync tiles: twice the CTAs of 64-row ones where few output pixels leave SMs idle
+    // (batch 1's 20x20 maps: 400 rows are 7 tiles of 64, 13 of 32).
+    mma_tactic<32, 32, 2, 2, 3, false>(0.45),     // 73
+    mma_tactic<32, 64, 2, 2, 3, false>(0.5),      // 74
+    mma_tactic<32, 32, 2, 2, 3, false, 4>(0.45),  // 75
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
