@@ -44,6 +44,7 @@ done
 for v in old new; do
   b=build-gpu; [ $v = old ] && b=build-old
   $b/kestrel benchmark model=$m/$v/yolov8n.engine batch=64 profile=True >"$LOG/profile_$v.txt" 2>&1
+  $b/kestrel benchmark model=$m/$v/yolov8n.engine batch=1 profile=True >"$LOG/profile1_$v.txt" 2>&1
   # End to end: coco128's JPEG files -> boxes (nvJPEG, letterbox kernel, inference, GPU NMS).
   $b/kestrel benchmark model=$m/$v/yolov8n.engine batch=64 source="$shared/datasets/coco128/images/train2017" \
     >"$LOG/e2e_$v.txt" 2>&1 || status=1
