@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A/B round on the GPU machine: an earlier commit's tree against this checkout, built, exported and
 # benchmarked alternately in one call (timings from different calls or cards do not compare), then
-# this checkout's GPU tests and py_gpu_compare; GPU compute time at batch 1-128, the batch-64
-# profile and end to end (coco128's JPEG files -> boxes). Logs come back as $OUT/ab_logs.tgz.
+# this checkout's GPU tests and py_gpu_compare; GPU compute time at batch 1-128, the batch-64 and
+# batch-1 profiles and end to end (coco128's JPEG files -> boxes). Logs come back as $OUT/ab_logs.tgz.
 #   here:            bash scripts/stage_gpu.sh && bash scripts/gpu_ab.sh stage REV   # REV's tree -> .gpu/old
 #   device tool:     bash scripts/gpu_ab.sh        (carry [".deps", ".gpu"]); NCU=REGEX adds Nsight Compute
 #                    on the new tree's matching kernels; the tuner's timing caches come back too
