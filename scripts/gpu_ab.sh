@@ -49,12 +49,13 @@ for v in old new; do
   $b/kestrel benchmark model=$m/$v/yolov8n.engine batch=64 source="$shared/datasets/coco128/images/train2017" \
     >"$LOG/e2e_$v.txt" 2>&1 || status=1
 done
-# NCU=REGEX: Nsight Compute on this checkout's kernels whose names match, at batch 64 (NCU_COUNT of them);
+# NCU=REGEX: Nsight Compute on this checkout's kernels whose names match, at batch 64 (NCU_COUNT of them;
+# NCU_SECTIONS adds sections, e.g. "InstructionStats ComputeWorkloadAnalysis SourceCounters");
 # the names are demangled with their template arguments as "conv3x3_halo_kernel<(int)16, (int)16, ...>".
 if [ -n "${NCU:-}" ]; then
   ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-  "$ncu" --kernel-name-base demangled -k "regex:$NCU" -c "${NCU_COUNT:-6}" --section SpeedOfLight --section Occupancy \
-    --section WarpStateStats --section MemoryWorkloadAnalysis --section LaunchStats \
+  sections="SpeedOfLight Occupancy WarpStateStats MemoryWorkloadAnalysis LaunchStats ${NCU_SECTIONS:-}"
+  "$ncu" --kernel-name-base demangled -k "regex:$NCU" -c "${NCU_COUNT:-6}" $(printf -- '--section %s ' $sections) \
     build-gpu/kestrel benchmark model=$m/new/yolov8n.engine batch=64 >"$LOG/ncu.txt" 2>&1 || echo "ncu failed"
 fi
 grep -E '^==|^ +[0-9]+ ' "$LOG/bench.txt"
