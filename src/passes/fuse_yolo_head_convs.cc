@@ -1,4 +1,5 @@
-// Moves the Detect head's last convolutions into YoloDecode (for CUDA FP16 engines). Each level map
+// Moves the Detect head's last convolutions into YoloDecode (for CUDA engines with float16 feature
+// maps: FP16 and INT8). Each level map
 // the decode reads is, in YOLOv8, Concat(cv2[l][2](box_l), cv3[l][2](cls_l), axis 1): two 1x1 convs
 // with bias and no activation, 4 R box logits and nc class logits. With head_convs = 1, YoloDecode
 // reads box_l and cls_l and multiplies them by those convs' weights itself, so the logits never
@@ -6,8 +7,9 @@
 // fewer run. Inputs after the rewrite (L levels):
 //   box_0, cls_0, ..., box_{L-1}, cls_{L-1},  w_box_0, b_box_0, w_cls_0, b_cls_0, ...,  anchors, strides, dfl
 // The whole head must match (every level, each conv read only by its Concat, each Concat only by
-// the decode, constant weights and biases, no INT8 precision on the convs): anything else leaves
-// the graph unchanged.
+// the decode, constant weights and biases, no INT8 precision on the convs, the box and the class
+// features of every level as wide as level 0's and a multiple of 8 channels, as the kernel reads
+// them): anything else leaves the graph unchanged.
 #include <optional>
 #include <vector>
 
@@ -70,6 +72,10 @@ bool fuse_yolo_head_convs(ir::Graph& g) {
             if (!ok) break;
             const auto box = head_conv(cat.inputs[0], 4 * reg_max), cls = head_conv(cat.inputs[1], nc);
             ok = box && cls;
+            if (!ok) break;
+            const int64_t cb = g.value(box->x).shape[1], cc = g.value(cls->x).shape[1];
+            ok = cb % 8 == 0 && cc % 8 == 0 &&
+                 (l == 0 || (cb == g.value(features[0]).shape[1] && cc == g.value(features[1]).shape[1]));
             if (!ok) break;
             features.insert(features.end(), {box->x, cls->x});
             weights.insert(weights.end(), {box->w, box->b, cls->w, cls->b});

@@ -460,7 +460,8 @@ TEST(FuseYoloDecodeModels, CudaPlanReadsNhwcLevels) {
 
 // fuse_yolo_head_convs on yolov8n: the decode absorbs the six last head convs (one box and one class
 // 1x1 conv a level) and their three level Concats, and computes what they and the plain decode
-// compute, from the same features; an activation on one of the convs leaves the graph unchanged.
+// compute, from the same features; an activation on one of the convs, or a level's features of
+// another width, leaves the graph unchanged.
 TEST(FuseYoloDecodeModels, Yolov8nHeadConvsMoveIntoTheDecode) {
     const std::string path = model_path("yolov8n.onnx");
     if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " not found";
@@ -503,6 +504,17 @@ TEST(FuseYoloDecodeModels, Yolov8nHeadConvsMoveIntoTheDecode) {
         }
     ASSERT_EQ(changed_convs, 1);
     EXPECT_FALSE(passes::fuse_yolo_head_convs(act));
+
+    // Level 2's box features 72 channels (level 0's: 64), then 60 (not a multiple of 8): the kernel
+    // reads every level's features as level 0's, 16 bytes at a time, so no rewrite.
+    for (int64_t c : {72, 60}) {
+        SCOPED_TRACE(c);
+        ir::Graph wide = off;
+        wide.value(features[4]).shape[1] = c;
+        for (ir::Node& n : wide.nodes)
+            if (!n.removed && n.op == Op::kConv && n.inputs[0] == features[4]) wide.value(n.inputs[1]).shape[1] = c;
+        EXPECT_FALSE(passes::fuse_yolo_head_convs(wide));
+    }
 }
 
 // The CUDA plan with the head convs in the decode: it reads the six features in NHWC, each as the
