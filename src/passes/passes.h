@@ -35,7 +35,8 @@ bool fuse_yolo_decode(ir::Graph& g);
 
 // YOLOv8's last head convs (per level a 1x1 box conv and a 1x1 class conv, concatenated into the
 // map YoloDecode reads) move into YoloDecode (attribute head_convs = 1: it reads their inputs and
-// weights); anything but that whole pattern is left alone. For CUDA FP16 engines, when asked.
+// weights); anything but that whole pattern is left alone. For CUDA engines with f16 feature maps
+// (FP16, INT8), when asked.
 bool fuse_yolo_head_convs(ir::Graph& g);
 
 // Removes nodes none of whose outputs is read or is a graph output.

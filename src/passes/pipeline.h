@@ -11,7 +11,7 @@ namespace kestrel::passes {
 // Passes that only pay off on some backends (a fused kernel exists there), off by default.
 struct PipelineOptions {
     bool fuse_yolo_decode = false;      // the Detect-head decode as one YoloDecode node (CUDA engines)
-    bool fuse_yolo_head_convs = false;  // and the head's last 1x1 convs inside it (CUDA FP16 engines)
+    bool fuse_yolo_head_convs = false;  // and the head's last 1x1 convs inside it (CUDA FP16/INT8)
 };
 
 // The passes in the order run_pipeline applies them with `options`.

@@ -296,42 +296,30 @@ Tensor softmax(const Node& node, const Tensor& x) {
 // anchors: 2 * A values (x row, then y row); strides: A; w: R. Output [n, 4 + nc, A]; all in double.
 // With head_convs = 1 the level maps are first made from the head's 1x1 convs (see yolo_head_maps).
 Tensor yolo_decode(const Node& node, const std::vector<const Tensor*>& in);
+Tensor concat(const Node& node, const std::vector<const Tensor*>& xs);
 
-// head_convs = 1: level map l = Concat(Conv1x1(box_l) + b_box_l, Conv1x1(cls_l) + b_cls_l) (double sums),
-// then the plain decode of those maps.
+// head_convs = 1: level map l = Concat(Conv1x1(box_l) + b_box_l, Conv1x1(cls_l) + b_cls_l) (the
+// reference conv, double sums), then the plain decode of those maps.
 Tensor yolo_decode_head(const Node& node, const std::vector<const Tensor*>& in) {
     const int64_t levels = node.attrs.get_int("num_levels", 0), R = node.attrs.get_int("reg_max", 0),
                   nc = node.attrs.get_int("nc", 0);
     KS_CHECK(levels >= 1 && R >= 1 && nc >= 1 && static_cast<int64_t>(in.size()) == 6 * levels + 3,
              "YoloDecode: bad attributes or input count");
     for (const Tensor* t : in) KS_CHECK(t && t->dtype == DType::kFloat32, "YoloDecode: inputs must be float32");
+    const Node conv1x1;  // no attributes: 1x1, stride 1, no padding
+    Node concat_channels;
+    concat_channels.attrs.set("axis", int64_t{1});
     std::vector<Tensor> maps;
-    for (int64_t l = 0; l < levels; ++l) {
-        const Tensor& box = *in[static_cast<size_t>(2 * l)];
-        KS_CHECK(box.shape.size() == 4, "YoloDecode: level ", l, " has shape ", shape_str(box.shape));
-        const int64_t n = box.shape[0], hw = box.shape[2] * box.shape[3];
-        Tensor map(DType::kFloat32, {n, 4 * R + nc, box.shape[2], box.shape[3]});
-        int64_t first = 0;  // the map's first channel this part writes
-        for (int64_t part = 0; part < 2; ++part) {
-            const Tensor& x = *in[static_cast<size_t>(2 * l + part)];
-            const Tensor& w = *in[static_cast<size_t>(2 * levels + 4 * l + 2 * part)];
-            const Tensor& b = *in[static_cast<size_t>(2 * levels + 4 * l + 2 * part + 1)];
-            const int64_t k = part == 0 ? 4 * R : nc, c = x.shape.at(1);
-            KS_CHECK(x.shape.size() == 4 && x.shape[0] == n && x.shape[2] * x.shape[3] == hw && w.size() == k * c &&
-                         b.size() == k,
-                     "YoloDecode: level ", l, " head conv ", part, " has mismatched shapes");
-            for (int64_t i = 0; i < n; ++i)
-                for (int64_t o = 0; o < k; ++o)
-                    for (int64_t p = 0; p < hw; ++p) {
-                        double s = b.data<float>()[o];
-                        for (int64_t ci = 0; ci < c; ++ci)
-                            s += static_cast<double>(w.data<float>()[o * c + ci]) *
-                                 x.data<float>()[(i * c + ci) * hw + p];
-                        map.data<float>()[(i * (4 * R + nc) + first + o) * hw + p] = static_cast<float>(s);
-                    }
-            first += k;
-        }
-        maps.push_back(std::move(map));
+    for (size_t l = 0; l < static_cast<size_t>(levels); ++l) {
+        const size_t w = 2 * static_cast<size_t>(levels) + 4 * l;  // w_box_l, b_box_l, w_cls_l, b_cls_l
+        const Tensor &xb = *in[2 * l], &xc = *in[2 * l + 1];
+        KS_CHECK(xb.shape.size() == 4 && xc.shape.size() == 4 && xb.shape[0] == xc.shape[0] &&
+                     xb.shape[2] == xc.shape[2] && xb.shape[3] == xc.shape[3] && in[w]->shape.at(0) == 4 * R &&
+                     in[w + 1]->size() == 4 * R && in[w + 2]->shape.at(0) == nc && in[w + 3]->size() == nc,
+                 "YoloDecode: level ", l, " head convs have mismatched shapes");
+        const Tensor box = conv2d(conv1x1, xb, *in[w], in[w + 1], nullptr);
+        const Tensor cls = conv2d(conv1x1, xc, *in[w + 2], in[w + 3], nullptr);
+        maps.push_back(concat(concat_channels, {&box, &cls}));
     }
     std::vector<const Tensor*> plain;
     for (const Tensor& m : maps) plain.push_back(&m);

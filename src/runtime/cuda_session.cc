@@ -1110,48 +1110,40 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 const int levels = static_cast<int>(n.attrs.get_int("num_levels", 0));
                 const int reg_max = static_cast<int>(n.attrs.get_int("reg_max", 0));
                 const int nc = static_cast<int>(n.attrs.get_int("nc", 0));
-                if (n.attrs.get_int("head_convs", 0) != 0) {
-                    // The head's last 1x1 convs inside (passes/fuse_yolo_head_convs.cc): inputs box_l, cls_l
-                    // for every level, then w_box_l, b_box_l, w_cls_l, b_cls_l, then the decode's constants.
-                    KS_CHECK(levels >= 1 && n.inputs.size() == 6 * sz(levels) + 3, "'", n.name,
-                             "': bad YoloDecode inputs");
+                // Inputs: the level maps, or with head_convs (passes/fuse_yolo_head_convs.cc) box_l, cls_l
+                // for every level and then their convs' weights (packed by the model); then anchors,
+                // strides and DFL weights.
+                const bool head = n.attrs.get_int("head_convs", 0) != 0;
+                const size_t k = (head ? 6 : 1) * sz(levels);
+                KS_CHECK(levels >= 1 && n.inputs.size() == k + 3, "'", n.name, "': bad YoloDecode inputs");
+                auto constant = [&](size_t c) { return static_cast<const float*>(m.constant(n.inputs[c])); };
+                const float *anchors = constant(k), *strides = constant(k + 1), *dfl = constant(k + 2);
+                const StridedTensor y = with_batch(strided(out), batch);
+                // A map's own channels: a padded map stores more, and the decode reads these.
+                auto features = [&](int v, int channels) {
+                    NhwcTensor x = nhwc(v);
+                    KS_CHECK(x.c >= channels, "'", n.name, "': input '", g.value(v).name, "' has ", x.c, " channels");
+                    x.c = channels;
+                    return with_n(x, batch);
+                };
+                if (head) {
                     std::vector<cuda::HeadLevel> hs;
                     for (size_t l = 0; l < sz(levels); ++l) {
-                        hs.push_back({nhwc(n.inputs[2 * l]), nhwc(n.inputs[2 * l + 1]), m.decode_head(i, l)});
-                        const int64_t hw = g.value(n.inputs[2 * l]).shape[2] * g.value(n.inputs[2 * l]).shape[3];
-                        flops_[i] +=
-                            2.0 * double(hw) * (4.0 * reg_max * hs.back().box.c + double(nc) * hs.back().cls.c);
+                        const Shape &box = g.value(n.inputs[2 * l]).shape, &cls = g.value(n.inputs[2 * l + 1]).shape;
+                        hs.push_back({features(n.inputs[2 * l], static_cast<int>(box[1])),
+                                      features(n.inputs[2 * l + 1], static_cast<int>(cls[1])), m.decode_head(i, l)});
+                        flops_[i] += 2.0 * double(box[2] * box[3]) * (4.0 * reg_max * box[1] + double(nc) * cls[1]);
                     }
-                    auto constant = [&](size_t k) { return static_cast<const float*>(m.constant(n.inputs[k])); };
-                    const size_t k = 6 * sz(levels);
-                    const float *anchors = constant(k), *strides = constant(k + 1), *dfl = constant(k + 2);
-                    StridedTensor y = strided(out);
-                    for (cuda::HeadLevel& h : hs) h.box = with_n(h.box, batch), h.cls = with_n(h.cls, batch);
                     st.launch = [=](cudaStream_t stream) {
-                        cuda::yolo_decode_head(hs.data(), levels, anchors, strides, dfl, reg_max, nc,
-                                               with_batch(y, batch), stream);
+                        cuda::yolo_decode_head(hs.data(), levels, anchors, strides, dfl, reg_max, nc, y, stream);
                     };
-                    break;
+                } else {
+                    std::vector<NhwcTensor> xs;
+                    for (size_t l = 0; l < sz(levels); ++l) xs.push_back(features(n.inputs[l], 4 * reg_max + nc));
+                    st.launch = [=](cudaStream_t stream) {
+                        cuda::yolo_decode(xs.data(), levels, anchors, strides, dfl, reg_max, nc, y, stream);
+                    };
                 }
-                KS_CHECK(levels >= 1 && n.inputs.size() == sz(levels) + 3, "'", n.name, "': bad YoloDecode inputs");
-                std::vector<NhwcTensor> xs;
-                for (int l = 0; l < levels; ++l) {
-                    // The decode reads the level's own channels (a padded map stores more).
-                    xs.push_back(nhwc(n.inputs[sz(l)]));
-                    KS_CHECK(xs.back().c >= 4 * reg_max + nc, "'", n.name, "': level ", l, " has ", xs.back().c,
-                             " channels");
-                    xs.back().c = 4 * reg_max + nc;
-                }
-                const float* anchors = static_cast<const float*>(m.constant(n.inputs[sz(levels)]));
-                const float* strides = static_cast<const float*>(m.constant(n.inputs[sz(levels) + 1]));
-                const float* dfl = static_cast<const float*>(m.constant(n.inputs[sz(levels) + 2]));
-                StridedTensor y = strided(out);
-                st.launch = [=](cudaStream_t stream) {
-                    std::vector<NhwcTensor> at(xs);
-                    for (NhwcTensor& x : at) x = with_n(x, batch);
-                    cuda::yolo_decode(at.data(), levels, anchors, strides, dfl, reg_max, nc, with_batch(y, batch),
-                                      stream);
-                };
                 break;
             }
             default:

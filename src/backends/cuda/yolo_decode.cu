@@ -373,20 +373,26 @@ __global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm) yolo_decode_head_k
     decode_tile<__half, kR>(p, lv, rows, w, dist, n, p0, count);
 }
 
+// Launches a decode kernel on (tiles, images), opting in to more than 48 KB of shared memory where
+// it needs it; `what` names the entry point in the error when the device has too little.
+template <typename Kernel, typename Args>
+void launch_decode(Kernel kernel, const Args& args, int tiles, int images, int smem, const char* what,
+                   cudaStream_t stream) {
+    if (smem > 48 * 1024) {
+        int dev = 0, optin = 0;
+        KS_CUDA(cudaGetDevice(&dev));
+        KS_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        KS_CHECK(smem + 2048 <= optin, what, ": a block needs ", smem, " bytes of shared memory; the device has ",
+                 optin);
+        KS_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    }
+    launch_kernel(kernel, dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(images)), kThreads, smem, stream,
+                  args);
+}
+
 template <typename T>
 void launch(const DecodeArgs& p, bool async, int tiles, int images, int smem, cudaStream_t stream) {
-    auto go = [&](auto kernel) {
-        if (smem > 48 * 1024) {
-            int dev = 0, optin = 0;
-            KS_CUDA(cudaGetDevice(&dev));
-            KS_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-            KS_CHECK(smem + 2048 <= optin, "yolo_decode: ", p.c, " channels per anchor need ", smem,
-                     " bytes of shared memory; the device has ", optin);
-            KS_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        }
-        launch_kernel(kernel, dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(images)), kThreads, smem, stream,
-                      p);
-    };
+    auto go = [&](auto kernel) { launch_decode(kernel, p, tiles, images, smem, "yolo_decode", stream); };
     if (async) {
         if (p.reg_max == 16) {
             go(yolo_decode_kernel<T, true, 16>);
@@ -402,19 +408,8 @@ void launch(const DecodeArgs& p, bool async, int tiles, int images, int smem, cu
     }
 }
 
-void launch_head(const HeadArgs& h, int tiles, int blocks_y, int smem, cudaStream_t stream) {
-    auto go = [&](auto kernel) {
-        if (smem > 48 * 1024) {
-            int dev = 0, optin = 0;
-            KS_CUDA(cudaGetDevice(&dev));
-            KS_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-            KS_CHECK(smem + 2048 <= optin, "yolo_decode_head: ", h.d.c, " logits and ", h.cb, " + ", h.cc,
-                     " feature channels need ", smem, " bytes of shared memory; the device has ", optin);
-            KS_CUDA(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        }
-        launch_kernel(kernel, dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(blocks_y)), kThreads, smem,
-                      stream, h);
-    };
+void launch_head(const HeadArgs& h, int tiles, int images, int smem, cudaStream_t stream) {
+    auto go = [&](auto kernel) { launch_decode(kernel, h, tiles, images, smem, "yolo_decode_head", stream); };
     if (h.d.reg_max == 16) {
         go(yolo_decode_head_kernel<16>);
     } else {
