@@ -306,9 +306,14 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
             std::string io = std::string("_") + (out.dtype == DType::kFloat16 ? "f16" : "f32") + "_" +
                              std::string(plan::layout_name(out.layout));
             if (n.op == Op::kConv && plan_->values[sz(n.inputs[0])].layout == Layout::kPlain) {
-                cuda::ConvShape s = conv_shape(*plan_, n);
-                kernel_names_[i] =
-                    "conv2d_nchw_input_f32_direct_3x3s" + std::to_string(s.stride_h) + io + conv_suffix(n);
+                // The session's address of the output: its root's (arena offsets are per image, so any
+                // batch keeps their alignment) plus a view's offset; the pixel stride is the root's channels.
+                const plan::ValuePlan& root = out.storage == plan::Storage::kView ? plan_->values[sz(out.root)] : out;
+                const bool aligned = out.layout == Layout::kNhwc && root.offset % 16 == 0 &&
+                                     (out.storage != plan::Storage::kView || out.offset % 16 == 0) &&
+                                     root.channels * (out.dtype == DType::kFloat16 ? 2 : 4) % 16 == 0;
+                kernel_names_[i] = cuda::conv2d_nchw_input_kernel_name(conv_shape(*plan_, n), elem_type(out), aligned) +
+                                   conv_suffix(n);
             } else if (n.op == Op::kConv) {
                 auto it = tactics_.find(i);
                 cuda::ConvShape s = conv_shape(*plan_, n);

@@ -1,8 +1,10 @@
 // cuda::conv2d_nchw_input (the stem reading the float32 NCHW image) against reference::evaluate of
-// the same Conv node: f32 and f16 outputs (f16: within half rounding of the float result), SiLU on
-// and off, stride 2 and 1, odd image sizes, batch 1 and 3, the output as a channel slice of a
-// poisoned wider buffer (every element of the slice written, nothing outside it). Without a CUDA
-// device the suite skips.
+// the same Conv node: f32 and f16 outputs (f16: within 1e-3 relative L2 of the float result; the
+// tensor-core kernel rounds taps and weights to f16 too), SiLU on and off, stride 2 and 1, odd image
+// sizes, batches 1-4, the output as a channel slice of a poisoned wider buffer (every element of the
+// slice written, nothing outside it). f16 slices of 16-byte aligned pixels with 16-64 channels run
+// the tensor-core kernel (a batch of four 640x640 images: warps on several 32-pixel units), the
+// unaligned ones the FMA kernel. Without a CUDA device the suite skips.
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -34,20 +36,24 @@ struct Case {
     int n, h, w, k, stride;
     bool silu;
     ElemType type;
+    bool aligned = false;  // the slice's pixels 16-byte aligned (channel offset 8, stride k + 16)
 };
 
 TEST(CudaStemConv, MatchesReferenceIntoChannelSlices) {
     SKIP_WITHOUT_GPU();
     test::Rng rng;
     SCOPED_TRACE(rng.trace());
-    const Case cases[] = {{1, 64, 64, 16, 2, true, ElemType::kF16},
-                          {3, 37, 29, 16, 2, true, ElemType::kF32},
-                          {2, 21, 30, 24, 1, false, ElemType::kF16},
-                          {1, 13, 17, 64, 2, true, ElemType::kF16},
-                          {2, 16, 16, 5, 2, false, ElemType::kF32}};
+    const Case cases[] = {
+        {1, 64, 64, 16, 2, true, ElemType::kF16},       {3, 37, 29, 16, 2, true, ElemType::kF32},
+        {2, 21, 30, 24, 1, false, ElemType::kF16},      {1, 13, 17, 64, 2, true, ElemType::kF16},
+        {2, 16, 16, 5, 2, false, ElemType::kF32},       {1, 64, 64, 16, 2, true, ElemType::kF16, true},
+        {3, 37, 29, 32, 2, true, ElemType::kF16, true}, {2, 21, 30, 48, 1, false, ElemType::kF16, true},
+        {1, 13, 17, 64, 2, true, ElemType::kF16, true}, {4, 640, 640, 16, 2, true, ElemType::kF16, true},
+        {2, 16, 16, 24, 2, true, ElemType::kF16, true}};
     for (const Case& c : cases) {
-        SCOPED_TRACE(::testing::Message() << "n=" << c.n << " " << c.h << "x" << c.w << " k=" << c.k
-                                          << " s=" << c.stride << (c.type == ElemType::kF16 ? " f16" : " f32"));
+        SCOPED_TRACE(::testing::Message()
+                     << "n=" << c.n << " " << c.h << "x" << c.w << " k=" << c.k << " s=" << c.stride
+                     << (c.type == ElemType::kF16 ? " f16" : " f32") << (c.aligned ? " aligned" : ""));
         Tensor x(DType::kFloat32, {c.n, 3, c.h, c.w}), w(DType::kFloat32, {c.k, 3, 3, 3}), b(DType::kFloat32, {c.k});
         for (int64_t i = 0; i < x.size(); ++i) x.data<float>()[i] = rng.uniform(0.f, 1.f);
         for (int64_t i = 0; i < w.size(); ++i) w.data<float>()[i] = rng.uniform(-1.f, 1.f);
@@ -61,8 +67,8 @@ TEST(CudaStemConv, MatchesReferenceIntoChannelSlices) {
         Tensor want = reference::evaluate(node, {&x, &w, &b}).at(0);
         const int oh = static_cast<int>(want.shape[2]), ow = static_cast<int>(want.shape[3]);
 
-        // y: channels [5, 5 + k) of pixels 5 + k + 3 wide, all poisoned first.
-        const int64_t ps = c.k + 8, off = 5, pixels = int64_t{c.n} * oh * ow;
+        // y: channels [5, 5 + k) of pixels k + 8 wide (aligned: [8, 8 + k) of k + 16), all poisoned first.
+        const int64_t ps = c.k + (c.aligned ? 16 : 8), off = c.aligned ? 8 : 5, pixels = int64_t{c.n} * oh * ow;
         const size_t es = c.type == ElemType::kF16 ? 2 : 4;
         std::vector<uint8_t> poison(static_cast<size_t>(pixels * ps) * es, 0x7f);
         uint8_t* yd = upload(poison);

@@ -116,12 +116,6 @@ __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
-
 // One ldmatrix.x4 of B (stored n-major, mma's "col" operand, 16 n x 16 k): the (b0, b1)
 // fragments of n8 blocks n and n + 8.
 __device__ __forceinline__ void ldmatrix_b_pair(uint32_t (&lo)[2], uint32_t (&hi)[2], uint32_t addr) {

@@ -70,9 +70,13 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
                  void* workspace = nullptr, const ConvInt8* int8 = nullptr);
 
 // The image stem read straight from the float32 NCHW image (3 input channels, 3x3 kernel, groups 1,
-// no dilation, k <= 64): no NHWC conversion of the image and no channel padding. One thread per
-// output pixel, float FMA: the stem has few FLOPs per byte, so it is bound by reading the image.
+// no dilation, k <= 64): no NHWC conversion of the image and no channel padding. f16 outputs with
+// 16-byte aligned pixels and 16, 32, 48 or 64 channels: taps and weights rounded to f16 and
+// multiplied on the tensor cores; others: one thread per output pixel, float32 FMA (exact for f32).
 bool conv2d_nchw_input_supported(const ConvShape& s);
+// The kernel conv2d_nchw_input runs for an output of type `out` whose pixels are (or are not)
+// 16-byte aligned (data and pixel stride).
+std::string conv2d_nchw_input_kernel_name(const ConvShape& s, ElemType out, bool aligned);
 // x: [y.n, 3, h, w] float32 contiguous on the device; weights (OIHW float32) and bias (float32[k]) on
 // the HOST: they are passed to the kernel as launch parameters (a CUDA graph captures them by value).
 // y: NHWC (slices allowed).

@@ -17,6 +17,15 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Four 8x8 b16 matrices from shared memory (lanes 8i..8i+7 give matrix i's row addresses): with
+// lane l pointing at row l % 16, column 8 (l / 16) of a 16 x 16 row-major f16 tile, r is that tile's
+// mma A fragment.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
 // The int8 counterpart, m16n8k32: s8 x s8 into int32 accumulators, fragments as above with k
 // doubled (each 32-bit register holds 4 int8 values).
 __device__ __forceinline__ void mma_16832_s8(int (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {

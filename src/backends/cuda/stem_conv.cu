@@ -1,12 +1,20 @@
 // The stem convolution on the float32 NCHW image (see conv2d.h). Converting the image to NHWC
 // float16 first and running the tensor-core path cost 0.27 + 0.48 ms at batch 64 (the 3 channels
 // padded to 8 make the intermediate larger than the image); reading the image once here is the
-// floor of that work.
+// floor of that work. Two kernels:
+//   stem_conv_nchw_3x3: a thread per output pixel, its 27 taps times every filter in float32 FMAs
+//     (weights in the constant bank). Exact for f32 outputs; for f16 ones it issued 432 FMAs a
+//     pixel, and issue, not DRAM, bounded it (Nsight Compute, BENCHMARKS.md).
+//   stem_conv_nchw_3x3_mma (f16 outputs, K = 16/32/48/64, 16-byte aligned pixels): a lane gathers
+//     its pixel's 27 taps (zero-padded to 32) as f16 into a shared row, the warp multiplies its 32
+//     rows by the filters with mma.sync m16n8k16 (A by ldmatrix, B fragments packed on the host):
+//     the arithmetic is 4 K / 8 MMAs per 16 pixels, so the image's reads are what is left.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
 #include "backends/cuda/activations.cuh"
@@ -14,6 +22,8 @@
 #include "backends/cuda/device_convert.cuh"
 #include "backends/cuda/fast_divmod.h"
 #include "backends/cuda/launch.cuh"
+#include "backends/cuda/mma_sync.cuh"
+#include "core/half.h"
 
 namespace kestrel::cuda {
 namespace {
@@ -96,6 +106,150 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
+// ---- f16 outputs on the tensor cores ----------------------------------------------------------
+constexpr int kMmaThreads = 128;  // 4 warps, each on its own 32-pixel units
+constexpr int kRow = 40;          // halves a pixel's shared row: 32 taps + 8 (ldmatrix conflict-free)
+constexpr int kMaxUnitsPerWarp = 8;
+
+// B fragments of the filters as mma's "col" operand, f16, k = (c, ky, kx) padded 27 -> 32:
+// frag[nb][ks][lane] = {W[8 nb + g][16 ks + 2 t4 ..+1], W[8 nb + g][16 ks + 2 t4 + 8 ..+9]}. A lane
+// reads only its own entries, once per kernel.
+template <int K>
+struct StemMmaWeights {
+    uint32_t frag[K / 8][2][32][2];
+    float b[K];
+};
+
+struct StemMmaArgs {
+    const float* x;
+    int n, h, w_in, oh, ow;
+    FastDivmod div_ow;
+    int stride_h, stride_w, pad_top, pad_left;
+    bool silu;
+    int64_t ps;
+    int units_per_image;  // 32-pixel units of one image's outputs
+    int units;            // of the batch
+    int units_per_warp;
+};
+
+template <int K>
+__global__ void __launch_bounds__(kMmaThreads, 4)
+    stem_conv_nchw_3x3_mma(StemMmaArgs a, const __grid_constant__ StemMmaWeights<K> wt, __half* __restrict__ y) {
+    constexpr int NB = K / 8;
+    __shared__ __align__(16) __half rows[kMmaThreads / 32][32 * kRow];
+    const int warp = static_cast<int>(threadIdx.x) / 32, lane = static_cast<int>(threadIdx.x) % 32;
+    const int g = lane / 4, t4 = lane % 4;
+    uint32_t b[NB][2][2];
+#pragma unroll
+    for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+        for (int ks = 0; ks < 2; ++ks) b[nb][ks][0] = wt.frag[nb][ks][lane][0], b[nb][ks][1] = wt.frag[nb][ks][lane][1];
+    __half* row = rows[warp];
+    const uint32_t row_base = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+    wait_for_previous_kernel();
+
+    const int first = (static_cast<int>(blockIdx.x) * (kMmaThreads / 32) + warp) * a.units_per_warp;
+    for (int u = first; u < first + a.units_per_warp && u < a.units; ++u) {
+        const int64_t img = u / a.units_per_image;
+        const int q0 = (u - static_cast<int>(img) * a.units_per_image) * 32;
+        const int pixels = a.oh * a.ow;
+        // 1. Lane l gathers pixel q0 + l's taps, k = (c * 3 + ky) * 3 + kx, zeros past the image and
+        //    for k >= 27, into row l as 16 f16 pairs.
+        {
+            const int q = q0 + lane;
+            uint32_t packed[16];
+            if (q < pixels) {
+                int ox;
+                const int oy = a.div_ow.divmod(q, ox);
+                float in[32];
+#pragma unroll
+                for (int c = 0; c < kC; ++c)
+#pragma unroll
+                    for (int ky = 0; ky < 3; ++ky)
+#pragma unroll
+                        for (int kx = 0; kx < 3; ++kx) {
+                            const int iy = oy * a.stride_h - a.pad_top + ky, ix = ox * a.stride_w - a.pad_left + kx;
+                            const bool inside = iy >= 0 && iy < a.h && ix >= 0 && ix < a.w_in;
+                            in[(c * 3 + ky) * 3 + kx] =
+                                inside ? __ldg(a.x + ((img * kC + c) * a.h + iy) * a.w_in + ix) : 0.f;
+                        }
+#pragma unroll
+                for (int k = kC * kTaps; k < 32; ++k) in[k] = 0.f;
+#pragma unroll
+                for (int i = 0; i < 16; ++i) {
+                    const __half2 h2 = __floats2half2_rn(in[2 * i], in[2 * i + 1]);
+                    packed[i] = *reinterpret_cast<const uint32_t*>(&h2);
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < 16; ++i) packed[i] = 0;
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                reinterpret_cast<uint4*>(row + lane * kRow)[i] =
+                    make_uint4(packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]);
+        }
+        __syncwarp();
+        // 2. Two m16 blocks of pixels x K filters; 3. bias, SiLU, f16 pairs into the output pixels.
+#pragma unroll
+        for (int mb = 0; mb < 2; ++mb) {
+            uint32_t afr[2][4];
+#pragma unroll
+            for (int ks = 0; ks < 2; ++ks)
+                ldmatrix_x4(afr[ks], row_base + static_cast<uint32_t>(
+                                                    ((16 * mb + lane % 16) * kRow + 16 * ks + 8 * (lane / 16)) * 2));
+#pragma unroll
+            for (int nb = 0; nb < NB; ++nb) {
+                float d[4] = {0.f, 0.f, 0.f, 0.f};
+                mma_16816(d, afr[0], b[nb][0][0], b[nb][0][1]);
+                mma_16816(d, afr[1], b[nb][1][0], b[nb][1][1]);
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    const int q = q0 + 16 * mb + g + 8 * half;
+                    if (q >= pixels) continue;
+                    // The bias from the constant bank where it is used (4 addresses a warp): in registers
+                    // it pushed K = 48 over the register budget.
+                    float v0 = d[2 * half] + wt.b[8 * nb + 2 * t4], v1 = d[2 * half + 1] + wt.b[8 * nb + 2 * t4 + 1];
+                    if (a.silu) v0 = silu_approx(v0), v1 = silu_approx(v1);
+                    *reinterpret_cast<__half2*>(y + (img * pixels + q) * a.ps + 8 * nb + 2 * t4) =
+                        __floats2half2_rn(v0, v1);
+                }
+            }
+        }
+        __syncwarp();  // the rows are rewritten for the next unit
+    }
+}
+
+template <int K>
+void launch_stem_mma(const StemArgs& s, const float* weights, const float* bias, const NhwcTensor& y,
+                     cudaStream_t stream) {
+    StemMmaWeights<K> wt{};
+    for (int nb = 0; nb < K / 8; ++nb)
+        for (int ks = 0; ks < 2; ++ks)
+            for (int lane = 0; lane < 32; ++lane)
+                for (int j = 0; j < 2; ++j) {
+                    const int k = 8 * nb + lane / 4, t0 = 16 * ks + 2 * (lane % 4) + 8 * j;
+                    auto w = [&](int t) { return float_to_half(t < kC * kTaps ? weights[k * kC * kTaps + t] : 0.f); };
+                    wt.frag[nb][ks][lane][j] = uint32_t{w(t0)} | uint32_t{w(t0 + 1)} << 16;
+                }
+    std::copy_n(bias, K, wt.b);
+    StemMmaArgs a{s.x,        s.n,       s.h,        s.w_in, s.oh, s.ow, s.div_ow, s.stride_h,
+                  s.stride_w, s.pad_top, s.pad_left, s.silu, s.ps, 0,    0,        1};
+    a.units_per_image = (s.oh * s.ow + 31) / 32;
+    const int64_t units = int64_t{a.units_per_image} * s.n;
+    KS_CHECK(units + kMaxUnitsPerWarp * kMmaThreads < (int64_t{1} << 31), "conv2d_nchw_input: batch too large");
+    a.units = static_cast<int>(units);
+    // Enough warps to fill the GPU (32 an SM), each on up to 8 units: its fragments are loaded once.
+    int dev = 0, sms = 0;
+    KS_CUDA(cudaGetDevice(&dev));
+    KS_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    a.units_per_warp = std::clamp(a.units / (sms * 32), 1, kMaxUnitsPerWarp);
+    const int warps = (a.units + a.units_per_warp - 1) / a.units_per_warp;
+    const int blocks = (warps + kMmaThreads / 32 - 1) / (kMmaThreads / 32);
+    launch_kernel(stem_conv_nchw_3x3_mma<K>, dim3(static_cast<unsigned>(blocks)), kMmaThreads, 0, stream, a, wt,
+                  static_cast<__half*>(y.data));
+}
+
 template <int K>
 void launch_stem(const StemArgs& a, const float* weights, const float* bias, const NhwcTensor& y, dim3 blocks,
                  cudaStream_t stream) {
@@ -108,7 +262,20 @@ void launch_stem(const StemArgs& a, const float* weights, const float* bias, con
         launch_kernel(stem_conv_nchw_3x3<float, K>, blocks, kThreads, 0, stream, a, wt, static_cast<float*>(y.data));
 }
 
+// f16 outputs of 16-byte aligned pixels with YOLOv8's stem widths (16 n, 32 s, 48 m, 64 l) go to the
+// tensor cores; others to the FMA kernel.
+bool uses_mma(const ConvShape& s, ElemType out, bool aligned) {
+    return out == ElemType::kF16 && aligned && (s.k == 16 || s.k == 32 || s.k == 48 || s.k == 64);
+}
+
 }  // namespace
+
+std::string conv2d_nchw_input_kernel_name(const ConvShape& s, ElemType out, bool aligned) {
+    const std::string conv = "3x3s" + std::to_string(s.stride_h);
+    if (uses_mma(s, out, aligned))
+        return "conv2d_nchw_input_f32_mma_m16n8k16_k" + std::to_string(s.k) + "_" + conv + "_f16_nhwc";
+    return "conv2d_nchw_input_f32_direct_" + conv + (out == ElemType::kF16 ? "_f16_nhwc" : "_f32_nhwc");
+}
 
 bool conv2d_nchw_input_supported(const ConvShape& s) {
     return s.c == kC && s.kh == 3 && s.kw == 3 && s.groups == 1 && s.dil_h == 1 && s.dil_w == 1 && s.k >= 1 &&
@@ -130,7 +297,19 @@ void conv2d_nchw_input(const float* x, int h, int w, const float* weights, const
                s.stride_h, s.stride_w, s.pad_top, s.pad_left, silu, aligned, y.pixel_stride};
     const dim3 blocks(static_cast<unsigned>((y.h * y.w + kThreads - 1) / kThreads),
                       static_cast<unsigned>(std::min(y.n, 65535)));
-    // YOLOv8's stems: 16 (n), 32 (s), 48 (m), 64 (l) channels get their own kernel.
+    // YOLOv8's stems: 16 (n), 32 (s), 48 (m), 64 (l) channels get their own kernels.
+    if (uses_mma(s, y.type, aligned)) {
+        switch (s.k) {
+            case 16:
+                return launch_stem_mma<16>(a, weights, bias, y, stream);
+            case 32:
+                return launch_stem_mma<32>(a, weights, bias, y, stream);
+            case 48:
+                return launch_stem_mma<48>(a, weights, bias, y, stream);
+            default:
+                return launch_stem_mma<64>(a, weights, bias, y, stream);
+        }
+    }
     switch (s.k) {
         case 16:
             return launch_stem<16>(a, weights, bias, y, blocks, stream);
