@@ -178,21 +178,22 @@ __device__ __forceinline__ void decode_tile(const DecodeArgs& p, const LevelArgs
     }
 }
 
-// This tile's level: the last one starting at or before it (constant indices keep the level
-// table in the parameter bank; a dynamic index would copy it to local memory). Returns its index.
-__device__ __forceinline__ int tile_level(const DecodeArgs& p, int tile, LevelArgs& lv) {
-    lv = p.level[0];
+// This tile's level: the last one starting at or before it. The kernels take their arguments as
+// __grid_constant__, so p.level[level] with a run-time index reads the parameter bank in place
+// (uniform across the block); a by-value parameter indexed at run time would be copied to local
+// memory, and selecting among constant indices cost ~10 instructions a field and level.
+__device__ __forceinline__ int tile_level(const DecodeArgs& p, int tile) {
     int level = 0;
 #pragma unroll
     for (int l = 1; l < kMaxLevels; ++l)
-        if (l < p.num_levels && tile >= p.level[l].first_tile) lv = p.level[l], level = l;
+        if (l < p.num_levels && tile >= p.level[l].first_tile) level = l;
     return level;
 }
 
 // kAsync: every anchor's channels are whole, aligned 16-byte vectors (cp.async); else element copies.
 // kR: reg_max as a constant (16: YOLOv8's), or 0 for any.
 template <typename T, bool kAsync, int kR>
-__global__ void __launch_bounds__(kThreads) yolo_decode_kernel(const DecodeArgs p) {
+__global__ void __launch_bounds__(kThreads) yolo_decode_kernel(const __grid_constant__ DecodeArgs p) {
     wait_for_previous_kernel();
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float dist[4][kTile];
@@ -202,8 +203,7 @@ __global__ void __launch_bounds__(kThreads) yolo_decode_kernel(const DecodeArgs 
 
     const int tile = static_cast<int>(blockIdx.x), tid = static_cast<int>(threadIdx.x);
     const int64_t n = blockIdx.y;
-    LevelArgs lv;
-    tile_level(p, tile, lv);
+    const LevelArgs& lv = p.level[tile_level(p, tile)];
     const int64_t p0 = int64_t{tile - lv.first_tile} * kTile;
     const int count = lv.hw - p0 < kTile ? static_cast<int>(lv.hw - p0) : kTile;
     const T* src = static_cast<const T*>(lv.data) + (n * lv.hw + p0) * lv.pixel_stride;
@@ -277,7 +277,8 @@ HeadGeometry head_geometry(int cb, int cc, int reg_max, int nc) {
 __device__ __forceinline__ uint32_t lds32(const __half* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
 template <int kR>
-__global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm) yolo_decode_head_kernel(const HeadArgs h) {
+__global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm)
+    yolo_decode_head_kernel(const __grid_constant__ HeadArgs h) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float dist[4][kTile];
     __shared__ float w[kMaxRegMax];
@@ -285,12 +286,9 @@ __global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm) yolo_decode_head_k
     const int tile = static_cast<int>(blockIdx.x), tid = static_cast<int>(threadIdx.x);
     const int warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const int64_t n = blockIdx.y;
-    LevelArgs lv;
-    const int level = tile_level(p, tile, lv);
-    HeadLevelArgs hl = h.head[0];
-#pragma unroll
-    for (int l = 1; l < kMaxLevels; ++l)
-        if (l == level) hl = h.head[l];
+    const int level = tile_level(p, tile);
+    const LevelArgs& lv = p.level[level];
+    const HeadLevelArgs& hl = h.head[level];
     const int64_t p0 = int64_t{tile - lv.first_tile} * kTile;
     const int count = lv.hw - p0 < kTile ? static_cast<int>(lv.hw - p0) : kTile;
     const int ldb = h.kb + kHeadPad, ldc = h.kc + kHeadPad;  // halves a shared feature row
