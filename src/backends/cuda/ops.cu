@@ -1063,7 +1063,14 @@ void sppf_maxpool_nhwc(const NhwcTensor& x, const NhwcTensor& y1, const NhwcTens
     }
     KS_CHECK(k == 3 || k == 5, "sppf_maxpool: ", k, "x", k, " pools are not instantiated (3 and 5 are)");
     if (numel(x) == 0) return;
-    const int v = pick_vec({&x, &y1, &y2, &y3});
+    int v = pick_vec({&x, &y1, &y2, &y3});
+    // A CTA per (channel vector, image): at batch 1 SPPF's 128 f16 channels are 16 CTAs of 8-channel
+    // vectors, most SMs idle and every pass 8 channels a pixel for each thread. Narrower vectors
+    // (valid wherever wider ones are) give up to 4x the CTAs, each with a quarter of the work a pass.
+    int dev = 0, sms = 0;
+    KS_CUDA(cudaGetDevice(&dev));
+    KS_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    while (v > 2 && int64_t{x.n} * (x.c / v) < 2 * int64_t{sms}) v /= 2;
     const int64_t plane_bytes = int64_t{x.h} * x.w * v * elem_size(x.type);
     const int64_t blocks = int64_t{x.n} * (x.c / v);
     // Two planes in the default 48 KB of shared memory (SPPF at 640: 20 x 20 x 16 bytes, 6.4 KB a
