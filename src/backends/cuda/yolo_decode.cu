@@ -255,9 +255,10 @@ struct HeadLevelArgs {
 struct HeadArgs {
     DecodeArgs d;  // level[l].hw / first_anchor / first_tile, the decode's shapes; rows of halves
     HeadLevelArgs head[kMaxLevels];
-    int cb = 0, cc = 0;  // feature channels (multiples of 8)
-    int kb = 0, kc = 0;  // ... rounded up to 16 (the MMA's k)
-    int nb = 0, nt = 0;  // n8 blocks of the box logits, of all logits
+    int cb = 0, cc = 0;    // feature channels (multiples of 8)
+    int kb = 0, kc = 0;    // ... rounded up to 16 (the MMA's k)
+    int nb = 0, nt = 0;    // n8 blocks of the box logits, of all logits
+    int packed_bytes = 0;  // of a level's pack_yolo_decode_head buffer
 };
 
 constexpr int kHeadPad = 8;  // halves after each shared feature row
@@ -268,6 +269,7 @@ constexpr int kHeadChunk = 2;  // n8 blocks a warp accumulates at once (3 spills
 struct HeadGeometry {
     int kb, kc, nb, nt;
     int64_t frag_count() const { return 32 * (int64_t{nb} * (kb / 16) + int64_t{nt - nb} * (kc / 16)); }
+    int64_t packed_bytes() const { return 8 * frag_count() + 4 * 8 * int64_t{nt}; }  // fragments, biases
 };
 HeadGeometry head_geometry(int cb, int cc, int reg_max, int nc) {
     const int nb = (4 * reg_max + 7) / 8;
@@ -297,6 +299,15 @@ __global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm)
     __half* fc = fb + kTile * ldb;
     __half* rows = fc + kTile * ldc;
     if (tid < p.reg_max) w[tid] = p.dfl[tid];
+    {
+        // The level's B fragments and biases (engine constants, ~21 KB for YOLOv8) into L1 before
+        // waiting for the previous kernel: the MMA loop's fragment loads depend on each other through
+        // the accumulators, and from L2 each would cost its full latency (batch 1: one block an SM,
+        // L1 cold). Prefetches are hints; nothing waits for them.
+        const auto* bytes = reinterpret_cast<const char*>(hl.frags);
+        for (int i = tid * 128; i < h.packed_bytes; i += kThreads * 128)
+            asm volatile("prefetch.global.L1 [%0];" ::"l"(bytes + i));
+    }
     wait_for_previous_kernel();
 
     // 1. Features: 16-byte pieces; anchors past `count` and channels past cb / cc zero-filled.
@@ -336,14 +347,14 @@ __global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm)
             for (int ks = 0; ks < ksteps; ++ks) {
                 const uint32_t a[4] = {lds32(a_rows + 16 * ks), lds32(a_rows + 8 * ld + 16 * ks),
                                        lds32(a_rows + 16 * ks + 8), lds32(a_rows + 8 * ld + 16 * ks + 8)};
+                // The chunk's fragment loads first, then its MMAs: one load latency a step, not one a block.
+                uint2 bf[kHeadChunk];
 #pragma unroll
-                for (int c = 0; c < kHeadChunk; ++c) {
-                    const int j = j0 + 2 * c;
-                    if (j < blocks) {
-                        const uint2 bf = __ldg(frags + 32 * (ks * blocks + j));
-                        mma_16816(d[c], a, bf.x, bf.y);
-                    }
-                }
+                for (int c = 0; c < kHeadChunk; ++c)
+                    bf[c] = j0 + 2 * c < blocks ? __ldg(frags + 32 * (ks * blocks + j0 + 2 * c)) : make_uint2(0, 0);
+#pragma unroll
+                for (int c = 0; c < kHeadChunk; ++c)
+                    if (j0 + 2 * c < blocks) mma_16816(d[c], a, bf[c].x, bf[c].y);
             }
             // Columns 2 t4, 2 t4 + 1 of rows g and g + 8. A logit's channel in the rows: 8 j.. for box
             // blocks, 4R + 8 j.. for class blocks; 4R is even, so a pair starts on a 4-byte boundary.
@@ -509,7 +520,7 @@ std::vector<uint8_t> pack_yolo_decode_head(const float* w_box, const float* b_bo
              " box and ", cc, " class channels, reg_max ", reg_max, ", nc ", nc);
     const HeadGeometry geo = head_geometry(cb, cc, reg_max, nc);
     const int n_box = 4 * reg_max;
-    std::vector<uint8_t> out(static_cast<size_t>(geo.frag_count()) * 8 + static_cast<size_t>(geo.nt) * 8 * 4);
+    std::vector<uint8_t> out(static_cast<size_t>(geo.packed_bytes()));
     auto* frag = reinterpret_cast<uint32_t*>(out.data());
     // Step ks of block nt (steps outer: a warp's blocks of one step lie at fixed distances), lane
     // (g, t4): {W[r][k0], W[r][k0 + 1]}, {W[r][k0 + 8], W[r][k0 + 9]} with
@@ -549,6 +560,9 @@ void yolo_decode_head(const HeadLevel* levels, int num_levels, const float* anch
     h.kc = geo.kc;
     h.nb = geo.nb;
     h.nt = geo.nt;
+    KS_CHECK(geo.packed_bytes() < (int64_t{1} << 30), "yolo_decode_head: ", h.cb, " + ", h.cc, " channels, ", nc,
+             " classes is too many");
+    h.packed_bytes = static_cast<int>(geo.packed_bytes());
     int64_t hw[kMaxLevels] = {};
     for (int l = 0; l < num_levels; ++l) {
         const HeadLevel& v = levels[l];
