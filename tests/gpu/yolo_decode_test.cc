@@ -332,11 +332,12 @@ TEST_F(CudaYoloDecode, MatchesReference) {
 }
 
 // yolo_decode_head (the head's last 1x1 convs inside the decode) against reference::evaluate of a
-// YoloDecode node with head_convs = 1: f16 features (YOLOv8's 64 box and 80 class channels, and
-// others), weights and features rounded to f16 for the oracle as the kernel rounds them, features
-// as 16-byte-aligned slices of wider buffers, batches of 1, 3 and 9. Tolerance 1e-3 relative L2, as
-// for f16 level maps (the kernel rounds the logits to f16, as the unfused convs do). Also: an image alone equals itself
-// in a batch, bit for bit, and shapes the kernel cannot take throw.
+// YoloDecode node with head_convs = 1: f16 features (YOLOv8n's 64 box and 80 class channels, which
+// have their own kernel, and others), weights and features rounded to f16 for the oracle as the
+// kernel rounds them, features as 16-byte-aligned slices of wider buffers, batches of 1, 3 and 9.
+// Tolerance 1e-3 relative L2, as for f16 level maps (the kernel rounds the logits to f16, as the
+// unfused convs do). Also: an image alone equals itself in a batch, bit for bit, and shapes the
+// kernel cannot take throw.
 struct HeadCase {
     Case c;
     int64_t cb = 64, cc = 80;
@@ -424,6 +425,7 @@ TEST_F(CudaYoloDecode, HeadConvsMatchReference) {
         {{.levels = odd, .n = 9, .extra_rows = 3, .extra_a = 5}},          // y a window
         {{.levels = odd, .n = 2, .nc = 1, .transposed_y = true}, 32, 24},  // k padding (24 -> 32), nc 1
         {{.levels = odd, .n = 2, .nc = 20, .reg_max = 7}, 8, 40},          // reg_max 7: 28 box logits
+        {{.levels = odd, .n = 2, .nc = 20, .reg_max = 7}, 64, 80},         // partial blocks, 64/80 kernel
     };
     double worst = 0;
     for (const HeadCase& hc : cases) {

@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "backends/cuda/device_convert.cuh"
+#include "backends/cuda/fast_divmod.h"
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/mma_sync.cuh"
 #include "backends/cuda/yolo_decode.h"
@@ -158,9 +159,10 @@ __device__ __forceinline__ void decode_tile(const DecodeArgs& p, const LevelArgs
             for (int k = 0; k < G; ++k) v[k] = c0 + k < p.nc ? to_float(cls[k]) : 0.f;
         }
         float* out = yn + (4 + c0) * p.ys_c + (a0 + t) * p.ys_a;
+        const int valid = c0 + G <= p.nc ? G : p.nc - c0;  // a whole group: no test per channel
 #pragma unroll
-        for (int k = 0; k < G; ++k)
-            if (c0 + k < p.nc) out[k * p.ys_c] = decode_div<T>(1.f, 1.f + decode_exp<T>(-v[k]));
+        for (int k = 0; k < G; ++k, out += p.ys_c)
+            if (valid == G || k < valid) *out = decode_div<T>(1.f, 1.f + decode_exp<T>(-v[k]));
     }
     __syncthreads();
 
@@ -235,15 +237,17 @@ __global__ void __launch_bounds__(kThreads) yolo_decode_kernel(const __grid_cons
 //   1. the box and class features of the tile's anchors into shared memory (cp.async; rows padded
 //      by 8 halves, so the fragment loads below hit 32 different banks);
 //   2. logits = features x W^T + bias on the tensor cores (mma.sync m16n8k16, float32 sums): the
-//      64 x (4R + nc) outputs are (m16, n8) blocks dealt round-robin to the 8 warps; A fragments come
-//      from shared memory, B fragments straight from global memory (the weights are packed on the
-//      host in fragment order, pack_yolo_decode_head: one coalesced 8-byte load a lane per k16 step;
-//      a level's few KB stay in L1 for every block of that level). The logits are rounded to f16
-//      into shared rows laid out as the plain kernel's f16 rows, as the unfused engine rounds the
-//      1x1 convs' outputs;
+//      64 x (4R + nc) outputs are (m16, n8) blocks; with YOLOv8n's widths a warp owns 16 rows of
+//      the box or of the class logits, its A fragments in registers, else the blocks go round-robin
+//      to the warps with A from shared memory. B fragments come straight from global memory (the
+//      weights are packed on the host in fragment order, pack_yolo_decode_head: one coalesced
+//      8-byte load a lane per k16 step; a level's ~21 KB are prefetched into L1 and stay there for
+//      the level's blocks). The logits are rounded to f16 into shared rows laid out as the plain
+//      kernel's f16 rows, as the unfused engine rounds the 1x1 convs' outputs;
 //   3. the plain kernel's phases on those rows.
-// No weights in shared memory: ~40 KB a block, 5 blocks (40 warps) an SM to hide the latencies of
-// the three dependent phases, which is what a memory-bound kernel needs.
+// No weights in shared memory: ~40 KB a block, 4-5 blocks (32-40 warps) an SM to hide the
+// latencies of the three dependent phases. Measured at batch 64 (session 12, before the
+// register-A kernel): issue-bound, so the instructions a block are what its speed follows.
 struct HeadLevelArgs {
     const __half* box = nullptr;  // [n, H, W] pixels of box_ps halves, cb channels used
     const __half* cls = nullptr;
@@ -255,10 +259,11 @@ struct HeadLevelArgs {
 struct HeadArgs {
     DecodeArgs d;  // level[l].hw / first_anchor / first_tile, the decode's shapes; rows of halves
     HeadLevelArgs head[kMaxLevels];
-    int cb = 0, cc = 0;    // feature channels (multiples of 8)
-    int kb = 0, kc = 0;    // ... rounded up to 16 (the MMA's k)
-    int nb = 0, nt = 0;    // n8 blocks of the box logits, of all logits
-    int packed_bytes = 0;  // of a level's pack_yolo_decode_head buffer
+    int cb = 0, cc = 0;             // feature channels (multiples of 8)
+    int kb = 0, kc = 0;             // ... rounded up to 16 (the MMA's k)
+    int nb = 0, nt = 0;             // n8 blocks of the box logits, of all logits
+    int packed_bytes = 0;           // of a level's pack_yolo_decode_head buffer
+    FastDivmod pieces_b, pieces_c;  // by kb / 8, kc / 8: the 16-byte pieces of a feature row
 };
 
 constexpr int kHeadPad = 8;  // halves after each shared feature row
@@ -278,8 +283,35 @@ HeadGeometry head_geometry(int cb, int cc, int reg_max, int nc) {
 
 __device__ __forceinline__ uint32_t lds32(const __half* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
-template <int kR>
-__global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm)
+// One pass's logits for a warp's 16 rows (see the kernel): A fragments of all KS k16 steps loaded
+// once, then per n8 block j its KS B fragments (contiguous: pack_yolo_decode_head) and KS MMAs.
+// a_rows: this lane's first A element; frags: block 0's step 0 for this lane.
+template <int KS, typename Store>
+__device__ __forceinline__ void head_pass(const __half* a_rows, int ld, const uint2* frags, int blocks, Store store) {
+    uint32_t a[KS][4];
+#pragma unroll
+    for (int ks = 0; ks < KS; ++ks) {
+        a[ks][0] = lds32(a_rows + 16 * ks);
+        a[ks][1] = lds32(a_rows + 8 * ld + 16 * ks);
+        a[ks][2] = lds32(a_rows + 16 * ks + 8);
+        a[ks][3] = lds32(a_rows + 8 * ld + 16 * ks + 8);
+    }
+    for (int j = 0; j < blocks; ++j, frags += 32 * KS) {
+        uint2 bf[KS];
+#pragma unroll
+        for (int ks = 0; ks < KS; ++ks) bf[ks] = __ldg(frags + 32 * ks);
+        float d[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int ks = 0; ks < KS; ++ks) mma_16816(d, a[ks], bf[ks].x, bf[ks].y);
+        store(d, j);
+    }
+}
+
+// kStepsBox, kStepsCls: the box and class features' k16 steps (kb / 16, kc / 16) for the widths
+// instantiated (YOLOv8n's 64 and 80), A fragments in registers (64 registers: 4 blocks an SM);
+// 0, 0: any widths (44 registers: 5 blocks an SM, the shared-memory limit).
+template <int kR, int kStepsBox, int kStepsCls>
+__global__ void __launch_bounds__(kThreads, kStepsBox > 0 ? 4 : kHeadBlocksPerSm)
     yolo_decode_head_kernel(const __grid_constant__ HeadArgs h) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float dist[4][kTile];
@@ -317,8 +349,8 @@ __global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm)
         const __half* srcc = hl.cls + (n * lv.hw + p0) * hl.cls_ps;
         for (int i = tid; i < kTile * (vb + vc); i += kThreads) {
             const bool box = i < kTile * vb;
-            const int j = box ? i : i - kTile * vb, v = box ? vb : vc;
-            const int a = j / v, u = j - a * v;
+            int u;
+            const int a = box ? h.pieces_b.divmod(i, u) : h.pieces_c.divmod(i - kTile * vb, u);
             __half* dst = (box ? fb + a * ldb : fc + a * ldc) + u * 8;
             if (a < count && u * 8 < (box ? h.cb : h.cc)) {
                 cp_async16(static_cast<uint32_t>(__cvta_generic_to_shared(dst)),
@@ -331,50 +363,67 @@ __global__ void __launch_bounds__(kThreads, kHeadBlocksPerSm)
         __syncthreads();
     }
 
-    // 2. Logits in two passes, box then class: block (mt, j) = anchors 16 mt.., the pass's logits
-    //    8 j... Warp w takes mt = w % 4 and the blocks j = w / 4, w / 4 + 2, ..., kHeadChunk at a time:
-    //    an A fragment read from shared memory serves the chunk's blocks.
-    const int mt = warp % 4, parity = warp / 4;
-    static_assert(kThreads / 32 == 8, "4 row blocks x 2 parities");
-    for (int pass = 0; pass < 2; ++pass) {
-        const bool box = pass == 0;
-        const int first = box ? 0 : h.nb, blocks = box ? h.nb : h.nt - h.nb;
-        const int ld = box ? ldb : ldc, ksteps = (box ? h.kb : h.kc) / 16;
-        const __half* a_rows = (box ? fb : fc) + (16 * mt + g) * ld + 2 * t4;
-        const uint2* frags = hl.frags + 32 * (box ? 0 : h.nb * (h.kb / 16)) + lane;
-        for (int j0 = parity; j0 < blocks; j0 += 2 * kHeadChunk) {
-            float d[kHeadChunk][4] = {};
-            for (int ks = 0; ks < ksteps; ++ks) {
-                const uint32_t a[4] = {lds32(a_rows + 16 * ks), lds32(a_rows + 8 * ld + 16 * ks),
-                                       lds32(a_rows + 16 * ks + 8), lds32(a_rows + 8 * ld + 16 * ks + 8)};
-                // The chunk's fragment loads first, then its MMAs: one load latency a step, not one a block.
-                uint2 bf[kHeadChunk];
+    // 2. Logits. Block (mt, j) of a pass = anchors 16 mt.., the pass's logits 8 j.. (box pass: the
+    //    4R box logits, class pass: the nc class logits). Columns 2 t4, 2 t4 + 1 of rows g and g + 8
+    //    go to channel (box ? 0 : 4R) + 8 j + 2 t4 of the rows: 4R is even, so a pair starts on a
+    //    4-byte boundary.
+    auto store_block = [&](const float(&d)[4], int mt, bool box, int j) {
+        const int ch = (box ? 0 : n_box) + 8 * j + 2 * t4, limit = box ? n_box : n_all;
+        const int col = 8 * ((box ? 0 : h.nb) + j) + 2 * t4;
+        const float b0 = __ldg(hl.bias + col), b1 = __ldg(hl.bias + col + 1);
+        __half* out = rows + (16 * mt + g) * p.row + ch;
+        const bool whole = ch - 2 * t4 + 8 <= limit;  // the block's 8 columns are all logits
 #pragma unroll
-                for (int c = 0; c < kHeadChunk; ++c)
-                    bf[c] = j0 + 2 * c < blocks ? __ldg(frags + 32 * (ks * blocks + j0 + 2 * c)) : make_uint2(0, 0);
-#pragma unroll
-                for (int c = 0; c < kHeadChunk; ++c)
-                    if (j0 + 2 * c < blocks) mma_16816(d[c], a, bf[c].x, bf[c].y);
+        for (int half = 0; half < 2; ++half, out += 8 * p.row) {
+            const float v0 = d[2 * half] + b0, v1 = d[2 * half + 1] + b1;
+            if (whole || ch + 1 < limit) {
+                *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
+            } else if (ch < limit) {
+                *out = __float2half_rn(v0);
             }
-            // Columns 2 t4, 2 t4 + 1 of rows g and g + 8. A logit's channel in the rows: 8 j.. for box
-            // blocks, 4R + 8 j.. for class blocks; 4R is even, so a pair starts on a 4-byte boundary.
+        }
+    };
+    static_assert(kThreads / 32 == 8, "4 row blocks x 2");
+    const uint2* frags_c = hl.frags + 32 * h.nb * (h.kb / 16);  // the class pass's fragments
+    if constexpr (kStepsBox > 0) {
+        // Warp w: rows mt = w % 4 of the box pass (w < 4) or of the class pass (w >= 4), with the
+        // pass's k16 steps known at compile time: its A fragments stay in registers, a block's B
+        // fragments are read at constant offsets, nothing is guarded (the v3 chunks re-read A and
+        // recomputed 64-bit addresses for each pair of blocks: ~1,000 instructions a warp).
+        const int mt = warp % 4;
+        if (warp < 4) {
+            head_pass<kStepsBox>(fb + (16 * mt + g) * ldb + 2 * t4, ldb, hl.frags + lane, h.nb,
+                                 [&](const float(&d)[4], int j) { store_block(d, mt, true, j); });
+        } else {
+            head_pass<kStepsCls>(fc + (16 * mt + g) * ldc + 2 * t4, ldc, frags_c + lane, h.nt - h.nb,
+                                 [&](const float(&d)[4], int j) { store_block(d, mt, false, j); });
+        }
+    } else {
+        // Any K: warp w takes mt = w % 4 and the blocks j = w / 4, w / 4 + 2, ... of each pass,
+        // kHeadChunk at a time, an A fragment read from shared memory serving the chunk's blocks.
+        const int mt = warp % 4, parity = warp / 4;
+        for (int pass = 0; pass < 2; ++pass) {
+            const bool box = pass == 0;
+            const int blocks = box ? h.nb : h.nt - h.nb;
+            const int ld = box ? ldb : ldc, ksteps = (box ? h.kb : h.kc) / 16;
+            const __half* a_rows = (box ? fb : fc) + (16 * mt + g) * ld + 2 * t4;
+            const uint2* frags = (box ? hl.frags : frags_c) + lane;
+            for (int j0 = parity; j0 < blocks; j0 += 2 * kHeadChunk) {
+                float d[kHeadChunk][4] = {};
+                for (int ks = 0; ks < ksteps; ++ks) {
+                    const uint32_t a[4] = {lds32(a_rows + 16 * ks), lds32(a_rows + 8 * ld + 16 * ks),
+                                           lds32(a_rows + 16 * ks + 8), lds32(a_rows + 8 * ld + 16 * ks + 8)};
+                    uint2 bf[kHeadChunk];
 #pragma unroll
-            for (int c = 0; c < kHeadChunk; ++c) {
-                const int j = j0 + 2 * c;
-                if (j >= blocks) continue;
-                const int ch = (box ? 0 : n_box) + 8 * j + 2 * t4, limit = box ? n_box : n_all;
-                const float b0 = __ldg(hl.bias + 8 * (first + j) + 2 * t4);
-                const float b1 = __ldg(hl.bias + 8 * (first + j) + 2 * t4 + 1);
+                    for (int c = 0; c < kHeadChunk; ++c)
+                        bf[c] = j0 + 2 * c < blocks ? __ldg(frags + 32 * ((j0 + 2 * c) * ksteps + ks)) : uint2{};
 #pragma unroll
-                for (int half = 0; half < 2; ++half) {
-                    __half* out = rows + (16 * mt + g + 8 * half) * p.row + ch;
-                    const float v0 = d[c][2 * half] + b0, v1 = d[c][2 * half + 1] + b1;
-                    if (ch + 1 < limit) {
-                        *reinterpret_cast<__half2*>(out) = __floats2half2_rn(v0, v1);
-                    } else if (ch < limit) {
-                        *out = __float2half_rn(v0);
-                    }
+                    for (int c = 0; c < kHeadChunk; ++c)
+                        if (j0 + 2 * c < blocks) mma_16816(d[c], a, bf[c].x, bf[c].y);
                 }
+#pragma unroll
+                for (int c = 0; c < kHeadChunk; ++c)
+                    if (j0 + 2 * c < blocks) store_block(d[c], mt, box, j0 + 2 * c);
             }
         }
     }
@@ -419,10 +468,18 @@ void launch(const DecodeArgs& p, bool async, int tiles, int images, int smem, cu
 
 void launch_head(const HeadArgs& h, int tiles, int images, int smem, cudaStream_t stream) {
     auto go = [&](auto kernel) { launch_decode(kernel, h, tiles, images, smem, "yolo_decode_head", stream); };
+    auto with_steps = [&](auto r) {
+        constexpr int R = decltype(r)::value;
+        if (h.kb == 64 && h.kc == 80) {
+            go(yolo_decode_head_kernel<R, 4, 5>);
+        } else {
+            go(yolo_decode_head_kernel<R, 0, 0>);
+        }
+    };
     if (h.d.reg_max == 16) {
-        go(yolo_decode_head_kernel<16>);
+        with_steps(std::integral_constant<int, 16>{});
     } else {
-        go(yolo_decode_head_kernel<0>);
+        with_steps(std::integral_constant<int, 0>{});
     }
 }
 
@@ -522,12 +579,12 @@ std::vector<uint8_t> pack_yolo_decode_head(const float* w_box, const float* b_bo
     const int n_box = 4 * reg_max;
     std::vector<uint8_t> out(static_cast<size_t>(geo.packed_bytes()));
     auto* frag = reinterpret_cast<uint32_t*>(out.data());
-    // Step ks of block nt (steps outer: a warp's blocks of one step lie at fixed distances), lane
+    // Block nt's step ks (a block's steps contiguous: the kernel reads them at constant offsets), lane
     // (g, t4): {W[r][k0], W[r][k0 + 1]}, {W[r][k0 + 8], W[r][k0 + 9]} with
     // r = 8 nt + g, k0 = 16 ks + 2 t4 (the m16n8k16 B fragment: column g, rows 2 t4.. of the k16 slab).
     auto put = [&](const float* wm, int rows, int cols, int blocks, int k) {
-        for (int ks = 0; ks < k / 16; ++ks)
-            for (int nt = 0; nt < blocks; ++nt)
+        for (int nt = 0; nt < blocks; ++nt)
+            for (int ks = 0; ks < k / 16; ++ks)
                 for (int lane = 0; lane < 32; ++lane) {
                     const int r = 8 * nt + lane / 4, k0 = 16 * ks + 2 * (lane % 4);
                     for (int j = 0; j < 4; ++j) {  // k0, k0 + 1, k0 + 8, k0 + 9
@@ -563,6 +620,8 @@ void yolo_decode_head(const HeadLevel* levels, int num_levels, const float* anch
     KS_CHECK(geo.packed_bytes() < (int64_t{1} << 30), "yolo_decode_head: ", h.cb, " + ", h.cc, " channels, ", nc,
              " classes is too many");
     h.packed_bytes = static_cast<int>(geo.packed_bytes());
+    h.pieces_b = FastDivmod(h.kb / 8);
+    h.pieces_c = FastDivmod(h.kc / 8);
     int64_t hw[kMaxLevels] = {};
     for (int l = 0; l < num_levels; ++l) {
         const HeadLevel& v = levels[l];
