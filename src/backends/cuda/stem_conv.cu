@@ -161,18 +161,28 @@ __global__ void __launch_bounds__(kMmaThreads, 4)
             if (q < pixels) {
                 int ox;
                 const int oy = a.div_ow.divmod(q, ox);
+                // The window's top-left as a 32-bit offset into the image's planes (an image is under
+                // 2^31 elements: checked at launch), rows and columns tested once: a tap costs its
+                // load and a predicate, not its own 64-bit address and four comparisons.
+                const int iy0 = oy * a.stride_h - a.pad_top, ix0 = ox * a.stride_w - a.pad_left;
+                bool row_in[3], col_in[3];
+#pragma unroll
+                for (int k = 0; k < 3; ++k) {
+                    row_in[k] = static_cast<unsigned>(iy0 + k) < static_cast<unsigned>(a.h);
+                    col_in[k] = static_cast<unsigned>(ix0 + k) < static_cast<unsigned>(a.w_in);
+                }
+                const float* image = a.x + img * kC * a.h * a.w_in;
+                const int plane = a.h * a.w_in, corner = iy0 * a.w_in + ix0;
                 float in[32];
 #pragma unroll
                 for (int c = 0; c < kC; ++c)
 #pragma unroll
-                    for (int ky = 0; ky < 3; ++ky)
+                    for (int ky = 0; ky < 3; ++ky) {
+                        const float* line = image + (corner + c * plane + ky * a.w_in);
 #pragma unroll
-                        for (int kx = 0; kx < 3; ++kx) {
-                            const int iy = oy * a.stride_h - a.pad_top + ky, ix = ox * a.stride_w - a.pad_left + kx;
-                            const bool inside = iy >= 0 && iy < a.h && ix >= 0 && ix < a.w_in;
-                            in[(c * 3 + ky) * 3 + kx] =
-                                inside ? __ldg(a.x + ((img * kC + c) * a.h + iy) * a.w_in + ix) : 0.f;
-                        }
+                        for (int kx = 0; kx < 3; ++kx)
+                            in[(c * 3 + ky) * 3 + kx] = row_in[ky] && col_in[kx] ? __ldg(line + kx) : 0.f;
+                    }
 #pragma unroll
                 for (int k = kC * kTaps; k < 32; ++k) in[k] = 0.f;
 #pragma unroll
@@ -235,6 +245,7 @@ void launch_stem_mma(const StemArgs& s, const float* weights, const float* bias,
     std::copy_n(bias, K, wt.b);
     StemMmaArgs a{s.x,        s.n,       s.h,        s.w_in, s.oh, s.ow, s.div_ow, s.stride_h,
                   s.stride_w, s.pad_top, s.pad_left, s.silu, s.ps, 0,    0,        1};
+    KS_CHECK(int64_t{kC} * s.h * s.w_in < (int64_t{1} << 31), "conv2d_nchw_input: image too large");
     a.units_per_image = (s.oh * s.ow + 31) / 32;
     const int64_t units = int64_t{a.units_per_image} * s.n;
     KS_CHECK(units + kMaxUnitsPerWarp * kMmaThreads < (int64_t{1} << 31), "conv2d_nchw_input: batch too large");
