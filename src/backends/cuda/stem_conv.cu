@@ -161,27 +161,33 @@ __global__ void __launch_bounds__(kMmaThreads, 4)
             if (q < pixels) {
                 int ox;
                 const int oy = a.div_ow.divmod(q, ox);
-                // The window's top-left as a 32-bit offset into the image's planes (an image is under
-                // 2^31 elements: checked at launch), rows and columns tested once: a tap costs its
-                // load and a predicate, not its own 64-bit address and four comparisons.
+                // Taps outside the image are zeros (the padding). Their loads read the nearest
+                // pixel instead (rows and columns clamped once), so every load is unconditional at
+                // a line pointer plus a column: a tap costs an address add, the load and a select,
+                // where predicated loads had the compiler form each tap's 64-bit address apart.
                 const int iy0 = oy * a.stride_h - a.pad_top, ix0 = ox * a.stride_w - a.pad_left;
                 bool row_in[3], col_in[3];
+                int row_at[3], col_at[3];
 #pragma unroll
                 for (int k = 0; k < 3; ++k) {
                     row_in[k] = static_cast<unsigned>(iy0 + k) < static_cast<unsigned>(a.h);
                     col_in[k] = static_cast<unsigned>(ix0 + k) < static_cast<unsigned>(a.w_in);
+                    row_at[k] = min(max(iy0 + k, 0), a.h - 1) * a.w_in;
+                    col_at[k] = min(max(ix0 + k, 0), a.w_in - 1);
                 }
-                const float* image = a.x + img * kC * a.h * a.w_in;
-                const int plane = a.h * a.w_in, corner = iy0 * a.w_in + ix0;
+                const int plane = a.h * a.w_in;
+                const float* image = a.x + img * kC * plane;
                 float in[32];
 #pragma unroll
                 for (int c = 0; c < kC; ++c)
 #pragma unroll
                     for (int ky = 0; ky < 3; ++ky) {
-                        const float* line = image + (corner + c * plane + ky * a.w_in);
+                        const float* line = image + (c * plane + row_at[ky]);
 #pragma unroll
-                        for (int kx = 0; kx < 3; ++kx)
-                            in[(c * 3 + ky) * 3 + kx] = row_in[ky] && col_in[kx] ? __ldg(line + kx) : 0.f;
+                        for (int kx = 0; kx < 3; ++kx) {
+                            const float v = __ldg(line + col_at[kx]);
+                            in[(c * 3 + ky) * 3 + kx] = row_in[ky] && col_in[kx] ? v : 0.f;
+                        }
                     }
 #pragma unroll
                 for (int k = kC * kTaps; k < 32; ++k) in[k] = 0.f;
