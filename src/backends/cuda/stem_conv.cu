@@ -8,7 +8,7 @@
 //   stem_conv_nchw_3x3_mma (f16 outputs, K = 16/32/48/64, 16-byte aligned pixels): a lane gathers
 //     its pixel's 27 taps (zero-padded to 32) as f16 into a shared row, the warp multiplies its 32
 //     rows by the filters with mma.sync m16n8k16 (A by ldmatrix, B fragments packed on the host):
-//     the arithmetic is 4 K / 8 MMAs per 16 pixels, so the image's reads are what is left.
+//     the arithmetic is K / 4 MMAs per 16 pixels, so the image's reads are what is left.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
