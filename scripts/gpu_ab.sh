@@ -22,7 +22,8 @@ build() {  # source dir, build dir, targets...
 }
 build . build-gpu kestrel_cli kestrel_gpu_tests kestrel_run_raw || exit 1
 build .gpu/old build-old kestrel_cli || exit 1
-timeout 300 build-gpu/kestrel_gpu_tests >"$LOG/tests.log" 2>&1; status=$?
+# TESTS=FILTER runs only the GPU tests a gtest filter names (a short call); py_gpu_compare always runs.
+timeout 300 build-gpu/kestrel_gpu_tests ${TESTS:+--gtest_filter="$TESTS"} >"$LOG/tests.log" 2>&1; status=$?
 grep -E '^\[  (FAILED|PASSED) |FAILED TEST' "$LOG/tests.log" | tail -12
 # The engines against the CPU engine on real images (tests/models/gpu_compare.py).
 (cd build-gpu && ctest -L gpu -R py_ --output-on-failure) >>"$LOG/tests.log" 2>&1 || status=1

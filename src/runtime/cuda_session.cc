@@ -142,6 +142,51 @@ int sppf_chain_at(const ir::Graph& g, const plan::ExecutionPlan& p, size_t i) {
     return static_cast<int>(k);
 }
 
+// YOLOv8's bottleneck: nodes i and i + 1 are 3x3, stride-1, padding-1 SiLU convs of c -> c -> c
+// channels (16 or 32) on f16 NHWC feature maps with 16-byte aligned pixels, the second reading the
+// first's output t and adding, if anything, the first's input x; t is read by nothing else and is
+// not a graph output; x and the second's output y are not the same channels of one buffer. Such a
+// pair runs as one kernel (cuda::conv3x3_pair_nhwc) at node i and node i + 1 launches nothing: t
+// never leaves the SM (its arena bytes stay planned, unused). gemm: each conv's GEMM type after
+// tuning (only f16 pairs; an INT8 conv that tuning kept in FP16 counts as f16).
+bool bottleneck_pair_at(const ir::Graph& g, const plan::ExecutionPlan& p,
+                        const std::vector<std::vector<int>>& consumers, const std::function<ElemType(size_t)>& gemm,
+                        size_t i) {
+    if (i + 1 >= g.nodes.size()) return false;
+    auto aligned = [&](int v) {
+        const Binding b = binding(p, v);
+        return b.align == 0 && b.pixel_stride % 8 == 0;  // 16-byte aligned pixels of halves
+    };
+    auto fits = [&](size_t k) {
+        const Node& n = g.nodes[k];
+        if (n.op != Op::kConv || n.attrs.get_string("activation", "") != "silu" || gemm(k) != ElemType::kF16)
+            return false;
+        const plan::ValuePlan &in = p.values[sz(n.input(0))], &out = p.values[sz(n.outputs[0])];
+        if (in.layout != Layout::kNhwc || out.layout != Layout::kNhwc || in.dtype != DType::kFloat16 ||
+            out.dtype != DType::kFloat16 || !aligned(n.input(0)) || !aligned(n.outputs[0]))
+            return false;
+        const cuda::ConvShape s = conv_shape(p, n);
+        const Shape &xs = g.value(n.input(0)).shape, &ys = g.value(n.outputs[0]).shape;
+        return s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.pad_top == 1 && s.pad_left == 1 &&
+               s.dil_h == 1 && s.dil_w == 1 && s.groups == 1 && s.c == s.k && (s.c == 16 || s.c == 32) &&
+               xs.size() == 4 && xs[1] == s.c && xs == ys;
+    };
+    const Node &a = g.nodes[i], &b = g.nodes[i + 1];
+    if (!fits(i) || !fits(i + 1) || a.input(3) >= 0 || b.inputs[0] != a.outputs[0]) return false;
+    if (b.input(3) >= 0 && b.inputs[3] != a.inputs[0]) return false;
+    const int t = a.outputs[0];
+    if (consumers[sz(t)].size() != 1 || std::find(g.outputs.begin(), g.outputs.end(), t) != g.outputs.end())
+        return false;
+    // x and y in one buffer: disjoint channel ranges (a view's offset is its first channel's byte).
+    auto root = [&](int v) { return p.values[sz(v)].storage == plan::Storage::kView ? p.values[sz(v)].root : v; };
+    auto first_byte = [&](int v) {
+        return p.values[sz(v)].storage == plan::Storage::kView ? p.values[sz(v)].offset : 0;
+    };
+    const int x = a.inputs[0], y = b.outputs[0];
+    if (root(x) == root(y) && std::abs(first_byte(x) - first_byte(y)) < 2 * g.value(x).shape[1]) return false;
+    return true;
+}
+
 }  // namespace
 
 int cuda_device_count() {
@@ -353,6 +398,15 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                 kernel_names_[i] = lower(ir::op_name(n.op)) + io;
             }
         }
+        const std::vector<std::vector<int>> consumers = g.consumers();
+        auto gemm = [&](size_t k) { return convs_.count(k) ? convs_.at(k).gemm : ElemType::kF32; };
+        for (size_t i = 0; i < g.nodes.size(); ++i)
+            if (bottleneck_pair_at(g, *plan_, consumers, gemm, i)) {
+                bottleneck_pairs_.insert(i);
+                kernel_names_[i] = cuda::conv3x3_pair_kernel_name(static_cast<int>(conv_shape(*plan_, g.nodes[i]).c));
+                kernel_names_[i + 1] = "in_" + kernel_names_[i];
+                ++i;
+            }
         for (size_t i = 0; i < g.nodes.size(); ++i)
             if (const int k = sppf_chain_at(g, *plan_, i)) {
                 const std::string type =
@@ -822,7 +876,24 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
         const bool nhwc_out = op.layout == Layout::kNhwc;
         switch (n.op) {
             case Op::kConv: {
+                if (i > 0 && m.bottleneck_pair(i - 1)) break;  // run by its pair's first conv
                 cuda::ConvShape s = conv_shape(p, n);
+                if (m.bottleneck_pair(i)) {
+                    const Node& b = g.nodes[i + 1];
+                    NhwcTensor x = nhwc(in), y = nhwc(b.outputs[0]);
+                    const void *w1 = m.conv_weights(i), *w2 = m.conv_weights(i + 1);
+                    const float *b1 = m.conv_bias(i), *b2 = m.conv_bias(i + 1);
+                    const bool residual = b.input(3) >= 0;
+                    flops_[i] = 2.0 * 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
+                    // Per image: x read and y written (t stays on the SM); both filters' constants.
+                    bytes_[i] = image_bytes(in) + image_bytes(b.outputs[0]);
+                    constant_bytes_[i] = 2.0 * (2.0 * double(num_elements(g.value(n.inputs[1]).shape)) + 4.0 * s.k);
+                    st.launch = [=](cudaStream_t stream) {
+                        cuda::conv3x3_pair_nhwc(with_n(x, batch), w1, b1, w2, b2, residual, with_n(y, batch), stream);
+                    };
+                    steps.push_back(std::move(st));
+                    continue;  // its bytes are counted here, not by the generic accounting below
+                }
                 if (p.values[sz(in)].layout == Layout::kPlain) {
                     const float* x = reinterpret_cast<const float*>(addr(in));
                     NhwcTensor y = nhwc(out);

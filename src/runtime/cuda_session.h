@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <ostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,8 @@ class CudaModel {
     // node's kernel name.
     const std::map<size_t, std::vector<int>>& tactics() const { return tactics_; }
     const std::vector<std::string>& kernel_names() const { return kernel_names_; }
+    // Node `node` and the next are a C2f bottleneck's convs run as one kernel (cuda::conv3x3_pair_nhwc).
+    bool bottleneck_pair(size_t node) const { return bottleneck_pairs_.count(node) != 0; }
     // Tuning, per (conv, batch) pair: every tactic's time came from the timing cache, or some were measured.
     struct TuneStats {
         int reused = 0, timed = 0;
@@ -100,6 +103,7 @@ class CudaModel {
     std::map<size_t, std::vector<const void*>> decode_heads_;
     std::map<size_t, std::vector<int>> tactics_;
     std::vector<std::string> kernel_names_;
+    std::set<size_t> bottleneck_pairs_;  // first nodes of the pairs
     TuneStats tune_stats_;
 };
 

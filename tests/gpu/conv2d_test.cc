@@ -736,6 +736,118 @@ TEST(CudaConv2d, SplitKSupportAndWorkspace) {
     }
 }
 
+// A C2f bottleneck's two convs in one kernel (cuda::conv3x3_pair_nhwc) against the reference's two
+// convs, t rounded to f16 between them as the kernel keeps it (and as two kernels would store it).
+// x and y are channel slices of one buffer, as in YOLOv8's C2f (the split's half read, the concat's
+// slice written), or of two; partial tiles, an image smaller than one tile, and enough tiles that
+// the CTAs go round their ring. Every other channel of the buffers must come back untouched.
+TEST(CudaConv2d, BottleneckPairMatchesTwoConvs) {
+    SKIP_WITHOUT_GPU();
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    struct PairCase {
+        int n, c, h, w;
+        bool residual, one_buffer;
+        int x_ps, x_off, y_ps, y_off;  // y_ps unused with one buffer (x's)
+    };
+    const PairCase cases[] = {
+        {2, 16, 19, 37, true, true, 48, 16, 0, 32},     // model.2's slices, partial tiles
+        {1, 32, 8, 16, false, false, 32, 0, 32, 0},     // one whole tile, no shortcut (the neck's C2f)
+        {3, 32, 40, 24, true, true, 128, 64, 0, 96},    // model.4's second bottleneck
+        {2, 16, 5, 7, true, false, 16, 0, 24, 8},       // smaller than a tile
+        {16, 16, 64, 80, true, true, 48, 16, 0, 32},    // 640 tiles: round the ring
+        {4, 32, 33, 50, false, false, 64, 32, 96, 64},  // two buffers, slices
+    };
+    for (const PairCase& pc : cases) {
+        SCOPED_TRACE("n " + std::to_string(pc.n) + " c " + std::to_string(pc.c) + " " + std::to_string(pc.h) + "x" +
+                     std::to_string(pc.w) + (pc.residual ? " residual" : "") + (pc.one_buffer ? " one buffer" : ""));
+        const int c = pc.c;
+        auto rnd = [&](Shape s, float lo, float hi) {
+            std::vector<float> v = rng.uniform_floats(static_cast<size_t>(num_elements(s)), lo, hi);
+            for (float& f : v) f = round_to_half(f);
+            return ir::Tensor::from_floats(std::move(s), v);
+        };
+        const float bound = std::sqrt(3.f / static_cast<float>(9 * c));
+        const ir::Tensor x = rnd({pc.n, c, pc.h, pc.w}, -1.f, 1.f);
+        const ir::Tensor w1 = rnd({c, c, 3, 3}, -bound, bound), w2 = rnd({c, c, 3, 3}, -bound, bound);
+        const ir::Tensor b1 = ir::Tensor::from_floats({c}, rng.uniform_floats(static_cast<size_t>(c), -0.5f, 0.5f));
+        const ir::Tensor b2 = ir::Tensor::from_floats({c}, rng.uniform_floats(static_cast<size_t>(c), -0.5f, 0.5f));
+        ir::Node node;
+        node.op = ir::Op::kConv;
+        node.name = "bottleneck";
+        node.attrs.set("kernel_shape", std::vector<int64_t>{3, 3});
+        node.attrs.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+        node.attrs.set("activation", std::string("silu"));
+        ir::Tensor t = reference::evaluate(node, {&x, &w1, &b1, nullptr}).at(0);
+        for (int64_t i = 0; i < num_elements(t.shape); ++i) t.data<float>()[i] = round_to_half(t.data<float>()[i]);
+        const ir::Tensor want = reference::evaluate(node, {&t, &w2, &b2, pc.residual ? &x : nullptr}).at(0);
+
+        ConvShape s;
+        s.c = s.k = c;
+        s.kh = s.kw = 3;
+        s.pad_top = s.pad_left = 1;
+        const std::vector<uint8_t> pw1 = cuda::pack_conv_weights(w1.data<float>(), s, ElemType::kF16);
+        const std::vector<uint8_t> pw2 = cuda::pack_conv_weights(w2.data<float>(), s, ElemType::kF16);
+        DeviceBuffer dw1(pw1.size()), dw2(pw2.size()), db1(static_cast<size_t>(c) * 4), db2(static_cast<size_t>(c) * 4);
+        dw1.upload(pw1);
+        dw2.upload(pw2);
+        db1.upload(b1.bytes);
+        db2.upload(b2.bytes);
+        const std::vector<uint8_t> x_host = to_nhwc(&x, pc.n, pc.h, pc.w, c, pc.x_ps, pc.x_off, ElemType::kF16);
+        const int y_ps = pc.one_buffer ? pc.x_ps : pc.y_ps;
+        const std::vector<uint8_t> y_init =
+            pc.one_buffer ? x_host : to_nhwc(nullptr, pc.n, pc.h, pc.w, c, y_ps, pc.y_off, ElemType::kF16);
+        DeviceBuffer dx(x_host.size()), dy(y_init.size());
+        dx.upload(x_host);
+        dy.upload(y_init);
+        uint8_t* y_base = pc.one_buffer ? dx.bytes() : dy.bytes();
+        const NhwcTensor tx{dx.bytes() + pc.x_off * 2, ElemType::kF16, pc.n, pc.h, pc.w, c, pc.x_ps};
+        const NhwcTensor ty{y_base + pc.y_off * 2, ElemType::kF16, pc.n, pc.h, pc.w, c, y_ps};
+        cuda::conv3x3_pair_nhwc(tx, dw1.get(), db1.f(), dw2.get(), db2.f(), pc.residual, ty, nullptr);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::vector<uint8_t> got = pc.one_buffer ? dx.download() : dy.download();
+
+        double num = 0, den = 0;
+        int64_t changed = 0, unwritten = 0;
+        for (int64_t pix = 0; pix < static_cast<int64_t>(pc.n) * pc.h * pc.w; ++pix)
+            for (int ch = 0; ch < y_ps; ++ch) {
+                const size_t at = static_cast<size_t>(pix * y_ps + ch) * 2;
+                if (ch < pc.y_off || ch >= pc.y_off + c) {
+                    changed += std::memcmp(got.data() + at, y_init.data() + at, 2) != 0;
+                    continue;
+                }
+                uint16_t hv;
+                std::memcpy(&hv, got.data() + at, 2);
+                const double v = half_to_float(hv);
+                if (!std::isfinite(v)) {
+                    ++unwritten;
+                    continue;
+                }
+                const int64_t img = pix / (pc.h * pc.w), yx = pix % (pc.h * pc.w);
+                const double ref = want.data<float>()[(img * c + (ch - pc.y_off)) * pc.h * pc.w + yx];
+                num += (v - ref) * (v - ref);
+                den += ref * ref;
+            }
+        EXPECT_EQ(changed, 0) << "channels outside y's slice changed";
+        EXPECT_EQ(unwritten, 0) << "y elements left unwritten or not finite";
+        EXPECT_LE(std::sqrt(num / std::max(den, 1e-30)), 2e-3);
+    }
+    // Refused: 64 channels, f32, y overlapping x.
+    DeviceBuffer d(4096 * 64);
+    const NhwcTensor x16{d.bytes(), ElemType::kF16, 1, 8, 8, 16, 48};
+    NhwcTensor y16{d.bytes() + 16, ElemType::kF16, 1, 8, 8, 16, 48};  // channels 8-23: overlaps x's 0-15
+    EXPECT_THROW(cuda::conv3x3_pair_nhwc(x16, d.get(), d.f(), d.get(), d.f(), true, y16, nullptr), Error);
+    y16.data = d.bytes() + 64;  // channels 32-47
+    NhwcTensor bad = x16;
+    bad.c = bad.pixel_stride = 64;
+    EXPECT_THROW(cuda::conv3x3_pair_nhwc(bad, d.get(), d.f(), d.get(), d.f(), true, bad, nullptr), Error);
+    bad = x16;
+    bad.type = ElemType::kF32;
+    EXPECT_THROW(cuda::conv3x3_pair_nhwc(bad, d.get(), d.f(), d.get(), d.f(), true, y16, nullptr), Error);
+    EXPECT_FALSE(cuda::conv3x3_pair_supported(64, x16, y16));
+    EXPECT_TRUE(cuda::conv3x3_pair_supported(16, x16, y16));
+}
+
 TEST(CudaConv2d, RejectsBadArguments) {
     SKIP_WITHOUT_GPU();
     ConvShape s;

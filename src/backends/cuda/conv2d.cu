@@ -1216,6 +1216,233 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
     cp_async_wait<0>();
 }
 
+// ---- A C2f bottleneck's two 3x3 convs in one kernel, on halo tiles ---------------------------------
+//
+// YOLOv8's bottleneck is t = silu(conv3x3(x, w1) + b1), y = silu(conv3x3(t, w2) + b2) (+ x). As two
+// halo kernels, t makes a round trip through DRAM (16 channels at 160x160, batch 64: 52 MB each way)
+// and the second kernel starts when the first drains. Here a CTA computes t on its 8x16 output tile
+// plus a one-pixel border ((TH + 2) x (TW + 2) pixels) from an x window with a two-pixel border
+// ((TH + 4) x (TW + 4)), keeps it in shared memory, zero where it lies outside the image (the second
+// conv's padding), and runs the second conv on it as conv3x3_halo_kernel runs on its halo; the
+// residual is the window's centre. The border's t is computed by the neighbouring tiles too:
+// (10 x 18) / (8 x 16) = 1.4x the first conv's MMAs, and t is rounded to f16 as the two kernels
+// would store it.
+//
+// Warps: the first conv's 180 pixels are 12 m16 row blocks (rows past the 180th read a clamped
+// pixel and are not stored), block warp + 4 j for j < 3; the second conv's 8 output rows are 2 a
+// warp, as in conv3x3_halo_kernel. C = K, 16 or 32 channels; the x windows go through a ring of
+// STAGES buffers as the halos do there.
+constexpr int kPairInH = kHaloTH + 4, kPairInW = kHaloTW + 4;    // the x window
+constexpr int kPairMidH = kHaloTH + 2, kPairMidW = kHaloTW + 2;  // t
+constexpr int kPairMidPx = kPairMidH * kPairMidW;                // 180
+constexpr int kPairMidBlocks = (kPairMidPx + 15) / 16;           // 12 m16 blocks
+constexpr int kPairBlocksPerWarp = kPairMidBlocks / (kHaloThreads / 32);
+static_assert(kPairMidBlocks % (kHaloThreads / 32) == 0, "the first conv's blocks split evenly over the warps");
+
+constexpr int pair_stage_bytes(int c) { return kPairInH * kPairInW * c * 2; }
+constexpr int pair_filter_bytes(int c) { return c * (9 * c * 2 + 16); }
+// The ring, t, both filters and a staging row per warp.
+constexpr int pair_smem_bytes(int c, int stages) {
+    return stages * pair_stage_bytes(c) + kPairMidPx * c * 2 + 2 * pair_filter_bytes(c) +
+           (kHaloThreads / 32) * halo_staging_bytes(c);
+}
+constexpr int pair_ctas_per_sm(int c, int stages) {
+    const int fit = 228 * 1024 / (pair_smem_bytes(c, stages) + 1024);
+    return fit < 1 ? 1 : fit > 4 ? 4 : fit;
+}
+
+// The second conv's fields in p (weights, bias, y and its epilogue's fields, sizes: in = out), the
+// first conv's weights and bias, and whether x is added to y.
+struct PairParams {
+    ConvParams p;
+    const void* wgt1 = nullptr;
+    const float* bias1 = nullptr;
+    int residual = 0;
+};
+
+template <int C, int STAGES>
+__global__ void __launch_bounds__(kHaloThreads, pair_ctas_per_sm(C, STAGES))
+    conv3x3_pair_halo_kernel(const __grid_constant__ PairParams pp) {
+    static_assert(C == 16 || C == 32, "the bottlenecks of YOLOv8n's 160x160 and 80x80 C2f blocks");
+    static_assert(STAGES >= 2, "at least one window loads while another is multiplied");
+    const ConvParams& p = pp.p;
+    constexpr int CH = C / 8, NB = C / 8, kWRow = 9 * C * 2 + 16, kStageBytes = pair_stage_bytes(C);
+    extern __shared__ __align__(128) unsigned char smem[];
+    const uint32_t s_ring = smem_addr(smem), s_mid = s_ring + STAGES * kStageBytes;
+    const uint32_t s_w1 = s_mid + kPairMidPx * C * 2, s_w2 = s_w1 + pair_filter_bytes(C);
+    unsigned char* const mid = smem + STAGES * kStageBytes;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int H = p.out_h, W = p.out_w;
+    const int tiles_x = (W + kHaloTW - 1) / kHaloTW, tiles_y = (H + kHaloTH - 1) / kHaloTH;
+    const int tiles_img = tiles_x * tiles_y, tiles = (p.gemm_m / (H * W)) * tiles_img;
+    const uint64_t xb = reinterpret_cast<uint64_t>(p.x);
+
+    // Both filters, once (row n: output channel n's 9 x C halves, as conv3x3_halo_kernel keeps one).
+    for (int q = tid; q < C * 9 * CH; q += kHaloThreads) {
+        const int n = q / (9 * CH), c = q % (9 * CH);
+        const uint64_t src = (static_cast<uint64_t>(n) * 9 * CH + c) * 16;
+        cp_async16<false>(s_w1 + n * kWRow + c * 16, reinterpret_cast<uint64_t>(pp.wgt1) + src, true);
+        cp_async16<false>(s_w2 + n * kWRow + c * 16, reinterpret_cast<uint64_t>(p.wgt) + src, true);
+    }
+    cp_async_commit();
+    wait_for_previous_kernel();  // after the constant filters' loads, as in conv3x3_halo_kernel
+
+    // A tile's x window into ring stage `stage`: window pixel (wy, wx) is x pixel (ty0 - 2 + wy,
+    // tx0 - 2 + wx), zeros outside the image.
+    auto load_tile = [&](int tile, int stage) {
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
+        const uint32_t dst = s_ring + stage * kStageBytes;
+        for (int q = tid; q < kPairInH * kPairInW * CH; q += kHaloThreads) {
+            const int wp = q / CH, c = q % CH, wy = wp / kPairInW, wx = wp % kPairInW;
+            const int iy = ty0 - 2 + wy, ix = tx0 - 2 + wx;
+            const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                                static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+            const int64_t pix = (static_cast<int64_t>(img) * H + iy) * W + ix;
+            cp_async16<false>(dst + halo_chunk_offset<C>(wp, c), xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2,
+                              inside);
+        }
+    };
+
+    // ldmatrix lanes as in conv3x3_halo_kernel. The first conv's A rows: t pixel mp of block
+    // warp + 4 j (clamped to the last one) is window pixel (mp / 18, mp % 18) at tap (0, 0).
+    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
+    const uint32_t b_lane = static_cast<uint32_t>(((lane >> 4) * 8 + (lane & 7)) * kWRow + ((lane >> 3) & 1) * 16);
+    int a_base[kPairBlocksPerWarp];
+#pragma unroll
+    for (int j = 0; j < kPairBlocksPerWarp; ++j) {
+        const int mp = min((warp + 4 * j) * 16 + a_row, kPairMidPx - 1);
+        a_base[j] = (mp / kPairMidW) * kPairInW + mp % kPairMidW;
+    }
+    float bias1[NB][2], bias2[NB][2];
+    load_column_bias(pp.bias1, lane, bias1);
+    load_column_bias(p.bias, lane, bias2);
+
+    const int step = static_cast<int>(gridDim.x);
+    int tile = static_cast<int>(blockIdx.x), stage = 0;
+    fill_halo_ring<STAGES>(tile, step, tiles, load_tile);
+    for (; tile < tiles; tile += step) {
+        cp_async_wait<STAGES - 2>();  // the filters and this tile's window
+        __syncthreads();              // ... from every thread; every warp is done with the previous tile's t
+        const int ahead = tile + (STAGES - 1) * step;
+        const int refill = stage == 0 ? STAGES - 1 : stage - 1;
+        if (ahead < tiles) load_tile(ahead, refill);
+        cp_async_commit();
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
+        const uint32_t win = s_ring + stage * kStageBytes;
+
+        // The first conv: t on the 10x18 pixels, rounded to f16 into shared memory.
+        {
+            float acc[kPairBlocksPerWarp][NB][4];
+#pragma unroll
+            for (int j = 0; j < kPairBlocksPerWarp; ++j)
+#pragma unroll
+                for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) acc[j][nb][e] = 0.f;
+#pragma unroll
+            for (int tap = 0; tap < 9; ++tap) {
+                const int shift = (tap / 3) * kPairInW + tap % 3;
+#pragma unroll
+                for (int cb = 0; cb < C / 16; ++cb) {
+                    uint32_t af[kPairBlocksPerWarp][4];
+#pragma unroll
+                    for (int j = 0; j < kPairBlocksPerWarp; ++j)
+                        ldmatrix_x4(af[j], win + halo_chunk_offset<C>(a_base[j] + shift, cb * 2 + a_khalf));
+#pragma unroll
+                    for (int nj = 0; nj < C / 16; ++nj) {
+                        uint32_t t[4];
+                        ldmatrix_x4(t, s_w1 + b_lane + nj * 16 * kWRow + (tap * C + cb * 16) * 2);
+#pragma unroll
+                        for (int j = 0; j < kPairBlocksPerWarp; ++j) {
+                            mma_16816(acc[j][2 * nj], af[j], t[0], t[1]);
+                            mma_16816(acc[j][2 * nj + 1], af[j], t[2], t[3]);
+                        }
+                    }
+                }
+            }
+            // Lane (g, t) holds t pixels g and g + 8 of its blocks, channels 8 nb + 2t and + 1.
+#pragma unroll
+            for (int j = 0; j < kPairBlocksPerWarp; ++j)
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    const int mp = (warp + 4 * j) * 16 + (lane >> 2) + half * 8;
+                    if (mp >= kPairMidPx) continue;
+                    const int iy = ty0 - 1 + mp / kPairMidW, ix = tx0 - 1 + mp % kPairMidW;
+                    const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                                        static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+#pragma unroll
+                    for (int nb = 0; nb < NB; ++nb) {
+                        const float v0 = silu_act<false>(acc[j][nb][half * 2] + bias1[nb][0]);
+                        const float v1 = silu_act<false>(acc[j][nb][half * 2 + 1] + bias1[nb][1]);
+                        *reinterpret_cast<__half2*>(mid + halo_chunk_offset<C>(mp, nb) + (lane & 3) * 4) =
+                            inside ? __floats2half2_rn(v0, v1) : __float2half2_rn(0.f);
+                    }
+                }
+        }
+        __syncthreads();  // t whole
+
+        // The second conv on t, as conv3x3_halo_kernel on a halo: output row r, tap (dy, dx) reads t
+        // row r + dy, column a_row + dx.
+        float acc[2][NB][4];
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+            for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[mt][nb][e] = 0.f;
+#pragma unroll
+        for (int tap = 0; tap < 9; ++tap) {
+            const int dy = tap / 3, dx = tap % 3;
+#pragma unroll
+            for (int cb = 0; cb < C / 16; ++cb) {
+                uint32_t af[2][4];
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt)
+                    ldmatrix_x4(af[mt], s_mid + halo_chunk_offset<C>(((warp * 2 + mt) + dy) * kPairMidW + dx + a_row,
+                                                                     cb * 2 + a_khalf));
+#pragma unroll
+                for (int nj = 0; nj < C / 16; ++nj) {
+                    uint32_t t[4];
+                    ldmatrix_x4(t, s_w2 + b_lane + nj * 16 * kWRow + (tap * C + cb * 16) * 2);
+#pragma unroll
+                    for (int mt = 0; mt < 2; ++mt) {
+                        mma_16816(acc[mt][2 * nj], af[mt], t[0], t[1]);
+                        mma_16816(acc[mt][2 * nj + 1], af[mt], t[2], t[3]);
+                    }
+                }
+            }
+        }
+
+        // Epilogue through the warp's staging row; the residual is x at window pixel (r + 2, c + 2).
+        constexpr int kLd = halo_staging_ld(C);
+        __half* staging = reinterpret_cast<__half*>(smem + STAGES * kStageBytes + kPairMidPx * C * 2 +
+                                                    2 * pair_filter_bytes(C) + warp * halo_staging_bytes(C));
+        const unsigned char* window = smem + stage * kStageBytes;
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+            stage_row_halves(acc[mt], bias2, true, staging, lane);
+            __syncwarp();
+            const int ry = warp * 2 + mt, oy = ty0 + ry;
+            const int npx = oy < H ? min(kHaloTW, W - tx0) : 0, m0 = (img * H + oy) * W + tx0;
+#pragma unroll
+            for (int q = lane; q < 16 * NB; q += 32) {
+                const int px = q / NB, n = (q % NB) * 8;
+                if (px >= npx) continue;
+                const uint4* res = pp.residual ? reinterpret_cast<const uint4*>(
+                                                     window + halo_chunk_offset<C>((ry + 2) * kPairInW + px + 2, n / 8))
+                                               : nullptr;
+                store8_halves(p, m0 + px, n, *reinterpret_cast<const uint4*>(&staging[px * kLd + n]), res);
+            }
+            __syncwarp();  // the next row overwrites the staging row
+        }
+        stage = stage == STAGES - 1 ? 0 : stage + 1;
+    }
+    cp_async_wait<0>();
+}
+
 // ---- 3x3 stride-1 convs with 64 or 80 channels on halo tiles, warpgroup MMAs (sm_90a) -------------
 //
 // The detect head's 3x3 convs (64 -> 64, 64 -> 80, 80 -> 80 at 80x80, 40x40 and 20x20) have a
@@ -1433,7 +1660,7 @@ int num_sms();
 // The halo kernels' launch: one wave of persistent CTAs over the output's 8x16 tiles (the occupancy
 // query once per kernel and process: per_sm and prepared are the caller's statics).
 void launch_halo_grid(const void* kernel, int threads, int smem, const ConvParams& p, cudaStream_t stream,
-                      std::atomic<uint64_t>& prepared, std::atomic<int>& per_sm) {
+                      std::atomic<uint64_t>& prepared, std::atomic<int>& per_sm, const void* arg = nullptr) {
     prepare_kernel(kernel, smem, prepared);
     const int64_t tiles = static_cast<int64_t>(p.gemm_m / (p.out_h * p.out_w)) * ((p.out_h + kHaloTH - 1) / kHaloTH) *
                           ((p.out_w + kHaloTW - 1) / kHaloTW);
@@ -1445,7 +1672,7 @@ void launch_halo_grid(const void* kernel, int threads, int smem, const ConvParam
     }
     const int64_t grid =
         std::min<int64_t>(tiles, static_cast<int64_t>(per_sm.load(std::memory_order_relaxed)) * num_sms());
-    void* args[] = {const_cast<ConvParams*>(&p)};
+    void* args[] = {const_cast<void*>(arg ? arg : &p)};  // the kernel's one parameter: p, or what embeds it
     launch_kernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(threads), smem, stream, args);
 }
 
@@ -1457,6 +1684,15 @@ void launch_halo(const ConvParams& p, int groups, cudaStream_t stream) {
     launch_halo_grid(reinterpret_cast<const void*>(conv3x3_halo_kernel<C, K, STAGES, S>), kHaloThreads,
                      halo_smem_bytes(C, K, STAGES, S), p, stream, prepared, per_sm);
 }
+
+template <int C, int STAGES>
+void launch_pair(const PairParams& pp, cudaStream_t stream) {
+    static std::atomic<uint64_t> prepared{0};
+    static std::atomic<int> per_sm{0};
+    launch_halo_grid(reinterpret_cast<const void*>(conv3x3_pair_halo_kernel<C, STAGES>), kHaloThreads,
+                     pair_smem_bytes(C, STAGES), pp.p, stream, prepared, per_sm, &pp);
+}
+constexpr int kPairStages16 = 3, kPairStages32 = 3;
 
 template <int C, int K, int STAGES>
 void launch_halo_wgmma(const ConvParams& p, int groups, cudaStream_t stream) {
@@ -1975,6 +2211,63 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
         p.w_ld = (p.gemm_k + kMmaBK - 1) / kMmaBK * kMmaBK;
     }
     t.launch(p, s.groups, stream);
+}
+
+bool conv3x3_pair_supported(int c, const NhwcTensor& x, const NhwcTensor& y) {
+    auto aligned = [](const NhwcTensor& t) { return aligned16(t.data) && t.pixel_stride % 8 == 0; };
+    return (c == 16 || c == 32) && x.type == ElemType::kF16 && y.type == ElemType::kF16 && x.c == c && y.c == c &&
+           aligned(x) && aligned(y);
+}
+
+std::string conv3x3_pair_kernel_name(int c) {
+    return "conv3x3_pair_halo_mma_m16n8k16_c" + std::to_string(c) + "_8x16_s" +
+           std::to_string(c == 16 ? kPairStages16 : kPairStages32) + "_silu";
+}
+
+void conv3x3_pair_nhwc(const NhwcTensor& x, const void* w1, const float* b1, const void* w2, const float* b2,
+                       bool residual, const NhwcTensor& y, cudaStream_t stream) {
+    check_tensor(x, ElemType::kF16, "x");
+    check_tensor(y, ElemType::kF16, "y");
+    KS_CHECK(conv3x3_pair_supported(x.c, x, y),
+             "conv3x3_pair: needs f16 x and y of 16 or 32 channels alike, "
+             "16-byte aligned pixels (x has ",
+             x.c, ", y ", y.c, ")");
+    KS_CHECK(x.n == y.n && x.h == y.h && x.w == y.w, "conv3x3_pair: y's shape differs from x's");
+    KS_CHECK(w1 && w2 && b1 && b2 && aligned16(w1) && aligned16(w2),
+             "conv3x3_pair: both convs' weights (16-byte "
+             "aligned) and biases are required");
+    // y is written while other CTAs read x's windows: in one buffer they must be disjoint channels.
+    const int64_t off = (static_cast<const char*>(y.data) - static_cast<const char*>(x.data)) / 2;
+    KS_CHECK(x.pixel_stride != y.pixel_stride || off >= x.c || -off >= y.c, "conv3x3_pair: y overlaps x");
+    const int64_t m = static_cast<int64_t>(y.n) * y.h * y.w;
+    KS_CHECK(m < INT_MAX && (m - 1) * x.pixel_stride * 2 + x.c * 2 < (int64_t{1} << 32),
+             "conv3x3_pair: x too large (32-bit offsets)");
+    if (m == 0) return;
+    PairParams pp;
+    ConvParams& p = pp.p;
+    p.x = x.data;
+    p.wgt = w2;
+    p.bias = b2;
+    p.y = y.data;
+    p.in_h = p.out_h = y.h;
+    p.in_w = p.out_w = y.w;
+    p.x_ps = x.pixel_stride;
+    p.y_ps = y.pixel_stride;
+    p.kh = p.kw = 3;
+    p.pt = p.pl = 1;
+    p.cg = p.kg = x.c;
+    p.gemm_k = 9 * x.c;
+    p.gemm_m = static_cast<int>(m);
+    p.silu = 1;
+    p.y_vec = 1;
+    pp.wgt1 = w1;
+    pp.bias1 = b1;
+    pp.residual = residual ? 1 : 0;
+    if (x.c == 16) {
+        launch_pair<16, kPairStages16>(pp, stream);
+    } else {
+        launch_pair<32, kPairStages32>(pp, stream);
+    }
 }
 
 }  // namespace kestrel::cuda

@@ -69,6 +69,17 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
                  const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream,
                  void* workspace = nullptr, const ConvInt8* int8 = nullptr);
 
+// A C2f bottleneck's two convolutions as one kernel (YOLOv8: 3x3, stride 1, padding 1, SiLU, c -> c
+// -> c, its shortcut adding x):
+//   t = silu(conv(x, w1) + b1),   y = silu(conv(t, w2) + b2) + (residual ? x : 0)
+// t stays in shared memory, rounded to f16 as a stored tensor would be (each CTA computes it on its
+// tile and a one-pixel border). f16 x and y of c = 16 or 32 channels (slices allowed) with 16-byte
+// aligned pixels, y not overlapping x; weights packed with ElemType::kF16, biases float32[c].
+bool conv3x3_pair_supported(int c, const NhwcTensor& x, const NhwcTensor& y);
+std::string conv3x3_pair_kernel_name(int c);
+void conv3x3_pair_nhwc(const NhwcTensor& x, const void* w1, const float* b1, const void* w2, const float* b2,
+                       bool residual, const NhwcTensor& y, cudaStream_t stream);
+
 // The image stem read straight from the float32 NCHW image (3 input channels, 3x3 kernel, groups 1,
 // no dilation, k <= 64): no NHWC conversion of the image and no channel padding. f16 outputs with
 // 16-byte aligned pixels and 16, 32, 48 or 64 channels: taps and weights rounded to f16 and
