@@ -286,6 +286,10 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                     const std::vector<int64_t> stored = n.attrs.get_ints("cuda_tactics");
                     tactics_[i].assign(stored.begin(), stored.end());
                 }
+                if (n.attrs.has("cuda_bottleneck_pair")) {
+                    const std::vector<int64_t> stored = n.attrs.get_ints("cuda_bottleneck_pair");
+                    pairs_[i].assign(stored.begin(), stored.end());
+                }
                 continue;
             }
             if (n.op == Op::kResize) {
@@ -398,15 +402,34 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                 kernel_names_[i] = lower(ir::op_name(n.op)) + io;
             }
         }
+        // The bottleneck pairs: checked again on this plan (an engine's choice for a graph it no
+        // longer fits is not run), named per tuning batch as the convs are.
         const std::vector<std::vector<int>> consumers = g.consumers();
         auto gemm = [&](size_t k) { return convs_.count(k) ? convs_.at(k).gemm : ElemType::kF32; };
-        for (size_t i = 0; i < g.nodes.size(); ++i)
-            if (bottleneck_pair_at(g, *plan_, consumers, gemm, i)) {
-                bottleneck_pairs_.insert(i);
-                kernel_names_[i] = cuda::conv3x3_pair_kernel_name(static_cast<int>(conv_shape(*plan_, g.nodes[i]).c));
-                kernel_names_[i + 1] = "in_" + kernel_names_[i];
-                ++i;
+        for (auto it = pairs_.begin(); it != pairs_.end();) {
+            const bool ok = it->second.size() == batches.size() &&
+                            bottleneck_pair_at(g, *plan_, consumers, gemm, it->first) && !pairs_.count(it->first + 1) &&
+                            !pairs_.count(it->first - 1);
+            KS_CHECK(ok, "'", g.nodes[it->first].name,
+                     "': its stored bottleneck pair does not fit this graph; re-export the engine");
+            ++it;
+        }
+        for (const auto& [i, fused] : pairs_) {
+            const std::string pair = cuda::conv3x3_pair_kernel_name(static_cast<int>(conv_shape(*plan_, g.nodes[i]).c));
+            for (size_t k : {i, i + 1}) {
+                const Node& n = g.nodes[k];
+                auto name = [&](size_t j) {
+                    return fused[j]
+                               ? (k == i ? pair : "in_" + pair)
+                               : cuda::conv2d_tactic_name(tactics_.at(k)[j], conv_shape(*plan_, n), convs_.at(k).gemm) +
+                                     conv_suffix(n);
+                };
+                kernel_names_[k] = name(batches.size() - 1);
+                for (size_t j = batches.size() - 1; j-- > 0;)
+                    if (name(j) != name(j + 1))
+                        kernel_names_[k] += " | batch <= " + std::to_string(batches[j]) + ": " + name(j);
             }
+        }
         for (size_t i = 0; i < g.nodes.size(); ++i)
             if (const int k = sppf_chain_at(g, *plan_, i)) {
                 const std::string type =
@@ -420,6 +443,14 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
         for (void* p : allocations_) cudaFree(p);
         throw;
     }
+}
+
+bool CudaModel::bottleneck_pair(size_t node, int batch) const {
+    auto it = pairs_.find(node);
+    if (it == pairs_.end()) return false;
+    const std::vector<int> batches = cuda_tuning_batches(plan_->options.batch);
+    const size_t slot = static_cast<size_t>(std::lower_bound(batches.begin(), batches.end(), batch) - batches.begin());
+    return slot < it->second.size() && it->second[slot] != 0;
 }
 
 CudaModel::~CudaModel() {
@@ -472,11 +503,17 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
         return (bytes + 255) / 256 * 256;
     };
     int64_t scratch_bytes = 0;
-    for (const Node& n : g.nodes) {
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+        const Node& n = g.nodes[i];
         if (!tunable(n)) continue;
         int64_t b = region(n.inputs[0], max_batch) + region(n.outputs[0], max_batch);
         if (n.input(3) >= 0) b += region(n.inputs[3], max_batch);
         scratch_bytes = std::max(scratch_bytes, b);
+        // A bottleneck pair's operands (below): the first conv's input, the second's output.
+        const Node* next = i + 1 < g.nodes.size() ? &g.nodes[i + 1] : nullptr;
+        if (next && tunable(*next) && next->inputs[0] == n.outputs[0])
+            scratch_bytes =
+                std::max(scratch_bytes, region(n.inputs[0], max_batch) + region(next->outputs[0], max_batch));
     }
     if (scratch_bytes == 0) return;
     // Split-K tactics need a zero-filled workspace (they leave it zero-filled): the largest any
@@ -512,9 +549,29 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
         KS_CUDA(cudaEventCreate(&start));
         KS_CUDA(cudaEventCreate(&stop));
         const std::vector<int> batches = cuda_tuning_batches(max_batch);
+        // Back-to-back launches between events, so that the host's launch gap (microseconds, as long
+        // as a batch-1 conv) is not what gets timed: the median of 5 groups after 2 warm-up groups.
+        auto time_ms = [&](int batch, const std::function<void()>& launch) {
+            const int group = std::max(3, 20 / batch);
+            std::vector<float> ms;
+            for (int rep = 0; rep < 7; ++rep) {
+                KS_CUDA(cudaEventRecord(start, stream));
+                for (int k = 0; k < group; ++k) launch();
+                KS_CUDA(cudaEventRecord(stop, stream));
+                KS_CUDA(cudaEventSynchronize(stop));
+                float e = 0;
+                KS_CUDA(cudaEventElapsedTime(&e, start, stop));
+                if (rep >= 2) ms.push_back(e / static_cast<float>(group));
+            }
+            std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
+            return static_cast<double>(ms[ms.size() / 2]);
+        };
+        // Each conv tuned here, its best time at every tuning batch (the bottleneck pairs below).
+        std::map<size_t, std::vector<double>> best_times;
         for (size_t i = 0; i < g.nodes.size(); ++i) {
             if (!tunable(g.nodes[i]) || tactics_.count(i)) continue;  // not a tuned conv, or tuned in the engine
             tactics_[i].assign(batches.size(), -1);
+            best_times[i].assign(batches.size(), 0.0);
             for (size_t slot = batches.size(); slot-- > 0;) {
                 const Node& n = g.nodes[i];
                 const int batch = batches[slot];
@@ -591,9 +648,6 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
                     // tell (conv2d.h), their names can.
                     const bool x_vec = problem.x_align == 0 && x.pixel_stride % 8 == 0;
 
-                    // Groups of back-to-back launches between events, so that the host's launch gap
-                    // (microseconds, as long as a batch-1 conv) is not what gets timed.
-                    const int group = std::max(3, 20 / batch);
                     for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
                         if (!cuda::conv2d_tactic_supports(t, s, gemm)) continue;
                         const std::string name = cuda::conv2d_tactic_name(t, s, gemm);
@@ -605,19 +659,9 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
                         if (cached) {
                             med = *cached;
                         } else {
-                            std::vector<float> ms;
-                            for (int rep = 0; rep < 7; ++rep) {
-                                KS_CUDA(cudaEventRecord(start, stream));
-                                for (int k = 0; k < group; ++k)
-                                    cuda::conv2d_nhwc(x, weights, cd.bias, s, silu, res, y, t, stream, workspace, int8);
-                                KS_CUDA(cudaEventRecord(stop, stream));
-                                KS_CUDA(cudaEventSynchronize(stop));
-                                float e = 0;
-                                KS_CUDA(cudaEventElapsedTime(&e, start, stop));
-                                if (rep >= 2) ms.push_back(e / static_cast<float>(group));
-                            }
-                            std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
-                            med = ms[ms.size() / 2];
+                            med = time_ms(batch, [&] {
+                                cuda::conv2d_nhwc(x, weights, cd.bias, s, silu, res, y, t, stream, workspace, int8);
+                            });
                             measured = true;
                             if (cache) cache->insert(key, t, name, med);
                         }
@@ -643,11 +687,72 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
                 }
                 KS_CHECK(best >= 0, "'", n.name, "': no CUDA conv kernel supports this convolution");
                 tactics_[i][slot] = best;
+                best_times[i][slot] = best_ms;
                 ++(measured ? tune_stats_.timed : tune_stats_.reused);
                 if (log)
                     *log << "tactic " << n.name << ": " << cuda::conv2d_tactic_name(best, s, best_gemm) << " "
                          << best_ms * 1000 << " us at batch " << batch << (measured ? "" : " (timing cache)") << "\n";
             }
+        }
+        // C2f bottleneck pairs of convs tuned here (bottleneck_pair_at, with the GEMM types tuning
+        // chose): at each tuning batch the one kernel against the two convs' best times; it runs
+        // where it is faster. Its time is cached under the first conv's problem with the pair's
+        // output and residual, keyed "pair ...".
+        const std::vector<std::vector<int>> consumers = g.consumers();
+        auto gemm = [&](size_t k) { return convs_.count(k) ? convs_.at(k).gemm : ElemType::kF32; };
+        for (size_t i = 0; i + 1 < g.nodes.size(); ++i) {
+            if (!best_times.count(i) || !best_times.count(i + 1) || !bottleneck_pair_at(g, *plan_, consumers, gemm, i))
+                continue;
+            const Node &a = g.nodes[i], &b = g.nodes[i + 1];
+            const cuda::ConvShape s = conv_shape(*plan_, a);
+            const std::string name = cuda::conv3x3_pair_kernel_name(s.c);
+            const bool residual = b.input(3) >= 0;
+            pairs_[i].assign(batches.size(), 0);
+            for (size_t slot = 0; slot < batches.size(); ++slot) {
+                const int batch = batches[slot];
+                auto operand = [&](int v, int64_t at) {
+                    const Shape& shape = g.value(v).shape;
+                    return NhwcTensor{scratch + at + binding(*plan_, v).align,
+                                      ElemType::kF16,
+                                      batch,
+                                      static_cast<int>(shape[2]),
+                                      static_cast<int>(shape[3]),
+                                      s.c,
+                                      binding(*plan_, v).pixel_stride};
+                };
+                const NhwcTensor x = operand(a.inputs[0], 0), y = operand(b.outputs[0], region(a.inputs[0], batch));
+                const ConvProblem problem{.type = "f16",
+                                          .batch = batch,
+                                          .in_h = x.h,
+                                          .in_w = x.w,
+                                          .c = s.c,
+                                          .k = s.k,
+                                          .kh = 3,
+                                          .kw = 3,
+                                          .pad_top = 1,
+                                          .pad_left = 1,
+                                          .out_h = y.h,
+                                          .out_w = y.w,
+                                          .silu = true,
+                                          .residual = residual,
+                                          .x_stride = x.pixel_stride,
+                                          .y_stride = y.pixel_stride,
+                                          .residual_stride = residual ? x.pixel_stride : 0};
+                const std::string key = "pair " + problem.key();
+                std::optional<double> cached = cache ? cache->find(key, 0, name) : std::nullopt;
+                const double ms = cached ? *cached : time_ms(batch, [&] {
+                    cuda::conv3x3_pair_nhwc(x, convs_.at(i).weights, convs_.at(i).bias, convs_.at(i + 1).weights,
+                                            convs_.at(i + 1).bias, residual, y, stream);
+                });
+                if (cache && !cached) cache->insert(key, 0, name, ms);
+                const double two = best_times.at(i)[slot] + best_times.at(i + 1)[slot];
+                pairs_[i][slot] = ms < two ? 1 : 0;
+                if (log)
+                    *log << "bottleneck pair " << a.name << " + " << b.name << ": " << name << " " << ms * 1000
+                         << " us, the two convs " << two * 1000 << " us at batch " << batch
+                         << (cached ? " (timing cache)" : "") << "\n";
+            }
+            ++i;  // a conv belongs to one pair at most
         }
     } catch (...) {
         cudaFree(scratch);
@@ -876,9 +981,13 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
         const bool nhwc_out = op.layout == Layout::kNhwc;
         switch (n.op) {
             case Op::kConv: {
-                if (i > 0 && m.bottleneck_pair(i - 1)) break;  // run by its pair's first conv
                 cuda::ConvShape s = conv_shape(p, n);
-                if (m.bottleneck_pair(i)) {
+                if (i > 0 && m.bottleneck_pair(i - 1, batch)) {  // run by its pair's first conv
+                    st.kernel = "in_" + cuda::conv3x3_pair_kernel_name(s.c);
+                    break;
+                }
+                if (m.bottleneck_pair(i, batch)) {
+                    st.kernel = cuda::conv3x3_pair_kernel_name(s.c);
                     const Node& b = g.nodes[i + 1];
                     NhwcTensor x = nhwc(in), y = nhwc(b.outputs[0]);
                     const void *w1 = m.conv_weights(i), *w2 = m.conv_weights(i + 1);

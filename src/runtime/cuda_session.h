@@ -17,7 +17,6 @@
 #include <map>
 #include <memory>
 #include <ostream>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -73,8 +72,12 @@ class CudaModel {
     // node's kernel name.
     const std::map<size_t, std::vector<int>>& tactics() const { return tactics_; }
     const std::vector<std::string>& kernel_names() const { return kernel_names_; }
-    // Node `node` and the next are a C2f bottleneck's convs run as one kernel (cuda::conv3x3_pair_nhwc).
-    bool bottleneck_pair(size_t node) const { return bottleneck_pairs_.count(node) != 0; }
+    // C2f bottlenecks whose two convs (node i and i + 1) may run as one kernel (cuda::conv3x3_pair_nhwc):
+    // node i -> per tuning batch, 1 where tuning found the one kernel faster than the two tuned convs.
+    const std::map<size_t, std::vector<int>>& bottleneck_pairs() const { return pairs_; }
+    // Whether nodes `node` and `node` + 1 run as one kernel at `batch` (the choice tuned at the
+    // smallest tuning batch >= batch, as for the tactics).
+    bool bottleneck_pair(size_t node, int batch) const;
     // Tuning, per (conv, batch) pair: every tactic's time came from the timing cache, or some were measured.
     struct TuneStats {
         int reused = 0, timed = 0;
@@ -103,7 +106,7 @@ class CudaModel {
     std::map<size_t, std::vector<const void*>> decode_heads_;
     std::map<size_t, std::vector<int>> tactics_;
     std::vector<std::string> kernel_names_;
-    std::set<size_t> bottleneck_pairs_;  // first nodes of the pairs
+    std::map<size_t, std::vector<int>> pairs_;
     TuneStats tune_stats_;
 };
 
