@@ -1081,6 +1081,58 @@ __device__ __forceinline__ void fill_halo_ring(int tile, int step, int tiles, Lo
     }
 }
 
+// Where halo column hx is stored. Stride 2: a halo row keeps its even columns, then its odd ones, so
+// that the 16 pixels of an m16 row that a tap reads (every other column) are consecutive, as at
+// stride 1, for the swizzle.
+template <int S>
+__device__ __forceinline__ int halo_column(int hx) {
+    constexpr int kInW = halo_in_w(S);
+    return S == 1 ? hx : (hx & 1) ? (kInW + 1) / 2 + hx / 2 : hx / 2;
+}
+
+// The nine taps of warp `warp`'s two output rows (2 warp and 2 warp + 1, one m16 tile each, 16
+// pixels) times the resident filter s_w (K rows of kWRow bytes: 9 x C halves and 16 bytes of
+// padding), read from the halo at shared address `halo`: output pixel (r, c), tap (dy, dx) is halo
+// row S r + dy, column S c + dx, stored at halo_column<S>(...) (stride 2: even columns, then odd ones). Per
+// lane the ldmatrix.x4 addressing of conv3x3_halo_kernel (A: rows 0-7 / 8-15 at k 0-7, then k 8-15;
+// B: n 0-7 at k 0-7 / 8-15, then n 8-15).
+template <int C, int K, int S>
+__device__ __forceinline__ void halo_rows_mma(float (&acc)[2][K / 8][4], uint32_t halo, uint32_t s_w, int warp,
+                                              int lane) {
+    constexpr int kInW = halo_in_w(S), kWRow = 9 * C * 2 + 16;
+    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
+    const uint32_t b_lane = static_cast<uint32_t>(((lane >> 4) * 8 + (lane & 7)) * kWRow + ((lane >> 3) & 1) * 16);
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+        for (int nb = 0; nb < K / 8; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[mt][nb][e] = 0.f;
+#pragma unroll
+    for (int tap = 0; tap < 9; ++tap) {
+        const int dy = tap / 3, dx = tap % 3;
+#pragma unroll
+        for (int cb = 0; cb < C / 16; ++cb) {
+            uint32_t af[2][4];
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+                const int hp = ((warp * 2 + mt) * S + dy) * kInW + halo_column<S>(dx) + a_row;
+                ldmatrix_x4(af[mt], halo + halo_chunk_offset<C>(hp, cb * 2 + a_khalf));
+            }
+#pragma unroll
+            for (int nj = 0; nj < K / 16; ++nj) {
+                uint32_t t[4];
+                ldmatrix_x4(t, s_w + b_lane + nj * 16 * kWRow + (tap * C + cb * 16) * 2);
+#pragma unroll
+                for (int mt = 0; mt < 2; ++mt) {
+                    mma_16816(acc[mt][2 * nj], af[mt], t[0], t[1]);
+                    mma_16816(acc[mt][2 * nj + 1], af[mt], t[2], t[3]);
+                }
+            }
+        }
+    }
+}
+
 template <int C, int K, int STAGES, int S>
 __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S))
     conv3x3_halo_kernel(const ConvParams p) {
@@ -1090,9 +1142,6 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
     constexpr int kInH = halo_in_h(S), kInW = halo_in_w(S);
     constexpr int CH = C / 8, KH = K / 8, kHaloBytes = kInH * kInW * C * 2, kWRow = 9 * C * 2 + 16;
     constexpr int kStageBytes = halo_stage_bytes(C, K, S);
-    // Stride 2: a halo row keeps its even columns, then its odd ones, so that the 16 pixels of an m16
-    // row that a tap reads (every other column) are consecutive, as at stride 1, for the swizzle.
-    auto column = [](int hx) { return S == 1 ? hx : (hx & 1) ? (kInW + 1) / 2 + hx / 2 : hx / 2; };
     constexpr int NB = K / 8;  // n8 blocks
     extern __shared__ __align__(128) unsigned char smem[];
     const uint32_t s_ring = smem_addr(smem), s_w = s_ring + STAGES * kStageBytes;
@@ -1116,7 +1165,7 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
     wait_for_previous_kernel();
 
     // A tile into ring stage `stage`: halo pixel (hy, hx) is input pixel (S ty0 - 1 + hy, S tx0 - 1 +
-    // hx), stored at row hy, column(hx); residual pixel (ry, rx) is output pixel (ty0 + ry, tx0 + rx).
+    // hx), stored at row hy, column halo_column<S>(hx); residual pixel (ry, rx) is output pixel (ty0 + ry, tx0 + rx).
     auto load_tile = [&](int tile, int stage) {
         const int img = tile / tiles_img, rem = tile % tiles_img;
         const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
@@ -1127,7 +1176,7 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
             const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
                                 static_cast<unsigned>(ix) < static_cast<unsigned>(W);
             const int64_t pix = (static_cast<int64_t>(img) * H + iy) * W + ix;
-            cp_async16<false>(dst + halo_chunk_offset<C>(hy * kInW + column(hx), c),
+            cp_async16<false>(dst + halo_chunk_offset<C>(hy * kInW + halo_column<S>(hx), c),
                               xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2, inside);
         }
         if (res_in_ring)
@@ -1141,11 +1190,6 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
             }
     };
 
-    // Per lane: the A row (output pixel of the m16 tile) and k half it addresses for ldmatrix.x4
-    // (matrices rows 0-7 / 8-15 at k 0-7, then the same at k 8-15), and likewise for B (n 0-7 at k
-    // 0-7 / 8-15, then n 8-15).
-    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
-    const uint32_t b_lane = static_cast<uint32_t>(((lane >> 4) * 8 + (lane & 7)) * kWRow + ((lane >> 3) & 1) * 16);
     float bias[NB][2];
     load_column_bias(p.bias, lane, bias);
 
@@ -1163,37 +1207,7 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
         cp_async_commit();
 
         float acc[2][NB][4];
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-            for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) acc[mt][nb][e] = 0.f;
-        const uint32_t halo = s_ring + stage * kStageBytes;
-#pragma unroll
-        for (int tap = 0; tap < 9; ++tap) {
-            const int dy = tap / 3, dx = tap % 3;
-#pragma unroll
-            for (int cb = 0; cb < C / 16; ++cb) {
-                uint32_t af[2][4];
-#pragma unroll
-                for (int mt = 0; mt < 2; ++mt) {
-                    // Output pixel (row, a_row), tap (dy, dx): input row S row + dy, column S a_row + dx.
-                    const int hp = ((warp * 2 + mt) * S + dy) * kInW + column(dx) + a_row;
-                    ldmatrix_x4(af[mt], halo + halo_chunk_offset<C>(hp, cb * 2 + a_khalf));
-                }
-#pragma unroll
-                for (int nj = 0; nj < K / 16; ++nj) {
-                    uint32_t t[4];
-                    ldmatrix_x4(t, s_w + b_lane + nj * 16 * kWRow + (tap * C + cb * 16) * 2);
-#pragma unroll
-                    for (int mt = 0; mt < 2; ++mt) {
-                        mma_16816(acc[mt][2 * nj], af[mt], t[0], t[1]);
-                        mma_16816(acc[mt][2 * nj + 1], af[mt], t[2], t[3]);
-                    }
-                }
-            }
-        }
+        halo_rows_mma<C, K, S>(acc, s_ring + stage * kStageBytes, s_w, warp, lane);
 
         // Epilogue, one m16 row at a time through this warp's staging row (stage_row_halves), the
         // residual from the ring where it is there.
@@ -1234,8 +1248,9 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
 // STAGES buffers as the halos do there.
 constexpr int kPairInH = kHaloTH + 4, kPairInW = kHaloTW + 4;    // the x window
 constexpr int kPairMidH = kHaloTH + 2, kPairMidW = kHaloTW + 2;  // t
-constexpr int kPairMidPx = kPairMidH * kPairMidW;                // 180
-constexpr int kPairMidBlocks = (kPairMidPx + 15) / 16;           // 12 m16 blocks
+static_assert(kPairMidW == halo_in_w(1) && kPairMidH == halo_in_h(1), "t is the second conv's stride-1 halo");
+constexpr int kPairMidPx = kPairMidH * kPairMidW;       // 180
+constexpr int kPairMidBlocks = (kPairMidPx + 15) / 16;  // 12 m16 blocks
 constexpr int kPairBlocksPerWarp = kPairMidBlocks / (kHaloThreads / 32);
 static_assert(kPairMidBlocks % (kHaloThreads / 32) == 0, "the first conv's blocks split evenly over the warps");
 
@@ -1384,37 +1399,9 @@ __global__ void __launch_bounds__(kHaloThreads, pair_ctas_per_sm(C, STAGES))
         }
         __syncthreads();  // t whole
 
-        // The second conv on t, as conv3x3_halo_kernel on a halo: output row r, tap (dy, dx) reads t
-        // row r + dy, column a_row + dx.
+        // The second conv on t, which is a stride-1 halo of the output tile (10x18 pixels).
         float acc[2][NB][4];
-#pragma unroll
-        for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-            for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) acc[mt][nb][e] = 0.f;
-#pragma unroll
-        for (int tap = 0; tap < 9; ++tap) {
-            const int dy = tap / 3, dx = tap % 3;
-#pragma unroll
-            for (int cb = 0; cb < C / 16; ++cb) {
-                uint32_t af[2][4];
-#pragma unroll
-                for (int mt = 0; mt < 2; ++mt)
-                    ldmatrix_x4(af[mt], s_mid + halo_chunk_offset<C>(((warp * 2 + mt) + dy) * kPairMidW + dx + a_row,
-                                                                     cb * 2 + a_khalf));
-#pragma unroll
-                for (int nj = 0; nj < C / 16; ++nj) {
-                    uint32_t t[4];
-                    ldmatrix_x4(t, s_w2 + b_lane + nj * 16 * kWRow + (tap * C + cb * 16) * 2);
-#pragma unroll
-                    for (int mt = 0; mt < 2; ++mt) {
-                        mma_16816(acc[mt][2 * nj], af[mt], t[0], t[1]);
-                        mma_16816(acc[mt][2 * nj + 1], af[mt], t[2], t[3]);
-                    }
-                }
-            }
-        }
+        halo_rows_mma<C, C, 1>(acc, s_mid, s_w2, warp, lane);
 
         // Epilogue through the warp's staging row; the residual is x at window pixel (r + 2, c + 2).
         constexpr int kLd = halo_staging_ld(C);
