@@ -36,6 +36,13 @@ target_include_directories(kestrel_fast_divmod_tests PRIVATE ${PROJECT_SOURCE_DI
 target_link_libraries(kestrel_fast_divmod_tests PRIVATE kestrel GTest::gtest_main)
 gtest_discover_tests(kestrel_fast_divmod_tests DISCOVERY_TIMEOUT 60)
 
+# Which convs a CUDA session may run as one bottleneck-pair kernel, on yolov8n's plans (no GPU needed).
+add_executable(kestrel_bottleneck_pairs_tests tests/unit/bottleneck_pairs_test.cc)
+target_include_directories(kestrel_bottleneck_pairs_tests PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_link_libraries(kestrel_bottleneck_pairs_tests PRIVATE kestrel GTest::gtest_main)
+target_compile_definitions(kestrel_bottleneck_pairs_tests PRIVATE KESTREL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+gtest_discover_tests(kestrel_bottleneck_pairs_tests DISCOVERY_TIMEOUT 60)
+
 # GPU suite: every CUDA kernel against the reference (tests/gpu). Needs a GPU, so it carries the
 # label "gpu": scripts/test.sh excludes it here and scripts/gpu_round.sh runs it on the GPU machine.
 file(GLOB KESTREL_GPU_TEST_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/gpu/*.cc)

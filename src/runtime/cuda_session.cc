@@ -142,16 +142,11 @@ int sppf_chain_at(const ir::Graph& g, const plan::ExecutionPlan& p, size_t i) {
     return static_cast<int>(k);
 }
 
-// YOLOv8's bottleneck: nodes i and i + 1 are 3x3, stride-1, padding-1 SiLU convs of c -> c -> c
-// channels (16 or 32) on f16 NHWC feature maps with 16-byte aligned pixels, the second reading the
-// first's output t and adding, if anything, the first's input x; t is read by nothing else and is
-// not a graph output; x and the second's output y are not the same channels of one buffer. Such a
-// pair runs as one kernel (cuda::conv3x3_pair_nhwc) at node i and node i + 1 launches nothing: t
-// never leaves the SM (its arena bytes stay planned, unused). gemm: each conv's GEMM type after
-// tuning (only f16 pairs; an INT8 conv that tuning kept in FP16 counts as f16).
-bool bottleneck_pair_at(const ir::Graph& g, const plan::ExecutionPlan& p,
-                        const std::vector<std::vector<int>>& consumers, const std::function<ElemType(size_t)>& gemm,
-                        size_t i) {
+}  // namespace
+
+bool cuda_bottleneck_pair_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
+                             const std::function<cuda::ElemType(size_t)>& gemm, size_t i) {
+    const ir::Graph& g = p.graph;
     if (i + 1 >= g.nodes.size()) return false;
     auto aligned = [&](int v) {
         const Binding b = binding(p, v);
@@ -186,8 +181,6 @@ bool bottleneck_pair_at(const ir::Graph& g, const plan::ExecutionPlan& p,
     if (root(x) == root(y) && std::abs(first_byte(x) - first_byte(y)) < 2 * g.value(x).shape[1]) return false;
     return true;
 }
-
-}  // namespace
 
 int cuda_device_count() {
     int count = 0;
@@ -408,8 +401,8 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
         auto gemm = [&](size_t k) { return convs_.count(k) ? convs_.at(k).gemm : ElemType::kF32; };
         for (auto it = pairs_.begin(); it != pairs_.end();) {
             const bool ok = it->second.size() == batches.size() &&
-                            bottleneck_pair_at(g, *plan_, consumers, gemm, it->first) && !pairs_.count(it->first + 1) &&
-                            !pairs_.count(it->first - 1);
+                            cuda_bottleneck_pair_at(*plan_, consumers, gemm, it->first) &&
+                            !pairs_.count(it->first + 1) && !pairs_.count(it->first - 1);
             KS_CHECK(ok, "'", g.nodes[it->first].name,
                      "': its stored bottleneck pair does not fit this graph; re-export the engine");
             ++it;
@@ -701,7 +694,8 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
         const std::vector<std::vector<int>> consumers = g.consumers();
         auto gemm = [&](size_t k) { return convs_.count(k) ? convs_.at(k).gemm : ElemType::kF32; };
         for (size_t i = 0; i + 1 < g.nodes.size(); ++i) {
-            if (!best_times.count(i) || !best_times.count(i + 1) || !bottleneck_pair_at(g, *plan_, consumers, gemm, i))
+            if (!best_times.count(i) || !best_times.count(i + 1) ||
+                !cuda_bottleneck_pair_at(*plan_, consumers, gemm, i))
                 continue;
             const Node &a = g.nodes[i], &b = g.nodes[i + 1];
             const cuda::ConvShape s = conv_shape(*plan_, a);

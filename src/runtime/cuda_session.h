@@ -41,6 +41,17 @@ std::string cuda_timing_environment(int device);
 // max_batch. A batch runs the tactics tuned at the smallest of them that is at least as large.
 std::vector<int> cuda_tuning_batches(int max_batch);
 
+// YOLOv8's bottleneck: nodes i and i + 1 of the plan are 3x3, stride-1, padding-1 SiLU convs of
+// c -> c -> c channels (16 or 32) on f16 NHWC feature maps with 16-byte aligned pixels, the second
+// reading the first's output t and adding, if anything, the first's input x; t is read by nothing
+// else (consumers: p.graph.consumers()) and is not a graph output; x and the second's output y are
+// not the same channels of one buffer. Such a pair may run as one kernel (cuda::conv3x3_pair_nhwc)
+// at node i, node i + 1 launching nothing: t never leaves the SM (its arena bytes stay planned,
+// unused); tuning decides per batch (CudaModel::bottleneck_pairs). gemm: each conv's GEMM type after
+// tuning (only f16 pairs; an INT8 conv that tuning kept in FP16 counts as f16).
+bool cuda_bottleneck_pair_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
+                             const std::function<cuda::ElemType(size_t)>& gemm, size_t i);
+
 class TimingCache;
 
 class CudaModel {
