@@ -2,7 +2,7 @@
 # Nsight Compute on this checkout's kernels alone, on the GPU machine: build, export yolov8n FP16
 # (dynamic, batch 128, the tuner's timing cache coming back with the logs), then ncu on the kernels
 # whose demangled names match NCU at batch BATCH (default 64), NCU_COUNT launches of them (default 2)
-# with the default sections plus NCU_SECTIONS. About half of a gpu_ab.sh call: no second tree, no
+# with the default sections plus NCU_SECTIONS. Less than a gpu_ab.sh call: no second tree, no
 # benchmark rounds, no tests (run gpu_ab.sh or gpu_round.sh for those). Logs: $OUT/ncu_logs.tgz.
 #   device tool:  NCU=conv3x3_pair NCU_SECTIONS="InstructionStats SourceCounters" bash scripts/gpu_ncu.sh
 #                 (carry [".deps", ".gpu"] after `bash scripts/stage_gpu.sh` here)
