@@ -1,6 +1,7 @@
 #include "runtime/cuda_session.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -226,6 +227,44 @@ std::vector<int> cuda_tuning_batches(int max_batch) {
     return batches;
 }
 
+namespace {
+// The timing cache's key fields of a conv (or of a kernel run on the conv's shape) on these tensors
+// at their batch; align: the byte address mod 16 of x, y and the residual (runtime/timing_cache.h).
+ConvProblem conv_problem(const char* type, const cuda::ConvShape& s, const NhwcTensor& x, const NhwcTensor& y,
+                         bool silu, const NhwcTensor* residual, std::array<int, 3> align) {
+    return {.type = type,
+            .batch = y.n,
+            .in_h = x.h,
+            .in_w = x.w,
+            .c = s.c,
+            .k = s.k,
+            .kh = s.kh,
+            .kw = s.kw,
+            .stride_h = s.stride_h,
+            .stride_w = s.stride_w,
+            .pad_top = s.pad_top,
+            .pad_left = s.pad_left,
+            .dil_h = s.dil_h,
+            .dil_w = s.dil_w,
+            .groups = s.groups,
+            .out_h = y.h,
+            .out_w = y.w,
+            .silu = silu,
+            .residual = residual != nullptr,
+            .x_stride = x.pixel_stride,
+            .y_stride = y.pixel_stride,
+            .residual_stride = residual ? residual->pixel_stride : 0,
+            .x_align = align[0],
+            .y_align = align[1],
+            .residual_align = align[2]};
+}
+
+// The tuning slot a batch runs with: the smallest tuning batch >= it.
+size_t tuning_slot(const std::vector<int>& batches, int batch) {
+    return static_cast<size_t>(std::lower_bound(batches.begin(), batches.end(), batch) - batches.begin());
+}
+}  // namespace
+
 // ---- CudaModel ----------------------------------------------------------------------------------
 
 CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device, bool tune, std::ostream* log,
@@ -399,14 +438,11 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
         // longer fits is not run), named per tuning batch as the convs are.
         const std::vector<std::vector<int>> consumers = g.consumers();
         auto gemm = [&](size_t k) { return convs_.count(k) ? convs_.at(k).gemm : ElemType::kF32; };
-        for (auto it = pairs_.begin(); it != pairs_.end();) {
-            const bool ok = it->second.size() == batches.size() &&
-                            cuda_bottleneck_pair_at(*plan_, consumers, gemm, it->first) &&
-                            !pairs_.count(it->first + 1) && !pairs_.count(it->first - 1);
-            KS_CHECK(ok, "'", g.nodes[it->first].name,
+        for (const auto& [i, fused] : pairs_)
+            KS_CHECK(fused.size() == batches.size() && cuda_bottleneck_pair_at(*plan_, consumers, gemm, i) &&
+                         !pairs_.count(i + 1) && !pairs_.count(i - 1),
+                     "'", g.nodes[i].name,
                      "': its stored bottleneck pair does not fit this graph; re-export the engine");
-            ++it;
-        }
         for (const auto& [i, fused] : pairs_) {
             const std::string pair = cuda::conv3x3_pair_kernel_name(static_cast<int>(conv_shape(*plan_, g.nodes[i]).c));
             for (size_t k : {i, i + 1}) {
@@ -441,8 +477,7 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
 bool CudaModel::bottleneck_pair(size_t node, int batch) const {
     auto it = pairs_.find(node);
     if (it == pairs_.end()) return false;
-    const std::vector<int> batches = cuda_tuning_batches(plan_->options.batch);
-    const size_t slot = static_cast<size_t>(std::lower_bound(batches.begin(), batches.end(), batch) - batches.begin());
+    const size_t slot = tuning_slot(cuda_tuning_batches(plan_->options.batch), batch);
     return slot < it->second.size() && it->second[slot] != 0;
 }
 
@@ -606,35 +641,13 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
                 for (ElemType gemm : gemms) {
                     const void* weights = gemm == cd.gemm ? cd.weights : cd.weights_f16;
                     const cuda::ConvInt8* int8 = gemm == ElemType::kI8 ? cd.int8.get() : nullptr;
-                    const ConvProblem problem{
-                        .type = gemm == ElemType::kI8    ? "i8"
-                                : type == ElemType::kF16 ? "f16"
-                                                         : "f32",
-                        .batch = batch,
-                        .in_h = x.h,
-                        .in_w = x.w,
-                        .c = s.c,
-                        .k = s.k,
-                        .kh = s.kh,
-                        .kw = s.kw,
-                        .stride_h = s.stride_h,
-                        .stride_w = s.stride_w,
-                        .pad_top = s.pad_top,
-                        .pad_left = s.pad_left,
-                        .dil_h = s.dil_h,
-                        .dil_w = s.dil_w,
-                        .groups = s.groups,
-                        .out_h = y.h,
-                        .out_w = y.w,
-                        .silu = silu,
-                        .residual = has_res,
-                        .x_stride = x.pixel_stride,
-                        .y_stride = y.pixel_stride,
-                        .residual_stride = has_res ? r.pixel_stride : 0,
-                        .x_align = binding(*plan_, n.inputs[0]).align,
-                        .y_align = binding(*plan_, n.outputs[0]).align,
-                        .residual_align = has_res ? binding(*plan_, n.inputs[3]).align : 0,
-                    };
+                    const ConvProblem problem =
+                        conv_problem(gemm == ElemType::kI8    ? "i8"
+                                     : type == ElemType::kF16 ? "f16"
+                                                              : "f32",
+                                     s, x, y, silu, res,
+                                     {binding(*plan_, n.inputs[0]).align, binding(*plan_, n.outputs[0]).align,
+                                      has_res ? binding(*plan_, n.inputs[3]).align : 0});
                     const std::string key = cache ? problem.key() : std::string();
                     // The vectorised tensor-core tactics ("mma_" in their names, not "_gather") need x 16-byte
                     // aligned with a pixel stride that is a multiple of 8; conv2d_tactic_supports() cannot
@@ -715,24 +728,8 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
                                       binding(*plan_, v).pixel_stride};
                 };
                 const NhwcTensor x = operand(a.inputs[0], 0), y = operand(b.outputs[0], region(a.inputs[0], batch));
-                const ConvProblem problem{.type = "f16",
-                                          .batch = batch,
-                                          .in_h = x.h,
-                                          .in_w = x.w,
-                                          .c = s.c,
-                                          .k = s.k,
-                                          .kh = 3,
-                                          .kw = 3,
-                                          .pad_top = 1,
-                                          .pad_left = 1,
-                                          .out_h = y.h,
-                                          .out_w = y.w,
-                                          .silu = true,
-                                          .residual = residual,
-                                          .x_stride = x.pixel_stride,
-                                          .y_stride = y.pixel_stride,
-                                          .residual_stride = residual ? x.pixel_stride : 0};
-                const std::string key = "pair " + problem.key();
+                const std::string key =
+                    "pair " + conv_problem("f16", s, x, y, true, residual ? &x : nullptr, {0, 0, 0}).key();
                 std::optional<double> cached = cache ? cache->find(key, 0, name) : std::nullopt;
                 const double ms = cached ? *cached : time_ms(batch, [&] {
                     cuda::conv3x3_pair_nhwc(x, convs_.at(i).weights, convs_.at(i).bias, convs_.at(i + 1).weights,
@@ -1028,8 +1025,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 void* const* workspace = &workspace_;
                 flops_[i] = 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
                 // The tactic tuned at the smallest tuning batch >= this batch; the profile names it.
-                const int t = tactics[static_cast<size_t>(std::lower_bound(batches.begin(), batches.end(), batch) -
-                                                          batches.begin())];
+                const int t = tactics[tuning_slot(batches, batch)];
                 st.kernel = cuda::conv2d_tactic_name(t, s, type) + conv_suffix(n);
                 st.launch = [=](cudaStream_t stream) {
                     NhwcTensor rb = with_n(r, batch);

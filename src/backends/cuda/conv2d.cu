@@ -1090,6 +1090,26 @@ __device__ __forceinline__ int halo_column(int hx) {
     return S == 1 ? hx : (hx & 1) ? (kInW + 1) / 2 + hx / 2 : hx / 2;
 }
 
+// An input window of IN_H x IN_W pixels (C halves each) whose top-left pixel is (y0, x0) of image img
+// of p.x (H x W pixels), into shared memory at dst: window pixel (wy, wx) at row wy, column
+// halo_column<S>(wx), 16-byte chunks swizzled by halo_chunk_offset; zeros outside the image. One
+// cp.async a chunk, the CTA's threads taking chunks tid, tid + THREADS, ...
+template <int C, int IN_H, int IN_W, int S, int THREADS>
+__device__ __forceinline__ void copy_window(uint32_t dst, const ConvParams& p, int H, int W, int img, int y0, int x0,
+                                            int tid) {
+    constexpr int CH = C / 8;
+    const uint64_t xb = reinterpret_cast<uint64_t>(p.x);
+    for (int q = tid; q < IN_H * IN_W * CH; q += THREADS) {
+        const int wp = q / CH, c = q % CH, wy = wp / IN_W, wx = wp % IN_W;
+        const int iy = y0 + wy, ix = x0 + wx;
+        const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                            static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+        const int64_t pix = (static_cast<int64_t>(img) * H + iy) * W + ix;
+        cp_async16<false>(dst + halo_chunk_offset<C>(S == 1 ? wp : wy * IN_W + halo_column<S>(wx), c),
+                          xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2, inside);
+    }
+}
+
 // The nine taps of warp `warp`'s two output rows (2 warp and 2 warp + 1, one m16 tile each, 16
 // pixels) times the resident filter s_w (K rows of kWRow bytes: 9 x C halves and 16 bytes of
 // padding), read from the halo at shared address `halo`: output pixel (r, c), tap (dy, dx) is halo
@@ -1151,7 +1171,7 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
     const int H = p.in_h, W = p.in_w, OH = p.out_h, OW = p.out_w;
     const int tiles_x = (OW + kHaloTW - 1) / kHaloTW, tiles_y = (OH + kHaloTH - 1) / kHaloTH;
     const int tiles_img = tiles_x * tiles_y, tiles = (p.gemm_m / (OH * OW)) * tiles_img;
-    const uint64_t xb = reinterpret_cast<uint64_t>(p.x), wb = reinterpret_cast<uint64_t>(p.wgt);
+    const uint64_t wb = reinterpret_cast<uint64_t>(p.wgt);
     const uint64_t rb = reinterpret_cast<uint64_t>(p.res);
     const bool res_in_ring = p.res && p.res_vec;
 
@@ -1170,15 +1190,7 @@ __global__ void __launch_bounds__(kHaloThreads, halo_ctas_per_sm(C, K, STAGES, S
         const int img = tile / tiles_img, rem = tile % tiles_img;
         const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
         const uint32_t dst = s_ring + stage * kStageBytes;
-        for (int q = tid; q < kInH * kInW * CH; q += kHaloThreads) {
-            const int hp = q / CH, c = q % CH, hy = hp / kInW, hx = hp % kInW;
-            const int iy = ty0 * S - 1 + hy, ix = tx0 * S - 1 + hx;
-            const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
-                                static_cast<unsigned>(ix) < static_cast<unsigned>(W);
-            const int64_t pix = (static_cast<int64_t>(img) * H + iy) * W + ix;
-            cp_async16<false>(dst + halo_chunk_offset<C>(hy * kInW + halo_column<S>(hx), c),
-                              xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2, inside);
-        }
+        copy_window<C, kInH, kInW, S, kHaloThreads>(dst, p, H, W, img, ty0 * S - 1, tx0 * S - 1, tid);
         if (res_in_ring)
             for (int q = tid; q < kHaloTH * kHaloTW * KH; q += kHaloThreads) {
                 const int rp = q / KH, c = q % KH;
@@ -1291,7 +1303,6 @@ __global__ void __launch_bounds__(kHaloThreads, pair_ctas_per_sm(C, STAGES))
     const int H = p.out_h, W = p.out_w;
     const int tiles_x = (W + kHaloTW - 1) / kHaloTW, tiles_y = (H + kHaloTH - 1) / kHaloTH;
     const int tiles_img = tiles_x * tiles_y, tiles = (p.gemm_m / (H * W)) * tiles_img;
-    const uint64_t xb = reinterpret_cast<uint64_t>(p.x);
 
     // Both filters, once (row n: output channel n's 9 x C halves, as conv3x3_halo_kernel keeps one).
     for (int q = tid; q < C * 9 * CH; q += kHaloThreads) {
@@ -1308,16 +1319,8 @@ __global__ void __launch_bounds__(kHaloThreads, pair_ctas_per_sm(C, STAGES))
     auto load_tile = [&](int tile, int stage) {
         const int img = tile / tiles_img, rem = tile % tiles_img;
         const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
-        const uint32_t dst = s_ring + stage * kStageBytes;
-        for (int q = tid; q < kPairInH * kPairInW * CH; q += kHaloThreads) {
-            const int wp = q / CH, c = q % CH, wy = wp / kPairInW, wx = wp % kPairInW;
-            const int iy = ty0 - 2 + wy, ix = tx0 - 2 + wx;
-            const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
-                                static_cast<unsigned>(ix) < static_cast<unsigned>(W);
-            const int64_t pix = (static_cast<int64_t>(img) * H + iy) * W + ix;
-            cp_async16<false>(dst + halo_chunk_offset<C>(wp, c), xb + static_cast<uint64_t>(pix * p.x_ps + c * 8) * 2,
-                              inside);
-        }
+        copy_window<C, kPairInH, kPairInW, 1, kHaloThreads>(s_ring + stage * kStageBytes, p, H, W, img, ty0 - 2,
+                                                            tx0 - 2, tid);
     };
 
     // ldmatrix lanes as in conv3x3_halo_kernel. The first conv's A rows: t pixel mp of block
