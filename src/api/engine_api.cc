@@ -259,10 +259,12 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         // The tuned tactics travel in the engine as node attributes, so loading re-tunes nothing.
         // So does each INT8-calibrated conv's precision: one that tuning found faster in FP16 is an
         // FP16 conv in the engine (its scale dropped), as TensorRT keeps INT8 only where it wins.
-        std::map<std::string, std::vector<int>> by_name, pair_by_name;
+        std::map<std::string, std::vector<int>> by_name, pair_by_name, c2f_by_name;
         std::map<std::string, bool> int8_by_name;
         for (const auto& [node, fused] : impl->cuda->bottleneck_pairs())
             pair_by_name[impl->plan->graph.nodes[node].name] = fused;
+        for (const auto& [node, fused] : impl->cuda->c2f_blocks())
+            c2f_by_name[impl->plan->graph.nodes[node].name] = fused;
         for (auto [node, tactic] : impl->cuda->tactics()) {
             by_name[impl->plan->graph.nodes[node].name] = tactic;
             int8_by_name[impl->plan->graph.nodes[node].name] = impl->cuda->conv_int8(node) != nullptr;
@@ -274,6 +276,8 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
             n.attrs.set("cuda_tactics", std::vector<int64_t>(it->second.begin(), it->second.end()));
             if (auto pair = pair_by_name.find(n.name); pair != pair_by_name.end())
                 n.attrs.set("cuda_bottleneck_pair", std::vector<int64_t>(pair->second.begin(), pair->second.end()));
+            if (auto c2f = c2f_by_name.find(n.name); c2f != c2f_by_name.end())
+                n.attrs.set("cuda_c2f", std::vector<int64_t>(c2f->second.begin(), c2f->second.end()));
             if (n.attrs.get_string("precision", "fp32") != "int8") continue;
             if (int8_by_name.at(n.name)) {
                 ++int8_layers;

@@ -269,6 +269,37 @@ bool reads_plain_image(const ir::Graph& g, const ir::Node& n) {
            n.attrs.get_ints("dilations", {1, 1}) == std::vector<int64_t>({1, 1});
 }
 
+std::optional<C2fBlock> c2f_block_at(const ir::Graph& g, const std::vector<std::vector<int>>& consumers, size_t i) {
+    if (i + 5 >= g.nodes.size()) return std::nullopt;
+    const Node &cv1 = g.nodes[i], &split = g.nodes[i + 1], &m1 = g.nodes[i + 2], &m2 = g.nodes[i + 3],
+               &concat = g.nodes[i + 4], &cv2 = g.nodes[i + 5];
+    if (cv1.op != Op::kConv || split.op != Op::kSplit || m1.op != Op::kConv || m2.op != Op::kConv ||
+        concat.op != Op::kConcat || cv2.op != Op::kConv)
+        return std::nullopt;
+    if (split.inputs.size() != 1 || split.outputs.size() != 2 || split.inputs[0] != cv1.outputs[0] ||
+        split.attrs.get_int("axis", 0) != 1 || concat.attrs.get_int("axis", 0) != 1)
+        return std::nullopt;
+    const int v = cv1.outputs[0], a = split.outputs[0], b = split.outputs[1], t = m1.outputs[0], m = m2.outputs[0],
+              cat = concat.outputs[0];
+    const Shape &as = g.value(a).shape, &bs = g.value(b).shape;
+    if (as.size() != 4 || as != bs || m1.inputs[0] != b || m2.inputs[0] != t ||
+        (m2.input(3) >= 0 && m2.inputs[3] != b) || concat.inputs != std::vector<int>{a, b, m} || cv2.inputs[0] != cat)
+        return std::nullopt;
+    auto only = [&](int value, std::vector<size_t> readers) {
+        std::vector<size_t> got;
+        for (int r : consumers[static_cast<size_t>(value)]) got.push_back(static_cast<size_t>(r));
+        std::sort(got.begin(), got.end());
+        std::sort(readers.begin(), readers.end());
+        return got == readers && !g.is_graph_output(value);
+    };
+    std::vector<size_t> b_readers = {i + 2, i + 4};
+    if (m2.input(3) >= 0) b_readers.push_back(i + 3);
+    if (!only(v, {i + 1}) || !only(a, {i + 4}) || !only(b, b_readers) || !only(t, {i + 3}) || !only(m, {i + 4}) ||
+        !only(cat, {i + 5}))
+        return std::nullopt;
+    return C2fBlock{i, i + 1, i + 2, i + 3, i + 4, i + 5};
+}
+
 int64_t storage_bytes(const ir::Value& v, Layout layout, DType dtype) {
     int64_t n = num_elements(v.shape) * static_cast<int64_t>(dtype_size(dtype));
     if (layout == Layout::kBlocked8) {
@@ -456,6 +487,16 @@ ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
             if (in >= 0)
                 last[static_cast<size_t>(root_of(in))] =
                     std::max(last[static_cast<size_t>(root_of(in))], static_cast<int>(i));
+    }
+    // CUDA: a C2f block's input lives until its cv2 (a backend may run the block as one kernel,
+    // which must not find its input's bytes reused for its output).
+    if (cuda) {
+        const std::vector<std::vector<int>> consumers = g.consumers();
+        for (size_t i = 0; i < g.nodes.size(); ++i)
+            if (const std::optional<C2fBlock> c2f = c2f_block_at(g, consumers, i)) {
+                const size_t x = static_cast<size_t>(root_of(g.nodes[i].inputs[0]));
+                last[x] = std::max(last[x], static_cast<int>(c2f->cv2));
+            }
     }
     std::vector<int> roots;
     for (size_t v = 0; v < nv; ++v) {

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -78,5 +79,16 @@ std::string_view layout_name(Layout layout);
 // CUDA: a conv that reads a plain (NCHW float32) input as it is — the image stem: 3 channels, 3x3,
 // groups 1, no dilation, no residual, at most 64 outputs (cuda::conv2d_nchw_input's contract).
 bool reads_plain_image(const ir::Graph& g, const ir::Node& conv);
+
+// A C2f block with one bottleneck, at consecutive nodes as the importer and the passes leave it:
+// cv1 (conv) -> Split (axis 1) into halves a, b -> m1 (conv on b) -> m2 (conv on m1's output, its
+// residual b if any) -> Concat (axis 1) [a, b, m2's output] -> cv2 (conv on that). Every value
+// between cv1's input x and cv2's output has the readers named here only (consumers:
+// Graph::consumers()) and is not a graph output. The CUDA planner keeps x alive until cv2, so that
+// a backend may run the block as one kernel that reads x while it writes cv2's output.
+struct C2fBlock {
+    size_t cv1, split, m1, m2, concat, cv2;
+};
+std::optional<C2fBlock> c2f_block_at(const ir::Graph& g, const std::vector<std::vector<int>>& consumers, size_t i);
 
 }  // namespace kestrel::plan

@@ -145,22 +145,30 @@ int sppf_chain_at(const ir::Graph& g, const plan::ExecutionPlan& p, size_t i) {
 
 }  // namespace
 
+namespace {
+
+// Node k is a SiLU conv in f16 (gemm: its GEMM type after tuning) from and to f16 NHWC tensors with
+// 16-byte aligned pixels: what the fused C2f kernels take.
+bool f16_silu_conv(const plan::ExecutionPlan& p, const std::function<cuda::ElemType(size_t)>& gemm, size_t k) {
+    const Node& n = p.graph.nodes[k];
+    if (n.op != Op::kConv || n.attrs.get_string("activation", "") != "silu" || gemm(k) != ElemType::kF16) return false;
+    auto fits = [&](int v) {
+        const plan::ValuePlan& vp = p.values[sz(v)];
+        const Binding b = binding(p, v);
+        return vp.layout == Layout::kNhwc && vp.dtype == DType::kFloat16 && b.align == 0 && b.pixel_stride % 8 == 0;
+    };
+    return fits(n.input(0)) && fits(n.outputs[0]);
+}
+
+}  // namespace
+
 bool cuda_bottleneck_pair_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
                              const std::function<cuda::ElemType(size_t)>& gemm, size_t i) {
     const ir::Graph& g = p.graph;
     if (i + 1 >= g.nodes.size()) return false;
-    auto aligned = [&](int v) {
-        const Binding b = binding(p, v);
-        return b.align == 0 && b.pixel_stride % 8 == 0;  // 16-byte aligned pixels of halves
-    };
     auto fits = [&](size_t k) {
+        if (!f16_silu_conv(p, gemm, k)) return false;
         const Node& n = g.nodes[k];
-        if (n.op != Op::kConv || n.attrs.get_string("activation", "") != "silu" || gemm(k) != ElemType::kF16)
-            return false;
-        const plan::ValuePlan &in = p.values[sz(n.input(0))], &out = p.values[sz(n.outputs[0])];
-        if (in.layout != Layout::kNhwc || out.layout != Layout::kNhwc || in.dtype != DType::kFloat16 ||
-            out.dtype != DType::kFloat16 || !aligned(n.input(0)) || !aligned(n.outputs[0]))
-            return false;
         const cuda::ConvShape s = conv_shape(p, n);
         const Shape &xs = g.value(n.input(0)).shape, &ys = g.value(n.outputs[0]).shape;
         return s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.pad_top == 1 && s.pad_left == 1 &&
@@ -180,6 +188,33 @@ bool cuda_bottleneck_pair_at(const plan::ExecutionPlan& p, const std::vector<std
     };
     const int x = a.inputs[0], y = b.outputs[0];
     if (root(x) == root(y) && std::abs(first_byte(x) - first_byte(y)) < 2 * g.value(x).shape[1]) return false;
+    return true;
+}
+
+bool cuda_c2f_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
+                 const std::function<cuda::ElemType(size_t)>& gemm, size_t i) {
+    const ir::Graph& g = p.graph;
+    const std::optional<plan::C2fBlock> c2f = plan::c2f_block_at(g, consumers, i);
+    if (!c2f || !cuda_bottleneck_pair_at(p, consumers, gemm, c2f->m1)) return false;
+    auto pointwise = [&](size_t k, int c, int out) {
+        const Node& n = g.nodes[k];
+        if (!f16_silu_conv(p, gemm, k) || n.input(3) >= 0) return false;
+        const cuda::ConvShape s = conv_shape(p, n);
+        return s.kh == 1 && s.kw == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_top == 0 && s.pad_left == 0 &&
+               s.groups == 1 && s.c == c && s.k == out && g.value(n.input(0)).shape[1] == c;
+    };
+    if (conv_shape(p, g.nodes[c2f->m1]).c != 16 || !pointwise(c2f->cv1, 32, 32) || !pointwise(c2f->cv2, 48, 32))
+        return false;
+    // x is read while y is written: separate buffers, whose bytes the planner keeps apart
+    // (plan::c2f_block_at), checked here for the engine's plan.
+    auto root = [&](int v) { return p.values[sz(v)].storage == plan::Storage::kView ? p.values[sz(v)].root : v; };
+    const plan::ValuePlan &x = p.values[sz(root(g.nodes[i].inputs[0]))],
+                          &y = p.values[sz(root(g.nodes[c2f->cv2].outputs[0]))];
+    if (&x == &y) return false;
+    if (x.storage == plan::Storage::kArena && y.storage == plan::Storage::kArena) {
+        const int64_t batch = p.options.batch;
+        return x.offset + x.bytes / batch <= y.offset || y.offset + y.bytes / batch <= x.offset;
+    }
     return true;
 }
 
@@ -322,6 +357,10 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                     const std::vector<int64_t> stored = n.attrs.get_ints("cuda_bottleneck_pair");
                     pairs_[i].assign(stored.begin(), stored.end());
                 }
+                if (n.attrs.has("cuda_c2f")) {
+                    const std::vector<int64_t> stored = n.attrs.get_ints("cuda_c2f");
+                    c2fs_[i].assign(stored.begin(), stored.end());
+                }
                 continue;
             }
             if (n.op == Op::kResize) {
@@ -443,21 +482,43 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                          !pairs_.count(i + 1) && !pairs_.count(i - 1),
                      "'", g.nodes[i].name,
                      "': its stored bottleneck pair does not fit this graph; re-export the engine");
+        for (const auto& [i, fused] : c2fs_)
+            KS_CHECK(fused.size() == batches.size() && cuda_c2f_at(*plan_, consumers, gemm, i), "'", g.nodes[i].name,
+                     "': its stored C2f block does not fit this graph; re-export the engine");
+        // The convs that pairs and C2f blocks may run: a name per tuning batch (the conv's own
+        // tactic where neither runs it), joined as "name | batch <= b: name ...".
+        std::map<size_t, std::vector<std::string>> by_batch;
+        auto names_of = [&](size_t k) -> std::vector<std::string>& {
+            auto [it, added] = by_batch.try_emplace(k);
+            if (added)
+                for (size_t j = 0; j < batches.size(); ++j)
+                    it->second.push_back(
+                        cuda::conv2d_tactic_name(tactics_.at(k)[j], conv_shape(*plan_, g.nodes[k]), convs_.at(k).gemm) +
+                        conv_suffix(g.nodes[k]));
+            return it->second;
+        };
         for (const auto& [i, fused] : pairs_) {
             const std::string pair = cuda::conv3x3_pair_kernel_name(static_cast<int>(conv_shape(*plan_, g.nodes[i]).c));
-            for (size_t k : {i, i + 1}) {
-                const Node& n = g.nodes[k];
-                auto name = [&](size_t j) {
-                    return fused[j]
-                               ? (k == i ? pair : "in_" + pair)
-                               : cuda::conv2d_tactic_name(tactics_.at(k)[j], conv_shape(*plan_, n), convs_.at(k).gemm) +
-                                     conv_suffix(n);
-                };
-                kernel_names_[k] = name(batches.size() - 1);
-                for (size_t j = batches.size() - 1; j-- > 0;)
-                    if (name(j) != name(j + 1))
-                        kernel_names_[k] += " | batch <= " + std::to_string(batches[j]) + ": " + name(j);
-            }
+            for (size_t j = 0; j < batches.size(); ++j)
+                if (fused[j]) {
+                    names_of(i)[j] = pair;
+                    names_of(i + 1)[j] = "in_" + pair;
+                }
+        }
+        const std::string c2f = cuda::c2f_n1_kernel_name();
+        for (const auto& [i, fused] : c2fs_) {
+            const plan::C2fBlock b = *plan::c2f_block_at(g, consumers, i);
+            for (size_t j = 0; j < batches.size(); ++j)
+                if (fused[j]) {
+                    names_of(b.cv1)[j] = c2f;
+                    for (size_t k : {b.m1, b.m2, b.cv2}) names_of(k)[j] = "in_" + c2f;
+                }
+        }
+        for (const auto& [k, names] : by_batch) {
+            kernel_names_[k] = names.back();
+            for (size_t j = names.size() - 1; j-- > 0;)
+                if (names[j] != names[j + 1])
+                    kernel_names_[k] += " | batch <= " + std::to_string(batches[j]) + ": " + names[j];
         }
         for (size_t i = 0; i < g.nodes.size(); ++i)
             if (const int k = sppf_chain_at(g, *plan_, i)) {
@@ -472,6 +533,19 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
         for (void* p : allocations_) cudaFree(p);
         throw;
     }
+}
+
+bool CudaModel::c2f_block(size_t node, int batch) const {
+    auto it = c2fs_.find(node);
+    if (it == c2fs_.end()) return false;
+    const size_t slot = tuning_slot(cuda_tuning_batches(plan_->options.batch), batch);
+    return slot < it->second.size() && it->second[slot] != 0;
+}
+
+int64_t CudaModel::run_by_c2f(size_t node, int batch) const {
+    for (const auto& [i, fused] : c2fs_)
+        if ((node == i + 2 || node == i + 3 || node == i + 5) && c2f_block(i, batch)) return static_cast<int64_t>(i);
+    return -1;
 }
 
 bool CudaModel::bottleneck_pair(size_t node, int batch) const {
@@ -542,6 +616,10 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
         if (next && tunable(*next) && next->inputs[0] == n.outputs[0])
             scratch_bytes =
                 std::max(scratch_bytes, region(n.inputs[0], max_batch) + region(next->outputs[0], max_batch));
+        // A C2f block's (below): cv1's input, cv2's output.
+        if (i + 5 < g.nodes.size() && tunable(g.nodes[i + 5]))
+            scratch_bytes =
+                std::max(scratch_bytes, region(n.inputs[0], max_batch) + region(g.nodes[i + 5].outputs[0], max_batch));
     }
     if (scratch_bytes == 0) return;
     // Split-K tactics need a zero-filled workspace (they leave it zero-filled): the largest any
@@ -706,6 +784,7 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
         // output and residual, keyed "pair ...".
         const std::vector<std::vector<int>> consumers = g.consumers();
         auto gemm = [&](size_t k) { return convs_.count(k) ? convs_.at(k).gemm : ElemType::kF32; };
+        std::map<size_t, std::vector<double>> pair_times;
         for (size_t i = 0; i + 1 < g.nodes.size(); ++i) {
             if (!best_times.count(i) || !best_times.count(i + 1) ||
                 !cuda_bottleneck_pair_at(*plan_, consumers, gemm, i))
@@ -715,6 +794,7 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
             const std::string name = cuda::conv3x3_pair_kernel_name(s.c);
             const bool residual = b.input(3) >= 0;
             pairs_[i].assign(batches.size(), 0);
+            pair_times[i].assign(batches.size(), 0.0);
             for (size_t slot = 0; slot < batches.size(); ++slot) {
                 const int batch = batches[slot];
                 auto operand = [&](int v, int64_t at) {
@@ -738,12 +818,65 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
                 if (cache && !cached) cache->insert(key, 0, name, ms);
                 const double two = best_times.at(i)[slot] + best_times.at(i + 1)[slot];
                 pairs_[i][slot] = ms < two ? 1 : 0;
+                pair_times[i][slot] = ms;
                 if (log)
                     *log << "bottleneck pair " << a.name << " + " << b.name << ": " << name << " " << ms * 1000
                          << " us, the two convs " << two * 1000 << " us at batch " << batch
                          << (cached ? " (timing cache)" : "") << "\n";
             }
             ++i;  // a conv belongs to one pair at most
+        }
+        // C2f blocks (cuda_c2f_at) whose convs were tuned here: at each tuning batch the one kernel
+        // against cv1, the bottleneck as tuned (its pair or its two convs) and cv2; it runs where
+        // it is faster. Its time is cached under cv1's problem with cv2's output, keyed "c2f ...".
+        const std::string c2f_name = cuda::c2f_n1_kernel_name();
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+            if (!cuda_c2f_at(*plan_, consumers, gemm, i)) continue;
+            const plan::C2fBlock b = *plan::c2f_block_at(g, consumers, i);
+            if (!best_times.count(b.cv1) || !best_times.count(b.m1) || !best_times.count(b.m2) ||
+                !best_times.count(b.cv2))
+                continue;
+            cuda::C2fWeights w;
+            w.cv1 = convs_.at(b.cv1).weights;
+            w.cv1_bias = convs_.at(b.cv1).bias;
+            w.m1 = convs_.at(b.m1).weights;
+            w.m1_bias = convs_.at(b.m1).bias;
+            w.m2 = convs_.at(b.m2).weights;
+            w.m2_bias = convs_.at(b.m2).bias;
+            w.cv2 = convs_.at(b.cv2).weights;
+            w.cv2_bias = convs_.at(b.cv2).bias;
+            w.shortcut = g.nodes[b.m2].input(3) >= 0;
+            const cuda::ConvShape s = conv_shape(*plan_, g.nodes[b.cv1]);
+            c2fs_[i].assign(batches.size(), 0);
+            for (size_t slot = 0; slot < batches.size(); ++slot) {
+                const int batch = batches[slot];
+                auto operand = [&](int v, int64_t at) {
+                    const Shape& shape = g.value(v).shape;
+                    return NhwcTensor{scratch + at + binding(*plan_, v).align,
+                                      ElemType::kF16,
+                                      batch,
+                                      static_cast<int>(shape[2]),
+                                      static_cast<int>(shape[3]),
+                                      static_cast<int>(shape[1]),
+                                      binding(*plan_, v).pixel_stride};
+                };
+                const int xv = g.nodes[b.cv1].inputs[0];
+                const NhwcTensor x = operand(xv, 0), y = operand(g.nodes[b.cv2].outputs[0], region(xv, batch));
+                const std::string key = "c2f " + conv_problem("f16", s, x, y, true, nullptr, {0, 0, 0}).key();
+                std::optional<double> cached = cache ? cache->find(key, 0, c2f_name) : std::nullopt;
+                const double ms = cached ? *cached : time_ms(batch, [&] { cuda::c2f_n1_nhwc(x, w, y, stream); });
+                if (cache && !cached) cache->insert(key, 0, c2f_name, ms);
+                const bool pair = pairs_.count(b.m1) && pairs_.at(b.m1)[slot];
+                const double parts =
+                    best_times.at(b.cv1)[slot] +
+                    (pair ? pair_times.at(b.m1)[slot] : best_times.at(b.m1)[slot] + best_times.at(b.m2)[slot]) +
+                    best_times.at(b.cv2)[slot];
+                c2fs_[i][slot] = ms < parts ? 1 : 0;
+                if (log)
+                    *log << "c2f block " << g.nodes[b.cv1].name << " .. " << g.nodes[b.cv2].name << ": " << c2f_name
+                         << " " << ms * 1000 << " us, its convs " << parts * 1000 << " us at batch " << batch
+                         << (cached ? " (timing cache)" : "") << "\n";
+            }
         }
     } catch (...) {
         cudaFree(scratch);
@@ -973,6 +1106,40 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
         switch (n.op) {
             case Op::kConv: {
                 cuda::ConvShape s = conv_shape(p, n);
+                if (m.run_by_c2f(i, batch) >= 0) {  // run by its C2f block's kernel, at cv1
+                    st.kernel = "in_" + cuda::c2f_n1_kernel_name();
+                    break;
+                }
+                if (m.c2f_block(i, batch)) {
+                    const plan::C2fBlock b = *plan::c2f_block_at(g, g.consumers(), i);
+                    st.kernel = cuda::c2f_n1_kernel_name();
+                    cuda::C2fWeights w;
+                    w.cv1 = m.conv_weights(b.cv1);
+                    w.cv1_bias = m.conv_bias(b.cv1);
+                    w.m1 = m.conv_weights(b.m1);
+                    w.m1_bias = m.conv_bias(b.m1);
+                    w.m2 = m.conv_weights(b.m2);
+                    w.m2_bias = m.conv_bias(b.m2);
+                    w.cv2 = m.conv_weights(b.cv2);
+                    w.cv2_bias = m.conv_bias(b.cv2);
+                    w.shortcut = g.nodes[b.m2].input(3) >= 0;
+                    const int yv = g.nodes[b.cv2].outputs[0];
+                    NhwcTensor x = nhwc(in), y = nhwc(yv);
+                    double weights = 0;
+                    for (size_t k : {b.cv1, b.m1, b.m2, b.cv2}) {
+                        const double count = double(num_elements(g.value(g.nodes[k].inputs[1]).shape));
+                        flops_[i] += 2.0 * y.h * y.w * count;
+                        weights += 2.0 * count + 4.0 * double(g.value(g.nodes[k].outputs[0]).shape[1]);
+                    }
+                    // Per image: x read and y written (everything between stays on the SM); the four filters.
+                    bytes_[i] = image_bytes(in) + image_bytes(yv);
+                    constant_bytes_[i] = weights;
+                    st.launch = [=](cudaStream_t stream) {
+                        cuda::c2f_n1_nhwc(with_n(x, batch), w, with_n(y, batch), stream);
+                    };
+                    steps.push_back(std::move(st));
+                    continue;  // its bytes are counted here, not by the generic accounting below
+                }
                 if (i > 0 && m.bottleneck_pair(i - 1, batch)) {  // run by its pair's first conv
                     st.kernel = "in_" + cuda::conv3x3_pair_kernel_name(s.c);
                     break;

@@ -52,6 +52,15 @@ std::vector<int> cuda_tuning_batches(int max_batch);
 bool cuda_bottleneck_pair_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
                              const std::function<cuda::ElemType(size_t)>& gemm, size_t i);
 
+// YOLOv8n's model.2: a C2f block with one bottleneck (plan::c2f_block_at) at nodes i..i + 5 whose
+// cv1 is a 1x1 conv of 32 -> 32 channels, whose bottleneck is a pair of 16 channels
+// (cuda_bottleneck_pair_at) and whose cv2 is a 1x1 conv of 48 -> 32, all SiLU, f16 (gemm as for
+// the pairs), on 16-byte aligned f16 NHWC maps, x and y apart. It may run as one kernel
+// (cuda::c2f_n1_nhwc) at node i, its convs at i + 2, i + 3 and i + 5 launching nothing (the split
+// and the concat are views); tuning decides per batch (CudaModel::c2f_blocks).
+bool cuda_c2f_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
+                 const std::function<cuda::ElemType(size_t)>& gemm, size_t i);
+
 class TimingCache;
 
 class CudaModel {
@@ -89,6 +98,14 @@ class CudaModel {
     // Whether nodes `node` and `node` + 1 run as one kernel at `batch` (the choice tuned at the
     // smallest tuning batch >= batch, as for the tactics).
     bool bottleneck_pair(size_t node, int batch) const;
+    // C2f blocks that may run as one kernel (cuda_c2f_at, cuda::c2f_n1_nhwc): cv1's node -> per
+    // tuning batch, 1 where tuning found the one kernel faster than cv1, the bottleneck as tuned
+    // and cv2.
+    const std::map<size_t, std::vector<int>>& c2f_blocks() const { return c2fs_; }
+    // Whether the C2f block whose cv1 is `node` runs as one kernel at `batch` (as for the pairs).
+    bool c2f_block(size_t node, int batch) const;
+    // The cv1 node of the block whose one kernel runs conv `node` (its m1, m2 or cv2) at `batch`, or -1.
+    int64_t run_by_c2f(size_t node, int batch) const;
     // Tuning, per (conv, batch) pair: every tactic's time came from the timing cache, or some were measured.
     struct TuneStats {
         int reused = 0, timed = 0;
@@ -118,6 +135,7 @@ class CudaModel {
     std::map<size_t, std::vector<int>> tactics_;
     std::vector<std::string> kernel_names_;
     std::map<size_t, std::vector<int>> pairs_;
+    std::map<size_t, std::vector<int>> c2fs_;
     TuneStats tune_stats_;
 };
 

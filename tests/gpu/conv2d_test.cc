@@ -848,6 +848,164 @@ TEST(CudaConv2d, BottleneckPairMatchesTwoConvs) {
     EXPECT_TRUE(cuda::conv3x3_pair_supported(16, x16, y16));
 }
 
+// A C2f block with one bottleneck in one kernel (cuda::c2f_n1_nhwc) against the reference's four
+// convs, each intermediate rounded to f16 where the separate kernels store it (cv1's output, m1's,
+// the bottleneck's sum). Partial tiles, an image smaller than one tile, enough tiles that the CTAs
+// go round their ring, x and y as slices of wider buffers, with and without the shortcut. Every
+// other channel of y's buffer must come back untouched.
+TEST(CudaConv2d, C2fOneBottleneckMatchesItsConvs) {
+    SKIP_WITHOUT_GPU();
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    struct C2fCase {
+        int n, h, w;
+        bool shortcut;
+        int x_ps, x_off, y_ps, y_off;
+    };
+    const C2fCase cases[] = {
+        {2, 19, 37, true, 32, 0, 32, 0},    // partial tiles
+        {1, 5, 7, true, 48, 16, 40, 8},     // smaller than a tile, slices
+        {16, 64, 80, true, 32, 0, 32, 0},   // 640 tiles: round the ring
+        {3, 8, 16, false, 32, 0, 64, 32},   // one whole tile, no shortcut
+        {1, 160, 160, true, 32, 0, 32, 0},  // model.2's map
+    };
+    constexpr int kIn = 32, kHalf = 16, kOut = 32;
+    for (const C2fCase& cc : cases) {
+        SCOPED_TRACE("n " + std::to_string(cc.n) + " " + std::to_string(cc.h) + "x" + std::to_string(cc.w) +
+                     (cc.shortcut ? " shortcut" : ""));
+        auto rnd = [&](Shape s, float lo, float hi) {
+            std::vector<float> v = rng.uniform_floats(static_cast<size_t>(num_elements(s)), lo, hi);
+            for (float& f : v) f = round_to_half(f);
+            return ir::Tensor::from_floats(std::move(s), v);
+        };
+        auto bias = [&](int k) {
+            return ir::Tensor::from_floats({k}, rng.uniform_floats(static_cast<size_t>(k), -0.5f, 0.5f));
+        };
+        auto round_all = [](ir::Tensor t) {
+            for (int64_t i = 0; i < num_elements(t.shape); ++i) t.data<float>()[i] = round_to_half(t.data<float>()[i]);
+            return t;
+        };
+        auto conv = [](int k, const ir::Tensor& x, const ir::Tensor& w, const ir::Tensor& b, const ir::Tensor* res) {
+            ir::Node node;
+            node.op = ir::Op::kConv;
+            node.name = "c2f";
+            node.attrs.set("kernel_shape", std::vector<int64_t>{k, k});
+            node.attrs.set("pads", std::vector<int64_t>(4, k / 2));
+            node.attrs.set("activation", std::string("silu"));
+            return reference::evaluate(node, {&x, &w, &b, res}).at(0);
+        };
+        // Channels [from, from + c) of an NCHW tensor, and NCHW tensors joined along the channels.
+        const int64_t plane = static_cast<int64_t>(cc.h) * cc.w;
+        auto channels = [&](const ir::Tensor& t, int from, int c) {
+            const int64_t tc = t.shape[1];
+            std::vector<float> v(static_cast<size_t>(cc.n * c * plane));
+            for (int b = 0; b < cc.n; ++b)
+                std::copy_n(t.data<float>() + (b * tc + from) * plane, c * plane, v.begin() + b * c * plane);
+            return ir::Tensor::from_floats({cc.n, c, cc.h, cc.w}, v);
+        };
+        auto join = [&](std::initializer_list<const ir::Tensor*> parts) {
+            int64_t c = 0;
+            for (const ir::Tensor* t : parts) c += t->shape[1];
+            std::vector<float> v;
+            for (int b = 0; b < cc.n; ++b)
+                for (const ir::Tensor* t : parts)
+                    v.insert(v.end(), t->data<float>() + b * t->shape[1] * plane,
+                             t->data<float>() + (b + 1) * t->shape[1] * plane);
+            return ir::Tensor::from_floats({cc.n, c, cc.h, cc.w}, v);
+        };
+        const float b1x1 = std::sqrt(3.f / kIn), b3x3 = std::sqrt(3.f / (9 * kHalf)), b48 = std::sqrt(3.f / 48);
+        const ir::Tensor x = rnd({cc.n, kIn, cc.h, cc.w}, -1.f, 1.f);
+        const ir::Tensor w_cv1 = rnd({kIn, kIn, 1, 1}, -b1x1, b1x1), bias_cv1 = bias(kIn);
+        const ir::Tensor w_m1 = rnd({kHalf, kHalf, 3, 3}, -b3x3, b3x3), bias_m1 = bias(kHalf);
+        const ir::Tensor w_m2 = rnd({kHalf, kHalf, 3, 3}, -b3x3, b3x3), bias_m2 = bias(kHalf);
+        const ir::Tensor w_cv2 = rnd({kOut, 3 * kHalf, 1, 1}, -b48, b48), bias_cv2 = bias(kOut);
+        const ir::Tensor v = round_all(conv(1, x, w_cv1, bias_cv1, nullptr));
+        const ir::Tensor a = channels(v, 0, kHalf), b = channels(v, kHalf, kHalf);
+        const ir::Tensor t = round_all(conv(3, b, w_m1, bias_m1, nullptr));
+        const ir::Tensor m = round_all(conv(3, t, w_m2, bias_m2, cc.shortcut ? &b : nullptr));
+        const ir::Tensor cat = join({&a, &b, &m});
+        const ir::Tensor want = conv(1, cat, w_cv2, bias_cv2, nullptr);
+
+        std::vector<std::unique_ptr<DeviceBuffer>> keep;
+        auto upload = [&](const std::vector<uint8_t>& bytes) {
+            keep.push_back(std::make_unique<DeviceBuffer>(bytes.size()));
+            keep.back()->upload(bytes);
+            return keep.back()->get();
+        };
+        auto packed = [&](const ir::Tensor& w) {
+            ConvShape s;
+            s.k = static_cast<int>(w.shape[0]);
+            s.c = static_cast<int>(w.shape[1]);
+            s.kh = s.kw = static_cast<int>(w.shape[2]);
+            s.pad_top = s.pad_left = s.kh / 2;
+            return upload(cuda::pack_conv_weights(w.data<float>(), s, ElemType::kF16));
+        };
+        auto floats = [&](const ir::Tensor& t) { return static_cast<const float*>(upload(t.bytes)); };
+        cuda::C2fWeights cw;
+        cw.cv1 = packed(w_cv1);
+        cw.m1 = packed(w_m1);
+        cw.m2 = packed(w_m2);
+        cw.cv2 = packed(w_cv2);
+        cw.cv1_bias = floats(bias_cv1);
+        cw.m1_bias = floats(bias_m1);
+        cw.m2_bias = floats(bias_m2);
+        cw.cv2_bias = floats(bias_cv2);
+        cw.shortcut = cc.shortcut;
+        const std::vector<uint8_t> x_host = to_nhwc(&x, cc.n, cc.h, cc.w, kIn, cc.x_ps, cc.x_off, ElemType::kF16);
+        const std::vector<uint8_t> y_init = to_nhwc(nullptr, cc.n, cc.h, cc.w, kOut, cc.y_ps, cc.y_off, ElemType::kF16);
+        DeviceBuffer dx(x_host.size()), dy(y_init.size());
+        dx.upload(x_host);
+        dy.upload(y_init);
+        const NhwcTensor tx{dx.bytes() + cc.x_off * 2, ElemType::kF16, cc.n, cc.h, cc.w, kIn, cc.x_ps};
+        const NhwcTensor ty{dy.bytes() + cc.y_off * 2, ElemType::kF16, cc.n, cc.h, cc.w, kOut, cc.y_ps};
+        cuda::c2f_n1_nhwc(tx, cw, ty, nullptr);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::vector<uint8_t> got = dy.download();
+
+        double num = 0, den = 0;
+        int64_t changed = 0, unwritten = 0;
+        for (int64_t pix = 0; pix < static_cast<int64_t>(cc.n) * plane; ++pix)
+            for (int ch = 0; ch < cc.y_ps; ++ch) {
+                const size_t at = static_cast<size_t>(pix * cc.y_ps + ch) * 2;
+                if (ch < cc.y_off || ch >= cc.y_off + kOut) {
+                    changed += std::memcmp(got.data() + at, y_init.data() + at, 2) != 0;
+                    continue;
+                }
+                uint16_t hv;
+                std::memcpy(&hv, got.data() + at, 2);
+                const double val = half_to_float(hv);
+                if (!std::isfinite(val)) {
+                    ++unwritten;
+                    continue;
+                }
+                const int64_t img = pix / plane, yx = pix % plane;
+                const double ref = want.data<float>()[(img * kOut + (ch - cc.y_off)) * plane + yx];
+                num += (val - ref) * (val - ref);
+                den += ref * ref;
+            }
+        EXPECT_EQ(changed, 0) << "channels outside y's slice changed";
+        EXPECT_EQ(unwritten, 0) << "y elements left unwritten or not finite";
+        EXPECT_LE(std::sqrt(num / std::max(den, 1e-30)), 2e-3);
+    }
+    // Refused: y overlapping x, 16-channel x, f32.
+    DeviceBuffer d(8 * 8 * 64 * 2 * 2);
+    const NhwcTensor x32{d.bytes(), ElemType::kF16, 1, 8, 8, 32, 32};
+    NhwcTensor y32{d.bytes() + 8 * 8 * 32 * 2 - 64, ElemType::kF16, 1, 8, 8, 32, 32};  // x's last pixel
+    cuda::C2fWeights cw;
+    cw.cv1 = cw.m1 = cw.m2 = cw.cv2 = d.get();
+    cw.cv1_bias = cw.m1_bias = cw.m2_bias = cw.cv2_bias = d.f();
+    EXPECT_THROW(cuda::c2f_n1_nhwc(x32, cw, y32, nullptr), Error);
+    y32.data = d.bytes() + 8 * 8 * 32 * 2;  // right after x: accepted by the checks
+    EXPECT_TRUE(cuda::c2f_n1_supported(x32, y32));
+    NhwcTensor bad = x32;
+    bad.c = 16;
+    EXPECT_FALSE(cuda::c2f_n1_supported(bad, y32));
+    EXPECT_THROW(cuda::c2f_n1_nhwc(bad, cw, y32, nullptr), Error);
+    bad = x32;
+    bad.type = ElemType::kF32;
+    EXPECT_THROW(cuda::c2f_n1_nhwc(bad, cw, y32, nullptr), Error);
+}
+
 TEST(CudaConv2d, RejectsBadArguments) {
     SKIP_WITHOUT_GPU();
     ConvShape s;

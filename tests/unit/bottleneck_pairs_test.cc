@@ -1,7 +1,9 @@
 // Which convolutions a CUDA session may run as one bottleneck-pair kernel
 // (runtime::cuda_bottleneck_pair_at), on yolov8n's CUDA plans, without a GPU: the 16- and
 // 32-channel C2f bottlenecks of the FP16 plan and nothing else; no pair in the FP32 plan, where an
-// INT8 conv stays INT8, or where the intermediate has another reader.
+// INT8 conv stays INT8, or where the intermediate has another reader. Likewise the C2f blocks
+// (plan::c2f_block_at, runtime::cuda_c2f_at): the planner's view of all of yolov8n's one-bottleneck
+// C2f blocks, model.2 the one the fused kernel takes, and x's bytes kept apart from y's.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -79,6 +81,55 @@ TEST(BottleneckPairs, NoneWhereTheIntermediateHasAnotherReader) {
     EXPECT_EQ(pairs(p, ElemType::kF16, SIZE_MAX, consumers),
               (std::vector<std::string>{"/model/4/m/0/cv1/conv/Conv/Conv", "/model/4/m/1/cv1/conv/Conv/Conv",
                                         "/model/15/m/0/cv1/conv/Conv/Conv"}));
+}
+
+// The first nodes (cv1) of the blocks plan::c2f_block_at finds, and of those cuda_c2f_at takes.
+std::vector<std::string> c2f_blocks(const plan::ExecutionPlan& p, bool cuda_kernel, ElemType type = ElemType::kF16,
+                                    size_t other = SIZE_MAX, std::vector<std::vector<int>> consumers = {}) {
+    if (consumers.empty()) consumers = p.graph.consumers();
+    const std::function<ElemType(size_t)> gemm = [&](size_t k) { return k == other ? ElemType::kI8 : type; };
+    std::vector<std::string> found;
+    for (size_t i = 0; i < p.graph.nodes.size(); ++i)
+        if (cuda_kernel ? runtime::cuda_c2f_at(p, consumers, gemm, i)
+                        : plan::c2f_block_at(p.graph, consumers, i).has_value())
+            found.push_back(p.graph.nodes[i].name);
+    return found;
+}
+
+TEST(C2fBlocks, Yolov8nHasSixOneBottleneckBlocksAndTheKernelTakesModel2) {
+    const plan::ExecutionPlan p = cuda_plan(/*half=*/true);
+    // model.4 and model.6 have two bottlenecks; the other six one.
+    EXPECT_EQ(c2f_blocks(p, false),
+              (std::vector<std::string>{"/model/2/cv1/conv/Conv/Conv", "/model/8/cv1/conv/Conv/Conv",
+                                        "/model/12/cv1/conv/Conv/Conv", "/model/15/cv1/conv/Conv/Conv",
+                                        "/model/18/cv1/conv/Conv/Conv", "/model/21/cv1/conv/Conv/Conv"}));
+    EXPECT_EQ(c2f_blocks(p, true), std::vector<std::string>{"/model/2/cv1/conv/Conv/Conv"});
+    const size_t cv1 = node_named(p, "/model/2/cv1/conv/Conv/Conv");
+    const plan::C2fBlock b = *plan::c2f_block_at(p.graph, p.graph.consumers(), cv1);
+    EXPECT_EQ(p.graph.nodes[b.m1].name, "/model/2/m/0/cv1/conv/Conv/Conv");
+    EXPECT_EQ(p.graph.nodes[b.cv2].name, "/model/2/cv2/conv/Conv/Conv");
+    // The planner keeps x (cv1's input) and y (cv2's output) apart in the arena: the kernel reads
+    // one while writing the other (without the kept lifetime y took some of x's bytes).
+    const plan::ValuePlan &x = p.values[static_cast<size_t>(p.graph.nodes[cv1].inputs[0])],
+                          &y = p.values[static_cast<size_t>(p.graph.nodes[b.cv2].outputs[0])];
+    ASSERT_EQ(x.storage, plan::Storage::kArena);
+    ASSERT_EQ(y.storage, plan::Storage::kArena);
+    const int64_t batch = p.options.batch;
+    EXPECT_TRUE(x.offset + x.bytes / batch <= y.offset || y.offset + y.bytes / batch <= x.offset);
+}
+
+TEST(C2fBlocks, NoneInFp32WithAnInt8ConvOrASecondReader) {
+    EXPECT_TRUE(c2f_blocks(cuda_plan(/*half=*/false), true, ElemType::kF32).empty());
+    const plan::ExecutionPlan p = cuda_plan(/*half=*/true);
+    for (const char* conv :
+         {"/model/2/cv1/conv/Conv/Conv", "/model/2/m/0/cv2/conv/Conv/Conv", "/model/2/cv2/conv/Conv/Conv"})
+        EXPECT_TRUE(c2f_blocks(p, true, ElemType::kF16, node_named(p, conv)).empty()) << conv;
+    // A second reader of a (the split's first half): not a block for the planner either.
+    std::vector<std::vector<int>> consumers = p.graph.consumers();
+    const size_t split = node_named(p, "/model/2/Split/Split");
+    consumers[static_cast<size_t>(p.graph.nodes[split].outputs[0])].push_back(0);
+    EXPECT_TRUE(c2f_blocks(p, true, ElemType::kF16, SIZE_MAX, consumers).empty());
+    EXPECT_EQ(c2f_blocks(p, false, ElemType::kF16, SIZE_MAX, consumers).size(), 5u);
 }
 
 }  // namespace

@@ -1433,6 +1433,297 @@ __global__ void __launch_bounds__(kHaloThreads, pair_ctas_per_sm(C, STAGES))
     cp_async_wait<0>();
 }
 
+// ---- A C2f block with one bottleneck, 32 -> 32 channels, in one kernel ----------------------------
+//
+// YOLOv8n's model.2 at 160x160: v = silu(cv1(x)) (1x1, 32 -> 32), split into a and b (16 channels
+// each); t = silu(m.cv1(b)) and m = silu(m.cv2(t)) (+ b) (3x3, 16 -> 16), the bottleneck pair above;
+// y = silu(cv2([a, b, m])) (1x1, 48 -> 32). As three kernels (cv1, the pair, cv2) v and m make a
+// round trip through DRAM and cv2 reads 48 channels to write 32 (batch 64: 315 MB moved besides
+// x and y's 210 MB). Here a CTA takes an 8x16 output tile and a 12x20 window of x (a two-pixel
+// border, as the pair kernel's): b on the whole window into shared memory (zero outside the image:
+// m.cv1's padding), t on its 10x18 centre and m on the tile as in conv3x3_pair_halo_kernel, then a
+// on the tile and cv2. a and m never leave registers: the m16n8 accumulators of two adjacent n8
+// blocks, after bias, SiLU and f16 rounding, are the m16k16 A fragment of the next MMA (lane (g, t)
+// holds rows g and g + 8, columns 2t, 2t + 1 of each: a0..a3 of the A layout), so cv2's k blocks
+// are a (registers), b (ldmatrix of the window's centre) and m (registers). Every intermediate is
+// rounded to f16 where the three kernels would store it. The border's b and t are computed by the
+// neighbouring tiles too ((12 x 20) / (8 x 16) = 1.9x cv1's b half, 1.4x m.cv1).
+constexpr int kC2fIn = 32, kC2fHalf = 16, kC2fOut = 32;  // cv1 32 -> 2 x 16, cv2 48 -> 32
+constexpr int kC2fWinPx = kPairInH * kPairInW;           // 240 window pixels: 15 m16 blocks
+static_assert(kC2fWinPx % 16 == 0, "the window is whole m16 blocks");
+constexpr int kC2fCv1Row = kC2fIn * 2 + 16, kC2fMRow = 9 * kC2fHalf * 2 + 16, kC2fCv2Row = 3 * kC2fHalf * 2 + 16;
+constexpr int kC2fStageBytes = kC2fWinPx * kC2fIn * 2;
+// The ring of x windows, b on the window, t, the four filters (rows padded by 16 bytes: an odd
+// number of 16-byte chunks, conflict-free ldmatrix), a staging row per warp.
+constexpr int c2f_smem_bytes(int stages) {
+    return stages * kC2fStageBytes + kC2fWinPx * kC2fHalf * 2 + kPairMidPx * kC2fHalf * 2 + kC2fOut * kC2fCv1Row +
+           2 * kC2fHalf * kC2fMRow + kC2fOut * kC2fCv2Row + (kHaloThreads / 32) * halo_staging_bytes(kC2fOut);
+}
+constexpr int c2f_ctas_per_sm(int stages) {
+    const int fit = 228 * 1024 / (c2f_smem_bytes(stages) + 1024);
+    return fit < 1 ? 1 : fit > 4 ? 4 : fit;
+}
+
+// cv2's fields in p (its weights, bias, y; x and the sizes: in = out), the other three convs'
+// weights and biases, and whether the bottleneck adds b.
+struct C2fParams {
+    ConvParams p;
+    const void* w_cv1 = nullptr;
+    const float* b_cv1 = nullptr;
+    const void* w_m1 = nullptr;
+    const float* b_m1 = nullptr;
+    const void* w_m2 = nullptr;
+    const float* b_m2 = nullptr;
+    int shortcut = 0;
+};
+
+// Two n8 blocks of m16n8 accumulators (plus bias, SiLU, rounded to f16) as an m16k16 A fragment.
+__device__ __forceinline__ void acc_to_a_fragment(const float (&acc)[2][4], const float (&bias)[2][2],
+                                                  uint32_t (&a)[4]) {
+#pragma unroll
+    for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const __half2 h = __floats2half2_rn(silu_act<false>(acc[nb][half * 2] + bias[nb][0]),
+                                                silu_act<false>(acc[nb][half * 2 + 1] + bias[nb][1]));
+            a[nb * 2 + half] = *reinterpret_cast<const uint32_t*>(&h);
+        }
+}
+
+template <int STAGES>
+__global__ void __launch_bounds__(kHaloThreads, c2f_ctas_per_sm(STAGES))
+    c2f_n1_halo_kernel(const __grid_constant__ C2fParams cp) {
+    static_assert(STAGES >= 2, "at least one window loads while another is multiplied");
+    constexpr int CI = kC2fIn, C = kC2fHalf, NB = kC2fOut / 8;
+    const ConvParams& p = cp.p;
+    extern __shared__ __align__(128) unsigned char smem[];
+    const uint32_t s_ring = smem_addr(smem), s_b = s_ring + STAGES * kC2fStageBytes;
+    const uint32_t s_mid = s_b + kC2fWinPx * C * 2, s_cv1 = s_mid + kPairMidPx * C * 2;
+    const uint32_t s_m1 = s_cv1 + kC2fOut * kC2fCv1Row, s_m2 = s_m1 + C * kC2fMRow, s_cv2 = s_m2 + C * kC2fMRow;
+    unsigned char* const b_win = smem + STAGES * kC2fStageBytes;
+    unsigned char* const mid = b_win + kC2fWinPx * C * 2;
+    __half* const staging = reinterpret_cast<__half*>(smem + (s_cv2 - s_ring) + kC2fOut * kC2fCv2Row) +
+                            (threadIdx.x >> 5) * (halo_staging_bytes(kC2fOut) / 2);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int H = p.out_h, W = p.out_w;
+    const int tiles_x = (W + kHaloTW - 1) / kHaloTW, tiles_y = (H + kHaloTH - 1) / kHaloTH;
+    const int tiles_img = tiles_x * tiles_y, tiles = (p.gemm_m / (H * W)) * tiles_img;
+
+    // The four filters, once: packed rows (output channel n: taps x input channels halves) into
+    // rows of `ld` bytes.
+    auto load_filter = [&](uint32_t dst, const void* src, int rows, int row_bytes, int ld) {
+        const int chunks = row_bytes / 16;
+        for (int q = tid; q < rows * chunks; q += kHaloThreads)
+            cp_async16<false>(dst + (q / chunks) * ld + (q % chunks) * 16,
+                              reinterpret_cast<uint64_t>(src) + static_cast<uint64_t>(q) * 16, true);
+    };
+    load_filter(s_cv1, cp.w_cv1, kC2fOut, CI * 2, kC2fCv1Row);
+    load_filter(s_m1, cp.w_m1, C, 9 * C * 2, kC2fMRow);
+    load_filter(s_m2, cp.w_m2, C, 9 * C * 2, kC2fMRow);
+    load_filter(s_cv2, p.wgt, kC2fOut, 3 * C * 2, kC2fCv2Row);
+    cp_async_commit();
+    wait_for_previous_kernel();  // after the constant filters' loads, as in conv3x3_halo_kernel
+
+    // A tile's x window into ring stage `stage`: window pixel (wy, wx) is x pixel (ty0 - 2 + wy,
+    // tx0 - 2 + wx), zeros outside the image.
+    auto load_tile = [&](int tile, int stage) {
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
+        copy_window<CI, kPairInH, kPairInW, 1, kHaloThreads>(s_ring + stage * kC2fStageBytes, p, H, W, img, ty0 - 2,
+                                                             tx0 - 2, tid);
+    };
+
+    // ldmatrix lanes as in conv3x3_halo_kernel: A rows a_row, k half a_khalf; B rows of ld bytes.
+    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
+    auto b_lane = [&](int ld) {
+        return static_cast<uint32_t>(((lane >> 4) * 8 + (lane & 7)) * ld + ((lane >> 3) & 1) * 16);
+    };
+    // m.cv1's A rows: t pixel mp of block warp + 4 j (clamped to the last) is b pixel (mp / 18, mp % 18) at tap (0, 0).
+    int t_base[kPairBlocksPerWarp];
+#pragma unroll
+    for (int j = 0; j < kPairBlocksPerWarp; ++j) {
+        const int mp = min((warp + 4 * j) * 16 + a_row, kPairMidPx - 1);
+        t_base[j] = (mp / kPairMidW) * kPairInW + mp % kPairMidW;
+    }
+    float bias_a[2][2], bias_b[2][2], bias_m1[2][2], bias_m2[2][2], bias_y[NB][2];
+    load_column_bias(cp.b_cv1, lane, bias_a);
+    load_column_bias(cp.b_cv1 + C, lane, bias_b);
+    load_column_bias(cp.b_m1, lane, bias_m1);
+    load_column_bias(cp.b_m2, lane, bias_m2);
+    load_column_bias(p.bias, lane, bias_y);
+
+    const int step = static_cast<int>(gridDim.x);
+    int tile = static_cast<int>(blockIdx.x), stage = 0;
+    fill_halo_ring<STAGES>(tile, step, tiles, load_tile);
+    for (; tile < tiles; tile += step) {
+        cp_async_wait<STAGES - 2>();  // the filters and this tile's window
+        __syncthreads();              // ... from every thread; every warp is done with the previous tile
+        const int ahead = tile + (STAGES - 1) * step;
+        const int refill = stage == 0 ? STAGES - 1 : stage - 1;
+        if (ahead < tiles) load_tile(ahead, refill);
+        cp_async_commit();
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
+        const uint32_t win = s_ring + stage * kC2fStageBytes;
+        // Whether window pixel wp (of a window whose top-left is (y0, x0), width kPairInW) lies in the image.
+        auto inside = [&](int wp, int y0, int x0, int width) {
+            const int iy = y0 + wp / width, ix = x0 + wp % width;
+            return static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                   static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+        };
+
+        // cv1's b half on the 240 window pixels: blocks warp + 4 j (15 blocks: warp 3 has three).
+        {
+            float acc[4][2][4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+                for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) acc[j][nb][e] = 0.f;
+#pragma unroll
+            for (int kb = 0; kb < CI / 16; ++kb) {
+                uint32_t t[4];
+                ldmatrix_x4(t, s_cv1 + C * kC2fCv1Row + b_lane(kC2fCv1Row) + kb * 32);
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    if (j == 3 && warp == 3) continue;
+                    uint32_t af[4];
+                    ldmatrix_x4(af, win + halo_chunk_offset<CI>((warp + 4 * j) * 16 + a_row, kb * 2 + a_khalf));
+                    mma_16816(acc[j][0], af, t[0], t[1]);
+                    mma_16816(acc[j][1], af, t[2], t[3]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                if (j == 3 && warp == 3) continue;
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    const int wp = (warp + 4 * j) * 16 + (lane >> 2) + half * 8;
+                    const bool in = inside(wp, ty0 - 2, tx0 - 2, kPairInW);
+#pragma unroll
+                    for (int nb = 0; nb < 2; ++nb) {
+                        const float v0 = silu_act<false>(acc[j][nb][half * 2] + bias_b[nb][0]);
+                        const float v1 = silu_act<false>(acc[j][nb][half * 2 + 1] + bias_b[nb][1]);
+                        *reinterpret_cast<__half2*>(b_win + halo_chunk_offset<C>(wp, nb) + (lane & 3) * 4) =
+                            in ? __floats2half2_rn(v0, v1) : __float2half2_rn(0.f);
+                    }
+                }
+            }
+        }
+        __syncthreads();  // b whole
+
+        // m.cv1: t on the 10x18 pixels, rounded to f16 into shared memory (zero outside the image).
+        {
+            float acc[kPairBlocksPerWarp][2][4];
+#pragma unroll
+            for (int j = 0; j < kPairBlocksPerWarp; ++j)
+#pragma unroll
+                for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) acc[j][nb][e] = 0.f;
+#pragma unroll
+            for (int tap = 0; tap < 9; ++tap) {
+                const int shift = (tap / 3) * kPairInW + tap % 3;
+                uint32_t t[4];
+                ldmatrix_x4(t, s_m1 + b_lane(kC2fMRow) + tap * C * 2);
+#pragma unroll
+                for (int j = 0; j < kPairBlocksPerWarp; ++j) {
+                    uint32_t af[4];
+                    ldmatrix_x4(af, s_b + halo_chunk_offset<C>(t_base[j] + shift, a_khalf));
+                    mma_16816(acc[j][0], af, t[0], t[1]);
+                    mma_16816(acc[j][1], af, t[2], t[3]);
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < kPairBlocksPerWarp; ++j)
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    const int mp = (warp + 4 * j) * 16 + (lane >> 2) + half * 8;
+                    if (mp >= kPairMidPx) continue;
+                    const bool in = inside(mp, ty0 - 1, tx0 - 1, kPairMidW);
+#pragma unroll
+                    for (int nb = 0; nb < 2; ++nb) {
+                        const float v0 = silu_act<false>(acc[j][nb][half * 2] + bias_m1[nb][0]);
+                        const float v1 = silu_act<false>(acc[j][nb][half * 2 + 1] + bias_m1[nb][1]);
+                        *reinterpret_cast<__half2*>(mid + halo_chunk_offset<C>(mp, nb) + (lane & 3) * 4) =
+                            in ? __floats2half2_rn(v0, v1) : __float2half2_rn(0.f);
+                    }
+                }
+        }
+        __syncthreads();  // t whole
+
+        // m.cv2 on t for the warp's two output rows; m = its f16 result (+ b, added in f16) as A fragments.
+        uint32_t m_frag[2][4];
+        {
+            float acc[2][2][4];
+            halo_rows_mma<C, C, 1>(acc, s_mid, s_m2, warp, lane);
+#pragma unroll
+            for (int mt = 0; mt < 2; ++mt) {
+                acc_to_a_fragment(acc[mt], bias_m2, m_frag[mt]);
+                if (cp.shortcut)
+#pragma unroll
+                    for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+                        for (int half = 0; half < 2; ++half) {
+                            const int wp = (warp * 2 + mt + 2) * kPairInW + (lane >> 2) + half * 8 + 2;
+                            const __half2 b = *reinterpret_cast<const __half2*>(b_win + halo_chunk_offset<C>(wp, nb) +
+                                                                                (lane & 3) * 4);
+                            __half2& m = *reinterpret_cast<__half2*>(&m_frag[mt][nb * 2 + half]);
+                            m = __hadd2(m, b);
+                        }
+            }
+        }
+
+        // Per output row: cv1's a half on it (registers), then cv2 over [a, b, m], the epilogue
+        // through the warp's staging row.
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+            const int ry = warp * 2 + mt, centre = (ry + 2) * kPairInW + 2;
+            uint32_t a_frag[4];
+            {
+                float acc[2][4] = {};
+#pragma unroll
+                for (int kb = 0; kb < CI / 16; ++kb) {
+                    uint32_t af[4], t[4];
+                    ldmatrix_x4(af, win + halo_chunk_offset<CI>(centre + a_row, kb * 2 + a_khalf));
+                    ldmatrix_x4(t, s_cv1 + b_lane(kC2fCv1Row) + kb * 32);
+                    mma_16816(acc[0], af, t[0], t[1]);
+                    mma_16816(acc[1], af, t[2], t[3]);
+                }
+                acc_to_a_fragment(acc, bias_a, a_frag);
+            }
+            uint32_t b_frag[4];
+            ldmatrix_x4(b_frag, s_b + halo_chunk_offset<C>(centre + a_row, a_khalf));
+            float acc[NB][4];
+#pragma unroll
+            for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) acc[nb][e] = 0.f;
+#pragma unroll
+            for (int kb = 0; kb < 3; ++kb) {
+                const uint32_t(&af)[4] = kb == 0 ? a_frag : kb == 1 ? b_frag : m_frag[mt];
+#pragma unroll
+                for (int nj = 0; nj < NB / 2; ++nj) {
+                    uint32_t t[4];
+                    ldmatrix_x4(t, s_cv2 + b_lane(kC2fCv2Row) + nj * 16 * kC2fCv2Row + kb * 32);
+                    mma_16816(acc[2 * nj], af, t[0], t[1]);
+                    mma_16816(acc[2 * nj + 1], af, t[2], t[3]);
+                }
+            }
+            stage_row_halves(acc, bias_y, true, staging, lane);
+            __syncwarp();
+            const int oy = ty0 + ry;
+            store_row_halves<NB>(p, staging, lane, (img * H + oy) * W + tx0, oy < H ? min(kHaloTW, W - tx0) : 0,
+                                 nullptr);
+            __syncwarp();  // the next row overwrites the staging row
+        }
+        stage = stage == STAGES - 1 ? 0 : stage + 1;
+    }
+    cp_async_wait<0>();
+}
+
 // ---- 3x3 stride-1 convs with 64 or 80 channels on halo tiles, warpgroup MMAs (sm_90a) -------------
 //
 // The detect head's 3x3 convs (64 -> 64, 64 -> 80, 80 -> 80 at 80x80, 40x40 and 20x20) have a
@@ -1683,6 +1974,14 @@ void launch_pair(const PairParams& pp, cudaStream_t stream) {
                      pair_smem_bytes(C, STAGES), pp.p, stream, prepared, per_sm, &pp);
 }
 constexpr int kPairStages16 = 3, kPairStages32 = 3;
+
+constexpr int kC2fStages = 2;  // 65 KB: 3 CTAs an SM
+void launch_c2f(const C2fParams& cp, cudaStream_t stream) {
+    static std::atomic<uint64_t> prepared{0};
+    static std::atomic<int> per_sm{0};
+    launch_halo_grid(reinterpret_cast<const void*>(c2f_n1_halo_kernel<kC2fStages>), kHaloThreads,
+                     c2f_smem_bytes(kC2fStages), cp.p, stream, prepared, per_sm, &cp);
+}
 
 template <int C, int K, int STAGES>
 void launch_halo_wgmma(const ConvParams& p, int groups, cudaStream_t stream) {
@@ -2258,6 +2557,60 @@ void conv3x3_pair_nhwc(const NhwcTensor& x, const void* w1, const float* b1, con
     } else {
         launch_pair<32, kPairStages32>(pp, stream);
     }
+}
+
+bool c2f_n1_supported(const NhwcTensor& x, const NhwcTensor& y) {
+    auto aligned = [](const NhwcTensor& t) { return aligned16(t.data) && t.pixel_stride % 8 == 0; };
+    return x.type == ElemType::kF16 && y.type == ElemType::kF16 && x.c == kC2fIn && y.c == kC2fOut && aligned(x) &&
+           aligned(y);
+}
+
+std::string c2f_n1_kernel_name() {
+    return "c2f_n1_halo_mma_m16n8k16_c" + std::to_string(kC2fIn) + "_b" + std::to_string(kC2fHalf) + "_k" +
+           std::to_string(kC2fOut) + "_8x16_s" + std::to_string(kC2fStages) + "_silu";
+}
+
+void c2f_n1_nhwc(const NhwcTensor& x, const C2fWeights& w, const NhwcTensor& y, cudaStream_t stream) {
+    check_tensor(x, ElemType::kF16, "x");
+    check_tensor(y, ElemType::kF16, "y");
+    KS_CHECK(c2f_n1_supported(x, y), "c2f_n1: needs f16 x and y of ", kC2fIn, " and ", kC2fOut,
+             " channels with 16-byte aligned pixels (x has ", x.c, ", y ", y.c, ")");
+    KS_CHECK(x.n == y.n && x.h == y.h && x.w == y.w, "c2f_n1: y's shape differs from x's");
+    for (const void* wt : {w.cv1, w.m1, w.m2, w.cv2})
+        KS_CHECK(wt && aligned16(wt), "c2f_n1: the four convs' weights (16-byte aligned) are required");
+    KS_CHECK(w.cv1_bias && w.m1_bias && w.m2_bias && w.cv2_bias, "c2f_n1: the four convs' biases are required");
+    const int64_t m = static_cast<int64_t>(y.n) * y.h * y.w;
+    KS_CHECK(m < INT_MAX && (m - 1) * x.pixel_stride * 2 + x.c * 2 < (int64_t{1} << 32),
+             "c2f_n1: x too large (32-bit offsets)");
+    if (m == 0) return;
+    // y is written while other CTAs still read x's windows: their bytes must not meet.
+    const char *xb = static_cast<const char*>(x.data), *yb = static_cast<const char*>(y.data);
+    KS_CHECK(yb + ((m - 1) * y.pixel_stride + y.c) * 2 <= xb || xb + ((m - 1) * x.pixel_stride + x.c) * 2 <= yb,
+             "c2f_n1: y overlaps x");
+    C2fParams cp;
+    ConvParams& p = cp.p;
+    p.x = x.data;
+    p.wgt = w.cv2;
+    p.bias = w.cv2_bias;
+    p.y = y.data;
+    p.in_h = p.out_h = y.h;
+    p.in_w = p.out_w = y.w;
+    p.x_ps = x.pixel_stride;
+    p.y_ps = y.pixel_stride;
+    p.cg = 3 * kC2fHalf;
+    p.kg = kC2fOut;
+    p.gemm_k = 3 * kC2fHalf;
+    p.gemm_m = static_cast<int>(m);
+    p.silu = 1;
+    p.y_vec = 1;
+    cp.w_cv1 = w.cv1;
+    cp.b_cv1 = w.cv1_bias;
+    cp.w_m1 = w.m1;
+    cp.b_m1 = w.m1_bias;
+    cp.w_m2 = w.m2;
+    cp.b_m2 = w.m2_bias;
+    cp.shortcut = w.shortcut ? 1 : 0;
+    launch_c2f(cp, stream);
 }
 
 }  // namespace kestrel::cuda

@@ -80,6 +80,21 @@ std::string conv3x3_pair_kernel_name(int c);
 void conv3x3_pair_nhwc(const NhwcTensor& x, const void* w1, const float* b1, const void* w2, const float* b2,
                        bool residual, const NhwcTensor& y, cudaStream_t stream);
 
+// A C2f block with one bottleneck, YOLOv8n's model.2 (all SiLU convs):
+//   [a, b] = cv1(x) (1x1, 32 -> 2 x 16),  m = m2(m1(b)) (+ b if shortcut) (3x3, padding 1, 16 -> 16),
+//   y = cv2([a, b, m]) (1x1, 48 -> 32)
+// as one kernel: a, b, m and m1's output stay on the SM, each rounded to f16 as a stored tensor
+// would be. f16 x and y of 32 channels (slices allowed) with 16-byte aligned pixels, y's bytes
+// apart from x's; weights packed with ElemType::kF16, biases float32.
+struct C2fWeights {
+    const void *cv1 = nullptr, *m1 = nullptr, *m2 = nullptr, *cv2 = nullptr;
+    const float *cv1_bias = nullptr, *m1_bias = nullptr, *m2_bias = nullptr, *cv2_bias = nullptr;
+    bool shortcut = true;
+};
+bool c2f_n1_supported(const NhwcTensor& x, const NhwcTensor& y);
+std::string c2f_n1_kernel_name();
+void c2f_n1_nhwc(const NhwcTensor& x, const C2fWeights& w, const NhwcTensor& y, cudaStream_t stream);
+
 // The image stem read straight from the float32 NCHW image (3 input channels, 3x3 kernel, groups 1,
 // no dilation, k <= 64): no NHWC conversion of the image and no channel padding. f16 outputs with
 // 16-byte aligned pixels and 16, 32, 48 or 64 channels: taps and weights rounded to f16 and
