@@ -1438,7 +1438,7 @@ __global__ void __launch_bounds__(kHaloThreads, pair_ctas_per_sm(C, STAGES))
 // YOLOv8n's model.2 at 160x160: v = silu(cv1(x)) (1x1, 32 -> 32), split into a and b (16 channels
 // each); t = silu(m.cv1(b)) and m = silu(m.cv2(t)) (+ b) (3x3, 16 -> 16), the bottleneck pair above;
 // y = silu(cv2([a, b, m])) (1x1, 48 -> 32). As three kernels (cv1, the pair, cv2) v and m make a
-// round trip through DRAM and cv2 reads 48 channels to write 32 (batch 64: 315 MB moved besides
+// round trip through DRAM and cv2 reads 48 channels to write 32 (batch 64: 366 MB moved besides
 // x and y's 210 MB). Here a CTA takes an 8x16 output tile and a 12x20 window of x (a two-pixel
 // border, as the pair kernel's): b on the whole window into shared memory (zero outside the image:
 // m.cv1's padding), t on its 10x18 centre and m on the tile as in conv3x3_pair_halo_kernel, then a
