@@ -259,18 +259,22 @@ std::shared_ptr<Engine::Impl> build_impl(const std::string& path, const BuildOpt
         // The tuned tactics travel in the engine as node attributes, so loading re-tunes nothing.
         // So does each INT8-calibrated conv's precision: one that tuning found faster in FP16 is an
         // FP16 conv in the engine (its scale dropped), as TensorRT keeps INT8 only where it wins.
-        std::map<std::string, std::vector<int>> by_name, pair_by_name, c2f_by_name;
+        std::map<std::string, std::vector<int>> by_name, pair_by_name, c2f_by_name, stem_by_name;
         std::map<std::string, bool> int8_by_name;
         for (const auto& [node, fused] : impl->cuda->bottleneck_pairs())
             pair_by_name[impl->plan->graph.nodes[node].name] = fused;
         for (const auto& [node, fused] : impl->cuda->c2f_blocks())
             c2f_by_name[impl->plan->graph.nodes[node].name] = fused;
+        for (const auto& [node, fused] : impl->cuda->stem_convs())
+            stem_by_name[impl->plan->graph.nodes[node].name] = fused;
         for (auto [node, tactic] : impl->cuda->tactics()) {
             by_name[impl->plan->graph.nodes[node].name] = tactic;
             int8_by_name[impl->plan->graph.nodes[node].name] = impl->cuda->conv_int8(node) != nullptr;
         }
         int int8_layers = 0;
         for (ir::Node& n : d.graph.nodes) {
+            if (auto stem = stem_by_name.find(n.name); stem != stem_by_name.end())  // the stem has no tactics
+                n.attrs.set("cuda_stem_conv", std::vector<int64_t>(stem->second.begin(), stem->second.end()));
             auto it = by_name.find(n.name);
             if (it == by_name.end()) continue;
             n.attrs.set("cuda_tactics", std::vector<int64_t>(it->second.begin(), it->second.end()));

@@ -191,6 +191,25 @@ bool cuda_bottleneck_pair_at(const plan::ExecutionPlan& p, const std::vector<std
     return true;
 }
 
+bool cuda_stem_conv_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
+                       const std::function<cuda::ElemType(size_t)>& gemm, size_t i) {
+    const ir::Graph& g = p.graph;
+    if (i + 1 >= g.nodes.size()) return false;
+    const Node &stem = g.nodes[i], &conv = g.nodes[i + 1];
+    if (stem.op != Op::kConv || stem.input(3) >= 0 || stem.attrs.get_string("activation", "") != "silu" ||
+        p.values[sz(stem.inputs[0])].layout != Layout::kPlain || !plan::reads_plain_image(g, stem) ||
+        !f16_silu_conv(p, gemm, i + 1) || conv.input(3) >= 0 || conv.inputs[0] != stem.outputs[0])
+        return false;
+    const int s = stem.outputs[0];
+    if (consumers[sz(s)] != std::vector<int>{static_cast<int>(i + 1)} || g.is_graph_output(s)) return false;
+    const Shape& xs = g.value(stem.inputs[0]).shape;
+    const Binding y = binding(p, conv.outputs[0]);
+    return xs.size() == 4 && xs[1] == 3 && y.align == 0 && y.pixel_stride % 8 == 0 &&
+           cuda::stem_conv3x3s2_supported(conv_shape(p, stem), conv_shape(p, conv),
+                                          NhwcTensor{nullptr, ElemType::kF16, 1, 1, 1, 32, y.pixel_stride}) &&
+           g.value(s).shape[1] == 16;
+}
+
 bool cuda_c2f_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
                  const std::function<cuda::ElemType(size_t)>& gemm, size_t i) {
     const ir::Graph& g = p.graph;
@@ -319,6 +338,10 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                     // The stem reads the image as it is; its OIHW float weights go to the kernel as
                     // launch parameters (from the host, see stem_conv.cu): no upload, no tactics.
                     KS_CHECK(cuda::conv2d_nchw_input_supported(s), "'", n.name, "': no CUDA kernel for this conv");
+                    if (n.attrs.has("cuda_stem_conv")) {
+                        const std::vector<int64_t> stored = n.attrs.get_ints("cuda_stem_conv");
+                        stem_convs_[i].assign(stored.begin(), stored.end());
+                    }
                     continue;
                 }
                 const ElemType type = conv_type(*plan_, n);
@@ -485,12 +508,16 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
         for (const auto& [i, fused] : c2fs_)
             KS_CHECK(fused.size() == batches.size() && cuda_c2f_at(*plan_, consumers, gemm, i), "'", g.nodes[i].name,
                      "': its stored C2f block does not fit this graph; re-export the engine");
+        for (const auto& [i, fused] : stem_convs_)
+            KS_CHECK(fused.size() == batches.size() && cuda_stem_conv_at(*plan_, consumers, gemm, i), "'",
+                     g.nodes[i].name, "': its stored stem + conv kernel does not fit this graph; re-export the engine");
         // The convs that pairs and C2f blocks may run: a name per tuning batch (the conv's own
         // tactic where neither runs it), joined as "name | batch <= b: name ...".
         std::map<size_t, std::vector<std::string>> by_batch;
         auto names_of = [&](size_t k) -> std::vector<std::string>& {
             auto [it, added] = by_batch.try_emplace(k);
-            if (added)
+            if (added && !tactics_.count(k)) it->second.assign(batches.size(), kernel_names_[k]);  // the stem
+            if (added && tactics_.count(k))
                 for (size_t j = 0; j < batches.size(); ++j)
                     it->second.push_back(
                         cuda::conv2d_tactic_name(tactics_.at(k)[j], conv_shape(*plan_, g.nodes[k]), convs_.at(k).gemm) +
@@ -505,6 +532,13 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                     names_of(i + 1)[j] = "in_" + pair;
                 }
         }
+        const std::string stem_conv = cuda::stem_conv3x3s2_kernel_name();
+        for (const auto& [i, fused] : stem_convs_)
+            for (size_t j = 0; j < batches.size(); ++j)
+                if (fused[j]) {
+                    names_of(i)[j] = stem_conv;
+                    names_of(i + 1)[j] = "in_" + stem_conv;
+                }
         const std::string c2f = cuda::c2f_n1_kernel_name();
         for (const auto& [i, fused] : c2fs_) {
             const plan::C2fBlock b = *plan::c2f_block_at(g, consumers, i);
@@ -533,6 +567,13 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
         for (void* p : allocations_) cudaFree(p);
         throw;
     }
+}
+
+bool CudaModel::stem_conv(size_t node, int batch) const {
+    auto it = stem_convs_.find(node);
+    if (it == stem_convs_.end()) return false;
+    const size_t slot = tuning_slot(cuda_tuning_batches(plan_->options.batch), batch);
+    return slot < it->second.size() && it->second[slot] != 0;
 }
 
 bool CudaModel::c2f_block(size_t node, int batch) const {
@@ -621,6 +662,17 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
             scratch_bytes =
                 std::max(scratch_bytes, region(n.inputs[0], max_batch) + region(g.nodes[i + 5].outputs[0], max_batch));
     }
+    // The stem + conv kernel's (below): the float32 image, the stem's output (the stem alone is timed
+    // too) and the conv's output.
+    auto image_region = [&](int v, int batch) {
+        return (int64_t{batch} * num_elements(g.value(v).shape) * 4 + 255) / 256 * 256;
+    };
+    for (size_t i = 0; i + 1 < g.nodes.size(); ++i)
+        if (g.nodes[i].op == Op::kConv && plan_->values[sz(g.nodes[i].inputs[0])].layout == Layout::kPlain &&
+            tunable(g.nodes[i + 1]) && g.nodes[i + 1].inputs[0] == g.nodes[i].outputs[0])
+            scratch_bytes = std::max(scratch_bytes, image_region(g.nodes[i].inputs[0], max_batch) +
+                                                        region(g.nodes[i].outputs[0], max_batch) +
+                                                        region(g.nodes[i + 1].outputs[0], max_batch));
     if (scratch_bytes == 0) return;
     // Split-K tactics need a zero-filled workspace (they leave it zero-filled): the largest any
     // candidate needs at the max batch, after the activations in one allocation.
@@ -825,6 +877,59 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
                          << (cached ? " (timing cache)" : "") << "\n";
             }
             ++i;  // a conv belongs to one pair at most
+        }
+        // The stem and the conv after it (cuda_stem_conv_at): at each tuning batch the one kernel
+        // against the stem kernel's time plus the conv's best. Cached under the conv's problem,
+        // keyed "stem+conv ..." (the stem alone: its own problem, keyed "stem ...").
+        const std::string stem_conv_name = cuda::stem_conv3x3s2_kernel_name();
+        for (size_t i = 0; i + 1 < g.nodes.size(); ++i) {
+            if (!best_times.count(i + 1) || !cuda_stem_conv_at(*plan_, consumers, gemm, i)) continue;
+            const Node &a = g.nodes[i], &b = g.nodes[i + 1];
+            const Shape& xs = g.value(a.inputs[0]).shape;
+            const int h = static_cast<int>(xs[2]), w = static_cast<int>(xs[3]);
+            const cuda::ConvShape s0 = conv_shape(*plan_, a), s1 = conv_shape(*plan_, b);
+            const float* w0 = g.value(a.inputs[1]).constant->data<float>();
+            std::vector<float> b0(sz(s0.k), 0.f);
+            if (a.input(2) >= 0) std::copy_n(g.value(a.inputs[2]).constant->data<float>(), s0.k, b0.begin());
+            const std::string stem_name = cuda::conv2d_nchw_input_kernel_name(s0, ElemType::kF16, true);
+            stem_convs_[i].assign(batches.size(), 0);
+            for (size_t slot = 0; slot < batches.size(); ++slot) {
+                const int batch = batches[slot];
+                auto operand = [&](int v, int64_t at) {
+                    const Shape& shape = g.value(v).shape;
+                    return NhwcTensor{scratch + at + binding(*plan_, v).align,
+                                      ElemType::kF16,
+                                      batch,
+                                      static_cast<int>(shape[2]),
+                                      static_cast<int>(shape[3]),
+                                      static_cast<int>(shape[1]),
+                                      binding(*plan_, v).pixel_stride};
+                };
+                const float* image = reinterpret_cast<const float*>(scratch);
+                const int64_t at = image_region(a.inputs[0], batch);
+                const NhwcTensor s = operand(a.outputs[0], at),
+                                 y = operand(b.outputs[0], at + region(a.outputs[0], batch));
+                const NhwcTensor x{scratch, ElemType::kF32, batch, h, w, 3, 3};
+                auto timed = [&](const std::string& key, const std::string& name, const std::function<void()>& launch) {
+                    std::optional<double> cached = cache ? cache->find(key, 0, name) : std::nullopt;
+                    const double ms = cached ? *cached : time_ms(batch, launch);
+                    if (cache && !cached) cache->insert(key, 0, name, ms);
+                    return ms;
+                };
+                const double stem_ms =
+                    timed("stem " + conv_problem("f16", s0, x, s, true, nullptr, {0, 0, 0}).key(), stem_name,
+                          [&] { cuda::conv2d_nchw_input(image, h, w, w0, b0.data(), s0, true, s, stream); });
+                const double ms = timed(
+                    "stem+conv " + conv_problem("f16", s1, s, y, true, nullptr, {0, 0, 0}).key(), stem_conv_name, [&] {
+                        cuda::stem_conv3x3s2_nhwc(image, h, w, w0, b0.data(), s0, convs_.at(i + 1).weights,
+                                                  convs_.at(i + 1).bias, s1, y, stream);
+                    });
+                const double two = stem_ms + best_times.at(i + 1)[slot];
+                stem_convs_[i][slot] = ms < two ? 1 : 0;
+                if (log)
+                    *log << "stem + conv " << a.name << " + " << b.name << ": " << stem_conv_name << " " << ms * 1000
+                         << " us, the two kernels " << two * 1000 << " us at batch " << batch << "\n";
+            }
         }
         // C2f blocks (cuda_c2f_at) whose convs were tuned here: at each tuning batch the one kernel
         // against cv1, the bottleneck as tuned (its pair or its two convs) and cv2; it runs where
@@ -1106,6 +1211,34 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
         switch (n.op) {
             case Op::kConv: {
                 cuda::ConvShape s = conv_shape(p, n);
+                if (i > 0 && m.stem_conv(i - 1, batch)) {  // run by the stem's kernel
+                    st.kernel = "in_" + cuda::stem_conv3x3s2_kernel_name();
+                    break;
+                }
+                if (m.stem_conv(i, batch)) {
+                    st.kernel = cuda::stem_conv3x3s2_kernel_name();
+                    const Node& b = g.nodes[i + 1];
+                    const float* x = reinterpret_cast<const float*>(addr(in));
+                    const int h = static_cast<int>(g.value(in).shape[2]), w = static_cast<int>(g.value(in).shape[3]);
+                    auto b0 = std::make_shared<std::vector<float>>(sz(s.k), 0.f);
+                    if (n.input(2) >= 0) std::copy_n(g.value(n.inputs[2]).constant->data<float>(), s.k, b0->begin());
+                    const float* w0 = g.value(n.inputs[1]).constant->data<float>();
+                    const cuda::ConvShape s1 = conv_shape(p, b);
+                    const void* w1 = m.conv_weights(i + 1);
+                    const float* b1 = m.conv_bias(i + 1);
+                    NhwcTensor y = nhwc(b.outputs[0]);
+                    flops_[i] = 2.0 * (double(g.value(n.outputs[0]).shape[2] * g.value(n.outputs[0]).shape[3]) *
+                                           double(num_elements(g.value(n.inputs[1]).shape)) +
+                                       double(y.h) * y.w * double(num_elements(g.value(b.inputs[1]).shape)));
+                    // Per image: the image read and y written (the stem's output stays on the SM); the conv's filter.
+                    bytes_[i] = image_bytes(in) + image_bytes(b.outputs[0]);
+                    constant_bytes_[i] = 2.0 * double(num_elements(g.value(b.inputs[1]).shape)) + 4.0 * s1.k;
+                    st.launch = [=](cudaStream_t stream) {
+                        cuda::stem_conv3x3s2_nhwc(x, h, w, w0, b0->data(), s, w1, b1, s1, with_n(y, batch), stream);
+                    };
+                    steps.push_back(std::move(st));
+                    continue;
+                }
                 if (m.run_by_c2f(i, batch) >= 0) {  // run by its C2f block's kernel, at cv1
                     st.kernel = "in_" + cuda::c2f_n1_kernel_name();
                     break;

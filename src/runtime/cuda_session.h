@@ -52,6 +52,14 @@ std::vector<int> cuda_tuning_batches(int max_batch);
 bool cuda_bottleneck_pair_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
                              const std::function<cuda::ElemType(size_t)>& gemm, size_t i);
 
+// YOLOv8n's model.0 and model.1: node i is the stem (3 -> 16, 3x3 stride 2, SiLU) reading the plain
+// float32 image, node i + 1 an f16 SiLU conv (16 -> 32, 3x3 stride 2, gemm as for the pairs) of the
+// stem's output and nothing else reads that output; the conv's output f16 NHWC with 16-byte
+// aligned pixels. They may run as one kernel (cuda::stem_conv3x3s2_nhwc) at node i, node i + 1
+// launching nothing; tuning decides per batch (CudaModel::stem_convs).
+bool cuda_stem_conv_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
+                       const std::function<cuda::ElemType(size_t)>& gemm, size_t i);
+
 // YOLOv8n's model.2: a C2f block with one bottleneck (plan::c2f_block_at) at nodes i..i + 5 whose
 // cv1 is a 1x1 conv of 32 -> 32 channels, whose bottleneck is a pair of 16 channels
 // (cuda_bottleneck_pair_at) and whose cv2 is a 1x1 conv of 48 -> 32, all SiLU, f16 (gemm as for
@@ -102,6 +110,11 @@ class CudaModel {
     // tuning batch, 1 where tuning found the one kernel faster than cv1, the bottleneck as tuned
     // and cv2.
     const std::map<size_t, std::vector<int>>& c2f_blocks() const { return c2fs_; }
+    // Stems that may run with the conv after them as one kernel (cuda_stem_conv_at): the stem's
+    // node -> per tuning batch, 1 where tuning found the one kernel faster than the two.
+    const std::map<size_t, std::vector<int>>& stem_convs() const { return stem_convs_; }
+    // Whether the stem at `node` and the conv after it run as one kernel at `batch`.
+    bool stem_conv(size_t node, int batch) const;
     // Whether the C2f block whose cv1 is `node` runs as one kernel at `batch` (as for the pairs).
     bool c2f_block(size_t node, int batch) const;
     // The cv1 node of the block whose one kernel runs conv `node` (its m1, m2 or cv2) at `batch`, or -1.
@@ -136,6 +149,7 @@ class CudaModel {
     std::vector<std::string> kernel_names_;
     std::map<size_t, std::vector<int>> pairs_;
     std::map<size_t, std::vector<int>> c2fs_;
+    std::map<size_t, std::vector<int>> stem_convs_;
     TuneStats tune_stats_;
 };
 

@@ -1006,6 +1006,125 @@ TEST(CudaConv2d, C2fOneBottleneckMatchesItsConvs) {
     EXPECT_THROW(cuda::c2f_n1_nhwc(bad, cw, y32, nullptr), Error);
 }
 
+// The stem and the conv after it in one kernel (cuda::stem_conv3x3s2_nhwc) against the reference's
+// two convs, the stem's output rounded to f16 (as the stem kernel stores it) and its taps rounded
+// to f16 (as the tensor-core stem multiplies them). Maps with partial tiles, one smaller than a
+// tile, odd image sizes, batches whose CTAs take several tiles, y as a slice of a wider buffer.
+TEST(CudaConv2d, StemAndFirstConvMatchTheirConvs) {
+    SKIP_WITHOUT_GPU();
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    struct StemCase {
+        int n, h, w, y_ps, y_off;
+    };
+    const StemCase cases[] = {
+        {2, 64, 96, 32, 0},    // 16x24 outputs: partial tiles
+        {1, 13, 19, 48, 16},   // odd sizes, smaller than a tile, a slice
+        {3, 640, 640, 32, 0},  // yolov8n's 640x640: 200 tiles an image
+        {8, 160, 224, 40, 8},  // several tiles a CTA
+    };
+    for (const StemCase& sc : cases) {
+        SCOPED_TRACE("n " + std::to_string(sc.n) + " " + std::to_string(sc.h) + "x" + std::to_string(sc.w));
+        auto rnd = [&](Shape s, float lo, float hi) {
+            return ir::Tensor::from_floats(std::move(s),
+                                           rng.uniform_floats(static_cast<size_t>(num_elements(s)), lo, hi));
+        };
+        const ir::Tensor image = rnd({sc.n, 3, sc.h, sc.w}, 0.f, 1.f);
+        ir::Tensor taps = image;  // the stem multiplies f16 taps and f16 weights
+        for (int64_t i = 0; i < num_elements(taps.shape); ++i)
+            taps.data<float>()[i] = round_to_half(taps.data<float>()[i]);
+        const ir::Tensor w0 = rnd({16, 3, 3, 3}, -0.6f, 0.6f), b0 = rnd({16}, -0.5f, 0.5f);
+        const ir::Tensor w1 = rnd({32, 16, 3, 3}, -0.15f, 0.15f), b1 = rnd({32}, -0.5f, 0.5f);
+        ir::Tensor w0h = w0, w1h = w1;
+        for (ir::Tensor* t : {&w0h, &w1h})
+            for (int64_t i = 0; i < num_elements(t->shape); ++i)
+                t->data<float>()[i] = round_to_half(t->data<float>()[i]);
+        ir::Node node;
+        node.op = ir::Op::kConv;
+        node.name = "stem";
+        node.attrs.set("kernel_shape", std::vector<int64_t>{3, 3});
+        node.attrs.set("strides", std::vector<int64_t>{2, 2});
+        node.attrs.set("pads", std::vector<int64_t>{1, 1, 1, 1});
+        node.attrs.set("activation", std::string("silu"));
+        ir::Tensor s = reference::evaluate(node, {&taps, &w0h, &b0, nullptr}).at(0);
+        for (int64_t i = 0; i < num_elements(s.shape); ++i) s.data<float>()[i] = round_to_half(s.data<float>()[i]);
+        const ir::Tensor want = reference::evaluate(node, {&s, &w1h, &b1, nullptr}).at(0);
+        const int oh = static_cast<int>(want.shape[2]), ow = static_cast<int>(want.shape[3]);
+
+        ConvShape s0, s1;
+        s0.c = 3, s0.k = 16, s1.c = 16, s1.k = 32;
+        for (ConvShape* cs : {&s0, &s1}) {
+            cs->kh = cs->kw = 3;
+            cs->stride_h = cs->stride_w = 2;
+            cs->pad_top = cs->pad_left = 1;
+        }
+        const std::vector<uint8_t> pw1 = cuda::pack_conv_weights(w1.data<float>(), s1, ElemType::kF16);
+        DeviceBuffer dimg(image.bytes.size()), dw1(pw1.size()), db1(32 * 4);
+        dimg.upload(image.bytes);
+        dw1.upload(pw1);
+        db1.upload(b1.bytes);
+        const std::vector<uint8_t> y_init = to_nhwc(nullptr, sc.n, oh, ow, 32, sc.y_ps, sc.y_off, ElemType::kF16);
+        DeviceBuffer dy(y_init.size());
+        dy.upload(y_init);
+        const NhwcTensor ty{dy.bytes() + sc.y_off * 2, ElemType::kF16, sc.n, oh, ow, 32, sc.y_ps};
+        cuda::stem_conv3x3s2_nhwc(dimg.f(), sc.h, sc.w, w0.data<float>(), b0.data<float>(), s0, dw1.get(), db1.f(), s1,
+                                  ty, nullptr);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::vector<uint8_t> got = dy.download();
+        double num = 0, den = 0;
+        int64_t changed = 0, unwritten = 0;
+        const int64_t plane = static_cast<int64_t>(oh) * ow;
+        for (int64_t pix = 0; pix < sc.n * plane; ++pix)
+            for (int ch = 0; ch < sc.y_ps; ++ch) {
+                const size_t at = static_cast<size_t>(pix * sc.y_ps + ch) * 2;
+                if (ch < sc.y_off || ch >= sc.y_off + 32) {
+                    changed += std::memcmp(got.data() + at, y_init.data() + at, 2) != 0;
+                    continue;
+                }
+                uint16_t hv;
+                std::memcpy(&hv, got.data() + at, 2);
+                const double v = half_to_float(hv);
+                if (!std::isfinite(v)) {
+                    ++unwritten;
+                    continue;
+                }
+                const double ref = want.data<float>()[((pix / plane) * 32 + (ch - sc.y_off)) * plane + pix % plane];
+                num += (v - ref) * (v - ref);
+                den += ref * ref;
+            }
+        EXPECT_EQ(changed, 0) << "channels outside y's slice changed";
+        EXPECT_EQ(unwritten, 0) << "y elements left unwritten or not finite";
+        EXPECT_LE(std::sqrt(num / std::max(den, 1e-30)), 2e-3);
+    }
+    // Refused: a stem of 32 filters, y of the wrong size, f32 y.
+    ConvShape s0, s1;
+    s0.c = 3, s0.k = 16, s1.c = 16, s1.k = 32;
+    for (ConvShape* cs : {&s0, &s1}) {
+        cs->kh = cs->kw = 3;
+        cs->stride_h = cs->stride_w = 2;
+        cs->pad_top = cs->pad_left = 1;
+    }
+    DeviceBuffer d(64 * 64 * 3 * 4);
+    std::vector<float> host_w(32 * 27, 0.1f);
+    NhwcTensor y{d.bytes(), ElemType::kF16, 1, 16, 16, 32, 32};
+    EXPECT_TRUE(cuda::stem_conv3x3s2_supported(s0, s1, y));
+    ConvShape wide = s0;
+    wide.k = 32;
+    EXPECT_FALSE(cuda::stem_conv3x3s2_supported(wide, s1, y));
+    EXPECT_THROW(
+        cuda::stem_conv3x3s2_nhwc(d.f(), 64, 64, host_w.data(), host_w.data(), wide, d.get(), d.f(), s1, y, nullptr),
+        Error);
+    y.h = 17;  // a 64x64 image gives 16x16
+    EXPECT_THROW(
+        cuda::stem_conv3x3s2_nhwc(d.f(), 64, 64, host_w.data(), host_w.data(), s0, d.get(), d.f(), s1, y, nullptr),
+        Error);
+    y.h = 16;
+    y.type = ElemType::kF32;
+    EXPECT_THROW(
+        cuda::stem_conv3x3s2_nhwc(d.f(), 64, 64, host_w.data(), host_w.data(), s0, d.get(), d.f(), s1, y, nullptr),
+        Error);
+}
+
 TEST(CudaConv2d, RejectsBadArguments) {
     SKIP_WITHOUT_GPU();
     ConvShape s;

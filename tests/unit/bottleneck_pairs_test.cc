@@ -132,5 +132,26 @@ TEST(C2fBlocks, NoneInFp32WithAnInt8ConvOrASecondReader) {
     EXPECT_EQ(c2f_blocks(p, false, ElemType::kF16, SIZE_MAX, consumers).size(), 5u);
 }
 
+// The stem + first conv kernel (runtime::cuda_stem_conv_at): yolov8n's model.0 in the FP16 plan only.
+std::vector<std::string> stem_convs(const plan::ExecutionPlan& p, ElemType type, size_t other = SIZE_MAX,
+                                    std::vector<std::vector<int>> consumers = {}) {
+    if (consumers.empty()) consumers = p.graph.consumers();
+    const std::function<ElemType(size_t)> gemm = [&](size_t k) { return k == other ? ElemType::kI8 : type; };
+    std::vector<std::string> found;
+    for (size_t i = 0; i < p.graph.nodes.size(); ++i)
+        if (runtime::cuda_stem_conv_at(p, consumers, gemm, i)) found.push_back(p.graph.nodes[i].name);
+    return found;
+}
+
+TEST(StemConvs, Yolov8nFp16HasTheStemAndModel1Only) {
+    const plan::ExecutionPlan p = cuda_plan(/*half=*/true);
+    EXPECT_EQ(stem_convs(p, ElemType::kF16), std::vector<std::string>{"/model/0/conv/Conv/Conv"});
+    EXPECT_TRUE(stem_convs(cuda_plan(/*half=*/false), ElemType::kF32).empty());
+    EXPECT_TRUE(stem_convs(p, ElemType::kF16, node_named(p, "/model/1/conv/Conv/Conv")).empty());  // INT8 model.1
+    std::vector<std::vector<int>> consumers = p.graph.consumers();
+    consumers[static_cast<size_t>(p.graph.nodes[node_named(p, "/model/0/conv/Conv/Conv")].outputs[0])].push_back(0);
+    EXPECT_TRUE(stem_convs(p, ElemType::kF16, SIZE_MAX, consumers).empty());  // a second reader of the stem's output
+}
+
 }  // namespace
 }  // namespace kestrel::test

@@ -40,6 +40,7 @@
 #include "backends/cuda/fast_divmod.h"
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/mma_sync.cuh"
+#include "backends/cuda/stem_mma.cuh"
 #include "backends/cuda/wgmma.cuh"
 #include "core/half.h"
 
@@ -1724,6 +1725,155 @@ __global__ void __launch_bounds__(kHaloThreads, c2f_ctas_per_sm(STAGES))
     cp_async_wait<0>();
 }
 
+// ---- The image stem and the first downsampling conv in one kernel ---------------------------------
+//
+// YOLOv8n's model.0 (3 -> 16 channels, 3x3 stride 2, from the float32 NCHW image) and model.1
+// (16 -> 32, 3x3 stride 2) at 640x640: as two kernels the stem's 320x320x16 f16 output makes a
+// round trip through DRAM (batch 64: 210 MB each way, against the image's 315 MB read and
+// model.1's 105 MB written). Here a CTA takes an 8x16 tile of model.1's output: the 17x33 stem
+// pixels of its stride-2 halo are computed as the stem kernel computes them (a lane gathers a
+// pixel's 27 taps from the image as f16 into a shared row, gather_stem_taps; a warp multiplies 32
+// such rows by the stem's filters with mma.sync, B fragments in the launch parameters), rounded to
+// f16 (as the stem kernel stores them) straight into the halo layout of conv3x3_halo_kernel (zeros
+// outside the stem's map: model.1's padding); then model.1 runs on that halo as the stride-2 halo
+// kernel does. The halo's border column and row are computed by the neighbouring tiles too:
+// 561 / 512 = 1.1x the stem's work. No ring: a tile's image reads are the warps' own loads, and
+// the CTAs an SM (5 by shared memory, 4 by registers) overlap each other's gathers and MMAs.
+constexpr int kStemK = 16, kStemConvK = 32;
+constexpr int kStemHaloPx = halo_in_h(2) * halo_in_w(2);  // 17 x 33
+constexpr int kStemUnits = (kStemHaloPx + 31) / 32;       // 32-pixel units a tile
+constexpr int kStemConvWRow = 9 * kStemK * 2 + 16;
+constexpr int kStemHaloBytes = kStemHaloPx * kStemK * 2;
+constexpr int kStemRowsBytes = (kHaloThreads / 32) * 32 * kStemRowHalves * 2;
+constexpr int kStemSmemBytes =
+    kStemHaloBytes + kStemRowsBytes + kStemConvK * kStemConvWRow + (kHaloThreads / 32) * halo_staging_bytes(kStemConvK);
+
+// model.1's fields in p (its weights, bias, y, sizes: in = the stem's map), the image and the
+// stem's geometry and packed filters.
+struct StemConvParams {
+    ConvParams p;
+    const float* image = nullptr;
+    int image_h = 0, image_w = 0;
+    int stem_stride = 2, stem_pad = 1;
+    StemMmaWeights<kStemK> stem;
+};
+
+__global__ void __launch_bounds__(kHaloThreads, 4) stem_halo3x3s2_kernel(const __grid_constant__ StemConvParams sp) {
+    const ConvParams& p = sp.p;
+    constexpr int kInW = halo_in_w(2), NB0 = kStemK / 8, NB = kStemConvK / 8;
+    extern __shared__ __align__(128) unsigned char smem[];
+    const uint32_t s_halo = smem_addr(smem), s_rows = s_halo + kStemHaloBytes, s_w = s_rows + kStemRowsBytes;
+    unsigned char* const halo = smem;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
+    __half* const row = reinterpret_cast<__half*>(smem + kStemHaloBytes) + warp * 32 * kStemRowHalves;
+    const uint32_t row_base = s_rows + warp * 32 * kStemRowHalves * 2;
+    __half* const staging = reinterpret_cast<__half*>(
+        smem + kStemHaloBytes + kStemRowsBytes + kStemConvK * kStemConvWRow + warp * halo_staging_bytes(kStemConvK));
+    const int SH = p.in_h, SW = p.in_w, OH = p.out_h, OW = p.out_w;  // the stem's map, model.1's
+    const int tiles_x = (OW + kHaloTW - 1) / kHaloTW, tiles_y = (OH + kHaloTH - 1) / kHaloTH;
+    const int tiles_img = tiles_x * tiles_y, tiles = (p.gemm_m / (OH * OW)) * tiles_img;
+
+    // model.1's filter, once (as conv3x3_halo_kernel keeps it).
+    for (int q = tid; q < kStemConvK * 9 * (kStemK / 8); q += kHaloThreads) {
+        const int n = q / (9 * kStemK / 8), c = q % (9 * kStemK / 8);
+        cp_async16<false>(s_w + n * kStemConvWRow + c * 16,
+                          reinterpret_cast<uint64_t>(p.wgt) + static_cast<uint64_t>(q) * 16, true);
+    }
+    cp_async_commit();
+    uint32_t b0[NB0][2][2];
+#pragma unroll
+    for (int nb = 0; nb < NB0; ++nb)
+#pragma unroll
+        for (int ks = 0; ks < 2; ++ks)
+            b0[nb][ks][0] = sp.stem.frag[nb][ks][lane][0], b0[nb][ks][1] = sp.stem.frag[nb][ks][lane][1];
+    float bias[NB][2];
+    load_column_bias(p.bias, lane, bias);
+    wait_for_previous_kernel();
+    cp_async_wait<0>();
+
+    const int plane = sp.image_h * sp.image_w;
+    for (int tile = static_cast<int>(blockIdx.x); tile < tiles; tile += static_cast<int>(gridDim.x)) {
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
+        const float* image = sp.image + static_cast<int64_t>(img) * kStemC * plane;
+        __syncthreads();  // every warp is done with the previous tile's halo (and the filter has landed)
+        // The stem on the halo's pixels: halo pixel hp = (hy, hx) is stem pixel (2 ty0 - 1 + hy,
+        // 2 tx0 - 1 + hx), stored at row hy, column halo_column<2>(hx).
+        auto stem_pixel = [&](int hp, int& sy, int& sx) {
+            sy = 2 * ty0 - 1 + hp / kInW;
+            sx = 2 * tx0 - 1 + hp % kInW;
+            return hp < kStemHaloPx && static_cast<unsigned>(sy) < static_cast<unsigned>(SH) &&
+                   static_cast<unsigned>(sx) < static_cast<unsigned>(SW);
+        };
+        for (int u = warp; u < kStemUnits; u += kHaloThreads / 32) {
+            {
+                uint32_t packed[16];
+                int sy, sx;
+                if (stem_pixel(u * 32 + lane, sy, sx)) {
+                    gather_stem_taps(image, sp.image_h, sp.image_w, sy * sp.stem_stride - sp.stem_pad,
+                                     sx * sp.stem_stride - sp.stem_pad, packed);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < 16; ++i) packed[i] = 0;
+                }
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+                    reinterpret_cast<uint4*>(row + lane * kStemRowHalves)[i] =
+                        make_uint4(packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]);
+            }
+            __syncwarp();
+#pragma unroll
+            for (int mb = 0; mb < 2; ++mb) {
+                uint32_t afr[2][4];
+#pragma unroll
+                for (int ks = 0; ks < 2; ++ks)
+                    ldmatrix_x4(afr[ks], row_base + static_cast<uint32_t>(((16 * mb + lane % 16) * kStemRowHalves +
+                                                                           16 * ks + 8 * (lane / 16)) *
+                                                                          2));
+                float d[NB0][4];
+#pragma unroll
+                for (int nb = 0; nb < NB0; ++nb) {
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) d[nb][e] = 0.f;
+                    mma_16816(d[nb], afr[0], b0[nb][0][0], b0[nb][0][1]);
+                    mma_16816(d[nb], afr[1], b0[nb][1][0], b0[nb][1][1]);
+                }
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    const int hp = u * 32 + 16 * mb + g + 8 * half;
+                    int sy, sx;
+                    const bool in = stem_pixel(hp, sy, sx);
+                    if (hp >= kStemHaloPx) continue;
+                    const int at = (hp / kInW) * kInW + halo_column<2>(hp % kInW);
+#pragma unroll
+                    for (int nb = 0; nb < NB0; ++nb) {
+                        // The bias from the constant bank (as the stem kernel reads it).
+                        const float v0 = silu_act<false>(d[nb][2 * half] + sp.stem.b[8 * nb + 2 * t4]);
+                        const float v1 = silu_act<false>(d[nb][2 * half + 1] + sp.stem.b[8 * nb + 2 * t4 + 1]);
+                        *reinterpret_cast<__half2*>(halo + halo_chunk_offset<kStemK>(at, nb) + t4 * 4) =
+                            in ? __floats2half2_rn(v0, v1) : __float2half2_rn(0.f);
+                    }
+                }
+            }
+            __syncwarp();  // the rows are rewritten for the next unit
+        }
+        __syncthreads();  // the halo whole
+
+        // model.1 on the halo, epilogue as conv3x3_halo_kernel's.
+        float acc[2][NB][4];
+        halo_rows_mma<kStemK, kStemConvK, 2>(acc, s_halo, s_w, warp, lane);
+#pragma unroll
+        for (int mt = 0; mt < 2; ++mt) {
+            stage_row_halves(acc[mt], bias, true, staging, lane);
+            __syncwarp();
+            const int oy = ty0 + warp * 2 + mt;
+            store_row_halves<NB>(p, staging, lane, (img * OH + oy) * OW + tx0, oy < OH ? min(kHaloTW, OW - tx0) : 0,
+                                 nullptr);
+            __syncwarp();
+        }
+    }
+}
+
 // ---- 3x3 stride-1 convs with 64 or 80 channels on halo tiles, warpgroup MMAs (sm_90a) -------------
 //
 // The detect head's 3x3 convs (64 -> 64, 64 -> 80, 80 -> 80 at 80x80, 40x40 and 20x20) have a
@@ -1974,6 +2124,13 @@ void launch_pair(const PairParams& pp, cudaStream_t stream) {
                      pair_smem_bytes(C, STAGES), pp.p, stream, prepared, per_sm, &pp);
 }
 constexpr int kPairStages16 = 3, kPairStages32 = 3;
+
+void launch_stem_conv(const StemConvParams& sp, cudaStream_t stream) {
+    static std::atomic<uint64_t> prepared{0};
+    static std::atomic<int> per_sm{0};
+    launch_halo_grid(reinterpret_cast<const void*>(stem_halo3x3s2_kernel), kHaloThreads, kStemSmemBytes, sp.p, stream,
+                     prepared, per_sm, &sp);
+}
 
 constexpr int kC2fStages = 2;  // 65 KB: 3 CTAs an SM
 void launch_c2f(const C2fParams& cp, cudaStream_t stream) {
@@ -2557,6 +2714,61 @@ void conv3x3_pair_nhwc(const NhwcTensor& x, const void* w1, const float* b1, con
     } else {
         launch_pair<32, kPairStages32>(pp, stream);
     }
+}
+
+bool stem_conv3x3s2_supported(const ConvShape& stem, const ConvShape& conv, const NhwcTensor& y) {
+    auto stride2_pad1 = [](const ConvShape& s) {
+        return s.kh == 3 && s.kw == 3 && s.stride_h == 2 && s.stride_w == 2 && s.pad_top == 1 && s.pad_left == 1 &&
+               s.dil_h == 1 && s.dil_w == 1 && s.groups == 1;
+    };
+    return stride2_pad1(stem) && stride2_pad1(conv) && stem.c == kStemC && stem.k == kStemK && conv.c == kStemK &&
+           conv.k == kStemConvK && y.type == ElemType::kF16 && y.c == kStemConvK && aligned16(y.data) &&
+           y.pixel_stride % 8 == 0;
+}
+
+std::string stem_conv3x3s2_kernel_name() {
+    return "stem_halo3x3s2_mma_m16n8k16_k" + std::to_string(kStemK) + "_k" + std::to_string(kStemConvK) + "_8x16_silu";
+}
+
+void stem_conv3x3s2_nhwc(const float* x, int h, int w, const float* stem_weights, const float* stem_bias,
+                         const ConvShape& stem, const void* conv_weights, const float* conv_bias, const ConvShape& conv,
+                         const NhwcTensor& y, cudaStream_t stream) {
+    check_tensor(y, ElemType::kF16, "y");
+    KS_CHECK(stem_conv3x3s2_supported(stem, conv, y), "stem_conv3x3s2: needs a 3 -> ", kStemK, " stem and a ", kStemK,
+             " -> ", kStemConvK, " conv, both 3x3 stride 2 padding 1, and an f16 y of ", kStemConvK,
+             " channels with 16-byte aligned pixels");
+    KS_CHECK(x && stem_weights && stem_bias && conv_weights && conv_bias && aligned16(conv_weights),
+             "stem_conv3x3s2: missing image, weights or biases");
+    const int sh = (h + 2 - 3) / 2 + 1, sw = (w + 2 - 3) / 2 + 1;
+    KS_CHECK(h >= 1 && w >= 1 && y.h == (sh + 2 - 3) / 2 + 1 && y.w == (sw + 2 - 3) / 2 + 1, "stem_conv3x3s2: y is ",
+             y.h, "x", y.w, ", not the second stride-2 conv's map of a ", h, "x", w, " image");
+    const int64_t m = static_cast<int64_t>(y.n) * y.h * y.w;
+    KS_CHECK(m < INT_MAX && int64_t{kStemC} * h * w < (int64_t{1} << 31), "stem_conv3x3s2: image or batch too large");
+    if (m == 0) return;
+    StemConvParams sp;
+    ConvParams& p = sp.p;
+    p.wgt = conv_weights;
+    p.bias = conv_bias;
+    p.y = y.data;
+    p.in_h = sh;
+    p.in_w = sw;
+    p.out_h = y.h;
+    p.out_w = y.w;
+    p.y_ps = y.pixel_stride;
+    p.kh = p.kw = 3;
+    p.sh = p.sw = 2;
+    p.pt = p.pl = 1;
+    p.cg = kStemK;
+    p.kg = kStemConvK;
+    p.gemm_k = 9 * kStemK;
+    p.gemm_m = static_cast<int>(m);
+    p.silu = 1;
+    p.y_vec = 1;
+    sp.image = x;
+    sp.image_h = h;
+    sp.image_w = w;
+    sp.stem = pack_stem_mma_weights<kStemK>(stem_weights, stem_bias);
+    launch_stem_conv(sp, stream);
 }
 
 bool c2f_n1_supported(const NhwcTensor& x, const NhwcTensor& y) {

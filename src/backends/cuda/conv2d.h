@@ -80,6 +80,18 @@ std::string conv3x3_pair_kernel_name(int c);
 void conv3x3_pair_nhwc(const NhwcTensor& x, const void* w1, const float* b1, const void* w2, const float* b2,
                        bool residual, const NhwcTensor& y, cudaStream_t stream);
 
+// YOLOv8n's model.0 and model.1 as one kernel: the stem (3 -> 16, 3x3 stride 2 padding 1, SiLU)
+// read from the float32 NCHW image x ([y.n, 3, h, w], contiguous) and the conv after it (16 -> 32,
+// 3x3 stride 2 padding 1, SiLU): the stem's output stays on the SM, rounded to f16 as the stem
+// kernel (conv2d_nchw_input) stores it. Stem weights OIHW float32 and bias on the HOST (launch
+// parameters, as conv2d_nchw_input takes them); the conv's weights packed with ElemType::kF16 and
+// its bias float32 on the device; y: f16 NHWC of 32 channels with 16-byte aligned pixels.
+bool stem_conv3x3s2_supported(const ConvShape& stem, const ConvShape& conv, const NhwcTensor& y);
+std::string stem_conv3x3s2_kernel_name();
+void stem_conv3x3s2_nhwc(const float* x, int h, int w, const float* stem_weights, const float* stem_bias,
+                         const ConvShape& stem, const void* conv_weights, const float* conv_bias, const ConvShape& conv,
+                         const NhwcTensor& y, cudaStream_t stream);
+
 // A C2f block with one bottleneck, YOLOv8n's model.2 (all SiLU convs):
 //   [a, b] = cv1(x) (1x1, 32 -> 2 x 16),  m = m2(m1(b)) (+ b if shortcut) (3x3, padding 1, 16 -> 16),
 //   y = cv2([a, b, m]) (1x1, 48 -> 32)

@@ -23,6 +23,7 @@
 #include "backends/cuda/fast_divmod.h"
 #include "backends/cuda/launch.cuh"
 #include "backends/cuda/mma_sync.cuh"
+#include "backends/cuda/stem_mma.cuh"
 #include "core/half.h"
 
 namespace kestrel::cuda {
@@ -108,17 +109,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- f16 outputs on the tensor cores ----------------------------------------------------------
 constexpr int kMmaThreads = 128;  // 4 warps, each on its own 32-pixel units
-constexpr int kRow = 40;          // halves a pixel's shared row: 32 taps + 8 (ldmatrix conflict-free)
+constexpr int kRow = kStemRowHalves;
 constexpr int kMaxUnitsPerWarp = 8;
-
-// B fragments of the filters as mma's "col" operand, f16, k = (c, ky, kx) padded 27 -> 32:
-// frag[nb][ks][lane] = {W[8 nb + g][16 ks + 2 t4 ..+1], W[8 nb + g][16 ks + 2 t4 + 8 ..+9]}. A lane
-// reads only its own entries, once per kernel.
-template <int K>
-struct StemMmaWeights {
-    uint32_t frag[K / 8][2][32][2];
-    float b[K];
-};
 
 struct StemMmaArgs {
     const float* x;
@@ -161,41 +153,8 @@ __global__ void __launch_bounds__(kMmaThreads, 4)
             if (q < pixels) {
                 int ox;
                 const int oy = a.div_ow.divmod(q, ox);
-                // Taps outside the image are zeros (the padding). Their loads read the nearest
-                // pixel instead (rows and columns clamped once), so every load is unconditional at
-                // a line pointer plus a column: a tap costs an address add, the load and a select,
-                // where predicated loads had the compiler form each tap's 64-bit address apart.
-                const int iy0 = oy * a.stride_h - a.pad_top, ix0 = ox * a.stride_w - a.pad_left;
-                bool row_in[3], col_in[3];
-                int row_at[3], col_at[3];
-#pragma unroll
-                for (int k = 0; k < 3; ++k) {
-                    row_in[k] = static_cast<unsigned>(iy0 + k) < static_cast<unsigned>(a.h);
-                    col_in[k] = static_cast<unsigned>(ix0 + k) < static_cast<unsigned>(a.w_in);
-                    row_at[k] = min(max(iy0 + k, 0), a.h - 1) * a.w_in;
-                    col_at[k] = min(max(ix0 + k, 0), a.w_in - 1);
-                }
-                const int plane = a.h * a.w_in;
-                const float* image = a.x + img * kC * plane;
-                float in[32];
-#pragma unroll
-                for (int c = 0; c < kC; ++c)
-#pragma unroll
-                    for (int ky = 0; ky < 3; ++ky) {
-                        const float* line = image + (c * plane + row_at[ky]);
-#pragma unroll
-                        for (int kx = 0; kx < 3; ++kx) {
-                            const float v = __ldg(line + col_at[kx]);
-                            in[(c * 3 + ky) * 3 + kx] = row_in[ky] && col_in[kx] ? v : 0.f;
-                        }
-                    }
-#pragma unroll
-                for (int k = kC * kTaps; k < 32; ++k) in[k] = 0.f;
-#pragma unroll
-                for (int i = 0; i < 16; ++i) {
-                    const __half2 h2 = __floats2half2_rn(in[2 * i], in[2 * i + 1]);
-                    packed[i] = *reinterpret_cast<const uint32_t*>(&h2);
-                }
+                gather_stem_taps(a.x + img * kC * a.h * a.w_in, a.h, a.w_in, oy * a.stride_h - a.pad_top,
+                                 ox * a.stride_w - a.pad_left, packed);
             } else {
 #pragma unroll
                 for (int i = 0; i < 16; ++i) packed[i] = 0;
@@ -239,16 +198,7 @@ __global__ void __launch_bounds__(kMmaThreads, 4)
 template <int K>
 void launch_stem_mma(const StemArgs& s, const float* weights, const float* bias, const NhwcTensor& y,
                      cudaStream_t stream) {
-    StemMmaWeights<K> wt{};
-    for (int nb = 0; nb < K / 8; ++nb)
-        for (int ks = 0; ks < 2; ++ks)
-            for (int lane = 0; lane < 32; ++lane)
-                for (int j = 0; j < 2; ++j) {
-                    const int k = 8 * nb + lane / 4, t0 = 16 * ks + 2 * (lane % 4) + 8 * j;
-                    auto w = [&](int t) { return float_to_half(t < kC * kTaps ? weights[k * kC * kTaps + t] : 0.f); };
-                    wt.frag[nb][ks][lane][j] = uint32_t{w(t0)} | uint32_t{w(t0 + 1)} << 16;
-                }
-    std::copy_n(bias, K, wt.b);
+    const StemMmaWeights<K> wt = pack_stem_mma_weights<K>(weights, bias);
     StemMmaArgs a{s.x,        s.n,       s.h,        s.w_in, s.oh, s.ow, s.div_ow, s.stride_h,
                   s.stride_w, s.pad_top, s.pad_left, s.silu, s.ps, 0,    0,        1};
     KS_CHECK(int64_t{kC} * s.h * s.w_in < (int64_t{1} << 31), "conv2d_nchw_input: image too large");

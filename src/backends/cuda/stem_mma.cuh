@@ -1,0 +1,83 @@
+// The image stem (3 channels, 3x3, float32 NCHW image) on the tensor cores: shared by
+// stem_conv.cu's stem kernel and conv2d.cu's stem + first-conv kernel. A lane gathers one output
+// pixel's 27 taps (zero-padded to 32) as f16; a warp's 32 such rows times the filters are two
+// m16n8k16 MMAs per 8 filters and 16 pixels, B fragments packed on the host.
+#pragma once
+
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "core/half.h"
+
+namespace kestrel::cuda {
+
+constexpr int kStemC = 3, kStemTaps = 9;
+constexpr int kStemRowHalves = 40;  // a pixel's shared row: 32 taps + 8 (conflict-free ldmatrix)
+
+// B fragments of the filters as mma's "col" operand, f16, k = (c, ky, kx) padded 27 -> 32:
+// frag[nb][ks][lane] = {W[8 nb + g][16 ks + 2 t4 ..+1], W[8 nb + g][16 ks + 2 t4 + 8 ..+9]}. A lane
+// reads only its own entries, once per kernel.
+template <int K>
+struct StemMmaWeights {
+    uint32_t frag[K / 8][2][32][2];
+    float b[K];
+};
+
+// weights: OIHW float32 [K, 3, 3, 3], bias float32[K] (host).
+template <int K>
+StemMmaWeights<K> pack_stem_mma_weights(const float* weights, const float* bias) {
+    StemMmaWeights<K> wt{};
+    for (int nb = 0; nb < K / 8; ++nb)
+        for (int ks = 0; ks < 2; ++ks)
+            for (int lane = 0; lane < 32; ++lane)
+                for (int j = 0; j < 2; ++j) {
+                    const int k = 8 * nb + lane / 4, t0 = 16 * ks + 2 * (lane % 4) + 8 * j;
+                    auto w = [&](int t) {
+                        return float_to_half(t < kStemC * kStemTaps ? weights[k * kStemC * kStemTaps + t] : 0.f);
+                    };
+                    wt.frag[nb][ks][lane][j] = uint32_t{w(t0)} | uint32_t{w(t0 + 1)} << 16;
+                }
+    for (int k = 0; k < K; ++k) wt.b[k] = bias[k];
+    return wt;
+}
+
+// The 27 taps (c, ky, kx) of the 3x3 window whose top-left is pixel (iy0, ix0) of `image` (3 planes
+// of h x w floats), zeros outside the image (the padding) and for k >= 27, as 16 f16 pairs. The
+// loads of taps outside read the nearest pixel instead (rows and columns clamped once), so every
+// load is unconditional at a line pointer plus a column: a tap costs an address add, the load and
+// a select, where predicated loads had the compiler form each tap's 64-bit address apart.
+__device__ __forceinline__ void gather_stem_taps(const float* image, int h, int w, int iy0, int ix0,
+                                                 uint32_t (&packed)[16]) {
+    bool row_in[3], col_in[3];
+    int row_at[3], col_at[3];
+#pragma unroll
+    for (int k = 0; k < 3; ++k) {
+        row_in[k] = static_cast<unsigned>(iy0 + k) < static_cast<unsigned>(h);
+        col_in[k] = static_cast<unsigned>(ix0 + k) < static_cast<unsigned>(w);
+        row_at[k] = min(max(iy0 + k, 0), h - 1) * w;
+        col_at[k] = min(max(ix0 + k, 0), w - 1);
+    }
+    const int plane = h * w;
+    float in[32];
+#pragma unroll
+    for (int c = 0; c < kStemC; ++c)
+#pragma unroll
+        for (int ky = 0; ky < 3; ++ky) {
+            const float* line = image + (c * plane + row_at[ky]);
+#pragma unroll
+            for (int kx = 0; kx < 3; ++kx) {
+                const float v = __ldg(line + col_at[kx]);
+                in[(c * 3 + ky) * 3 + kx] = row_in[ky] && col_in[kx] ? v : 0.f;
+            }
+        }
+#pragma unroll
+    for (int k = kStemC * kStemTaps; k < 32; ++k) in[k] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+        const __half2 h2 = __floats2half2_rn(in[2 * i], in[2 * i + 1]);
+        packed[i] = *reinterpret_cast<const uint32_t*>(&h2);
+    }
+}
+
+}  // namespace kestrel::cuda
