@@ -830,6 +830,18 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
                          << best_ms * 1000 << " us at batch " << batch << (measured ? "" : " (timing cache)") << "\n";
             }
         }
+        // An f16 NHWC operand of the fused kernels below at `batch`, `at` bytes into the scratch, at
+        // its binding's alignment.
+        auto f16_operand = [&](int v, int batch, int64_t at) {
+            const Shape& shape = g.value(v).shape;
+            return NhwcTensor{scratch + at + binding(*plan_, v).align,
+                              ElemType::kF16,
+                              batch,
+                              static_cast<int>(shape[2]),
+                              static_cast<int>(shape[3]),
+                              static_cast<int>(shape[1]),
+                              binding(*plan_, v).pixel_stride};
+        };
         // C2f bottleneck pairs of convs tuned here (bottleneck_pair_at, with the GEMM types tuning
         // chose): at each tuning batch the one kernel against the two convs' best times; it runs
         // where it is faster. Its time is cached under the first conv's problem with the pair's
@@ -849,17 +861,8 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
             pair_times[i].assign(batches.size(), 0.0);
             for (size_t slot = 0; slot < batches.size(); ++slot) {
                 const int batch = batches[slot];
-                auto operand = [&](int v, int64_t at) {
-                    const Shape& shape = g.value(v).shape;
-                    return NhwcTensor{scratch + at + binding(*plan_, v).align,
-                                      ElemType::kF16,
-                                      batch,
-                                      static_cast<int>(shape[2]),
-                                      static_cast<int>(shape[3]),
-                                      s.c,
-                                      binding(*plan_, v).pixel_stride};
-                };
-                const NhwcTensor x = operand(a.inputs[0], 0), y = operand(b.outputs[0], region(a.inputs[0], batch));
+                const NhwcTensor x = f16_operand(a.inputs[0], batch, 0),
+                                 y = f16_operand(b.outputs[0], batch, region(a.inputs[0], batch));
                 const std::string key =
                     "pair " + conv_problem("f16", s, x, y, true, residual ? &x : nullptr, {0, 0, 0}).key();
                 std::optional<double> cached = cache ? cache->find(key, 0, name) : std::nullopt;
@@ -895,20 +898,10 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
             stem_convs_[i].assign(batches.size(), 0);
             for (size_t slot = 0; slot < batches.size(); ++slot) {
                 const int batch = batches[slot];
-                auto operand = [&](int v, int64_t at) {
-                    const Shape& shape = g.value(v).shape;
-                    return NhwcTensor{scratch + at + binding(*plan_, v).align,
-                                      ElemType::kF16,
-                                      batch,
-                                      static_cast<int>(shape[2]),
-                                      static_cast<int>(shape[3]),
-                                      static_cast<int>(shape[1]),
-                                      binding(*plan_, v).pixel_stride};
-                };
                 const float* image = reinterpret_cast<const float*>(scratch);
                 const int64_t at = image_region(a.inputs[0], batch);
-                const NhwcTensor s = operand(a.outputs[0], at),
-                                 y = operand(b.outputs[0], at + region(a.outputs[0], batch));
+                const NhwcTensor s = f16_operand(a.outputs[0], batch, at),
+                                 y = f16_operand(b.outputs[0], batch, at + region(a.outputs[0], batch));
                 const NhwcTensor x{scratch, ElemType::kF32, batch, h, w, 3, 3};
                 auto timed = [&](const std::string& key, const std::string& name, const std::function<void()>& launch) {
                     std::optional<double> cached = cache ? cache->find(key, 0, name) : std::nullopt;
@@ -955,18 +948,9 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
             c2fs_[i].assign(batches.size(), 0);
             for (size_t slot = 0; slot < batches.size(); ++slot) {
                 const int batch = batches[slot];
-                auto operand = [&](int v, int64_t at) {
-                    const Shape& shape = g.value(v).shape;
-                    return NhwcTensor{scratch + at + binding(*plan_, v).align,
-                                      ElemType::kF16,
-                                      batch,
-                                      static_cast<int>(shape[2]),
-                                      static_cast<int>(shape[3]),
-                                      static_cast<int>(shape[1]),
-                                      binding(*plan_, v).pixel_stride};
-                };
                 const int xv = g.nodes[b.cv1].inputs[0];
-                const NhwcTensor x = operand(xv, 0), y = operand(g.nodes[b.cv2].outputs[0], region(xv, batch));
+                const NhwcTensor x = f16_operand(xv, batch, 0),
+                                 y = f16_operand(g.nodes[b.cv2].outputs[0], batch, region(xv, batch));
                 const std::string key = "c2f " + conv_problem("f16", s, x, y, true, nullptr, {0, 0, 0}).key();
                 std::optional<double> cached = cache ? cache->find(key, 0, c2f_name) : std::nullopt;
                 const double ms = cached ? *cached : time_ms(batch, [&] { cuda::c2f_n1_nhwc(x, w, y, stream); });

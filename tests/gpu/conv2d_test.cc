@@ -736,6 +736,36 @@ TEST(CudaConv2d, SplitKSupportAndWorkspace) {
     }
 }
 
+// A fused kernel's f16 NHWC output (n images of `plane` pixels, `ps` channels a pixel) against the
+// NCHW reference `want` of k channels: channels [off, off + k) within 2e-3 relative L2, all of them
+// written and finite; every other channel as it was (`init`).
+void expect_f16_slice(const std::vector<uint8_t>& got, const std::vector<uint8_t>& init, const ir::Tensor& want, int n,
+                      int64_t plane, int ps, int off, int k) {
+    double num = 0, den = 0;
+    int64_t changed = 0, unwritten = 0;
+    for (int64_t pix = 0; pix < n * plane; ++pix)
+        for (int ch = 0; ch < ps; ++ch) {
+            const size_t at = static_cast<size_t>(pix * ps + ch) * 2;
+            if (ch < off || ch >= off + k) {
+                changed += std::memcmp(got.data() + at, init.data() + at, 2) != 0;
+                continue;
+            }
+            uint16_t hv;
+            std::memcpy(&hv, got.data() + at, 2);
+            const double v = half_to_float(hv);
+            if (!std::isfinite(v)) {
+                ++unwritten;
+                continue;
+            }
+            const double ref = want.data<float>()[((pix / plane) * k + (ch - off)) * plane + pix % plane];
+            num += (v - ref) * (v - ref);
+            den += ref * ref;
+        }
+    EXPECT_EQ(changed, 0) << "channels outside y's slice changed";
+    EXPECT_EQ(unwritten, 0) << "y elements left unwritten or not finite";
+    EXPECT_LE(std::sqrt(num / std::max(den, 1e-30)), 2e-3);
+}
+
 // A C2f bottleneck's two convs in one kernel (cuda::conv3x3_pair_nhwc) against the reference's two
 // convs, t rounded to f16 between them as the kernel keeps it (and as two kernels would store it).
 // x and y are channel slices of one buffer, as in YOLOv8's C2f (the split's half read, the concat's
@@ -807,30 +837,7 @@ TEST(CudaConv2d, BottleneckPairMatchesTwoConvs) {
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         const std::vector<uint8_t> got = pc.one_buffer ? dx.download() : dy.download();
 
-        double num = 0, den = 0;
-        int64_t changed = 0, unwritten = 0;
-        for (int64_t pix = 0; pix < static_cast<int64_t>(pc.n) * pc.h * pc.w; ++pix)
-            for (int ch = 0; ch < y_ps; ++ch) {
-                const size_t at = static_cast<size_t>(pix * y_ps + ch) * 2;
-                if (ch < pc.y_off || ch >= pc.y_off + c) {
-                    changed += std::memcmp(got.data() + at, y_init.data() + at, 2) != 0;
-                    continue;
-                }
-                uint16_t hv;
-                std::memcpy(&hv, got.data() + at, 2);
-                const double v = half_to_float(hv);
-                if (!std::isfinite(v)) {
-                    ++unwritten;
-                    continue;
-                }
-                const int64_t img = pix / (pc.h * pc.w), yx = pix % (pc.h * pc.w);
-                const double ref = want.data<float>()[(img * c + (ch - pc.y_off)) * pc.h * pc.w + yx];
-                num += (v - ref) * (v - ref);
-                den += ref * ref;
-            }
-        EXPECT_EQ(changed, 0) << "channels outside y's slice changed";
-        EXPECT_EQ(unwritten, 0) << "y elements left unwritten or not finite";
-        EXPECT_LE(std::sqrt(num / std::max(den, 1e-30)), 2e-3);
+        expect_f16_slice(got, y_init, want, pc.n, static_cast<int64_t>(pc.h) * pc.w, y_ps, pc.y_off, c);
     }
     // Refused: 64 channels, f32, y overlapping x.
     DeviceBuffer d(4096 * 64);
@@ -962,30 +969,7 @@ TEST(CudaConv2d, C2fOneBottleneckMatchesItsConvs) {
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         const std::vector<uint8_t> got = dy.download();
 
-        double num = 0, den = 0;
-        int64_t changed = 0, unwritten = 0;
-        for (int64_t pix = 0; pix < static_cast<int64_t>(cc.n) * plane; ++pix)
-            for (int ch = 0; ch < cc.y_ps; ++ch) {
-                const size_t at = static_cast<size_t>(pix * cc.y_ps + ch) * 2;
-                if (ch < cc.y_off || ch >= cc.y_off + kOut) {
-                    changed += std::memcmp(got.data() + at, y_init.data() + at, 2) != 0;
-                    continue;
-                }
-                uint16_t hv;
-                std::memcpy(&hv, got.data() + at, 2);
-                const double val = half_to_float(hv);
-                if (!std::isfinite(val)) {
-                    ++unwritten;
-                    continue;
-                }
-                const int64_t img = pix / plane, yx = pix % plane;
-                const double ref = want.data<float>()[(img * kOut + (ch - cc.y_off)) * plane + yx];
-                num += (val - ref) * (val - ref);
-                den += ref * ref;
-            }
-        EXPECT_EQ(changed, 0) << "channels outside y's slice changed";
-        EXPECT_EQ(unwritten, 0) << "y elements left unwritten or not finite";
-        EXPECT_LE(std::sqrt(num / std::max(den, 1e-30)), 2e-3);
+        expect_f16_slice(got, y_init, want, cc.n, plane, cc.y_ps, cc.y_off, kOut);
     }
     // Refused: y overlapping x, 16-channel x, f32.
     DeviceBuffer d(8 * 8 * 64 * 2 * 2);
@@ -1071,30 +1055,7 @@ TEST(CudaConv2d, StemAndFirstConvMatchTheirConvs) {
                                   ty, nullptr);
         ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
         const std::vector<uint8_t> got = dy.download();
-        double num = 0, den = 0;
-        int64_t changed = 0, unwritten = 0;
-        const int64_t plane = static_cast<int64_t>(oh) * ow;
-        for (int64_t pix = 0; pix < sc.n * plane; ++pix)
-            for (int ch = 0; ch < sc.y_ps; ++ch) {
-                const size_t at = static_cast<size_t>(pix * sc.y_ps + ch) * 2;
-                if (ch < sc.y_off || ch >= sc.y_off + 32) {
-                    changed += std::memcmp(got.data() + at, y_init.data() + at, 2) != 0;
-                    continue;
-                }
-                uint16_t hv;
-                std::memcpy(&hv, got.data() + at, 2);
-                const double v = half_to_float(hv);
-                if (!std::isfinite(v)) {
-                    ++unwritten;
-                    continue;
-                }
-                const double ref = want.data<float>()[((pix / plane) * 32 + (ch - sc.y_off)) * plane + pix % plane];
-                num += (v - ref) * (v - ref);
-                den += ref * ref;
-            }
-        EXPECT_EQ(changed, 0) << "channels outside y's slice changed";
-        EXPECT_EQ(unwritten, 0) << "y elements left unwritten or not finite";
-        EXPECT_LE(std::sqrt(num / std::max(den, 1e-30)), 2e-3);
+        expect_f16_slice(got, y_init, want, sc.n, static_cast<int64_t>(oh) * ow, sc.y_ps, sc.y_off, 32);
     }
     // Refused: a stem of 32 filters, y of the wrong size, f32 y.
     ConvShape s0, s1;

@@ -1288,6 +1288,77 @@ struct PairParams {
     int residual = 0;
 };
 
+// The window pixel of each of the lane's first-conv A rows at tap (0, 0): t pixel mp of block
+// warp + 4 j (clamped to the last) is window pixel (mp / 18, mp % 18).
+__device__ __forceinline__ void pair_first_rows(int warp, int lane, int (&a_base)[kPairBlocksPerWarp]) {
+    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8;
+#pragma unroll
+    for (int j = 0; j < kPairBlocksPerWarp; ++j) {
+        const int mp = min((warp + 4 * j) * 16 + a_row, kPairMidPx - 1);
+        a_base[j] = (mp / kPairMidW) * kPairInW + mp % kPairMidW;
+    }
+}
+
+// The bottleneck's first conv, t = silu(conv3x3(x, w1) + b1), on the 10x18 pixels of a tile and its
+// one-pixel border from the 12x20 x window at shared address `win` (C channels, halo_chunk_offset)
+// and the resident filter s_w1 (rows of 9 C halves + 16 bytes), rounded to f16 into `mid` (same
+// layout, zeros outside the H x W image: the second conv's padding). The tile's top-left output
+// pixel is (ty0, tx0); the warp's blocks are warp + 4 j (pair_first_rows).
+template <int C>
+__device__ __forceinline__ void pair_first_conv(uint32_t win, uint32_t s_w1, unsigned char* mid,
+                                                const float (&bias)[C / 8][2], const int (&a_base)[kPairBlocksPerWarp],
+                                                int warp, int lane, int ty0, int tx0, int H, int W) {
+    constexpr int NB = C / 8, kWRow = 9 * C * 2 + 16;
+    const int a_khalf = lane >> 4;
+    const uint32_t b_lane = static_cast<uint32_t>(((lane >> 4) * 8 + (lane & 7)) * kWRow + ((lane >> 3) & 1) * 16);
+    float acc[kPairBlocksPerWarp][NB][4];
+#pragma unroll
+    for (int j = 0; j < kPairBlocksPerWarp; ++j)
+#pragma unroll
+        for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[j][nb][e] = 0.f;
+#pragma unroll
+    for (int tap = 0; tap < 9; ++tap) {
+        const int shift = (tap / 3) * kPairInW + tap % 3;
+#pragma unroll
+        for (int cb = 0; cb < C / 16; ++cb) {
+            uint32_t af[kPairBlocksPerWarp][4];
+#pragma unroll
+            for (int j = 0; j < kPairBlocksPerWarp; ++j)
+                ldmatrix_x4(af[j], win + halo_chunk_offset<C>(a_base[j] + shift, cb * 2 + a_khalf));
+#pragma unroll
+            for (int nj = 0; nj < C / 16; ++nj) {
+                uint32_t t[4];
+                ldmatrix_x4(t, s_w1 + b_lane + nj * 16 * kWRow + (tap * C + cb * 16) * 2);
+#pragma unroll
+                for (int j = 0; j < kPairBlocksPerWarp; ++j) {
+                    mma_16816(acc[j][2 * nj], af[j], t[0], t[1]);
+                    mma_16816(acc[j][2 * nj + 1], af[j], t[2], t[3]);
+                }
+            }
+        }
+    }
+    // Lane (g, t) holds t pixels g and g + 8 of its blocks, channels 8 nb + 2t and + 1.
+#pragma unroll
+    for (int j = 0; j < kPairBlocksPerWarp; ++j)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int mp = (warp + 4 * j) * 16 + (lane >> 2) + half * 8;
+            if (mp >= kPairMidPx) continue;
+            const int iy = ty0 - 1 + mp / kPairMidW, ix = tx0 - 1 + mp % kPairMidW;
+            const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
+                                static_cast<unsigned>(ix) < static_cast<unsigned>(W);
+#pragma unroll
+            for (int nb = 0; nb < NB; ++nb) {
+                const float v0 = silu_act<false>(acc[j][nb][half * 2] + bias[nb][0]);
+                const float v1 = silu_act<false>(acc[j][nb][half * 2 + 1] + bias[nb][1]);
+                *reinterpret_cast<__half2*>(mid + halo_chunk_offset<C>(mp, nb) + (lane & 3) * 4) =
+                    inside ? __floats2half2_rn(v0, v1) : __float2half2_rn(0.f);
+            }
+        }
+}
+
 template <int C, int STAGES>
 __global__ void __launch_bounds__(kHaloThreads, pair_ctas_per_sm(C, STAGES))
     conv3x3_pair_halo_kernel(const __grid_constant__ PairParams pp) {
@@ -1324,16 +1395,8 @@ __global__ void __launch_bounds__(kHaloThreads, pair_ctas_per_sm(C, STAGES))
                                                             tx0 - 2, tid);
     };
 
-    // ldmatrix lanes as in conv3x3_halo_kernel. The first conv's A rows: t pixel mp of block
-    // warp + 4 j (clamped to the last one) is window pixel (mp / 18, mp % 18) at tap (0, 0).
-    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
-    const uint32_t b_lane = static_cast<uint32_t>(((lane >> 4) * 8 + (lane & 7)) * kWRow + ((lane >> 3) & 1) * 16);
     int a_base[kPairBlocksPerWarp];
-#pragma unroll
-    for (int j = 0; j < kPairBlocksPerWarp; ++j) {
-        const int mp = min((warp + 4 * j) * 16 + a_row, kPairMidPx - 1);
-        a_base[j] = (mp / kPairMidW) * kPairInW + mp % kPairMidW;
-    }
+    pair_first_rows(warp, lane, a_base);
     float bias1[NB][2], bias2[NB][2];
     load_column_bias(pp.bias1, lane, bias1);
     load_column_bias(p.bias, lane, bias2);
@@ -1353,54 +1416,7 @@ __global__ void __launch_bounds__(kHaloThreads, pair_ctas_per_sm(C, STAGES))
         const uint32_t win = s_ring + stage * kStageBytes;
 
         // The first conv: t on the 10x18 pixels, rounded to f16 into shared memory.
-        {
-            float acc[kPairBlocksPerWarp][NB][4];
-#pragma unroll
-            for (int j = 0; j < kPairBlocksPerWarp; ++j)
-#pragma unroll
-                for (int nb = 0; nb < NB; ++nb)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) acc[j][nb][e] = 0.f;
-#pragma unroll
-            for (int tap = 0; tap < 9; ++tap) {
-                const int shift = (tap / 3) * kPairInW + tap % 3;
-#pragma unroll
-                for (int cb = 0; cb < C / 16; ++cb) {
-                    uint32_t af[kPairBlocksPerWarp][4];
-#pragma unroll
-                    for (int j = 0; j < kPairBlocksPerWarp; ++j)
-                        ldmatrix_x4(af[j], win + halo_chunk_offset<C>(a_base[j] + shift, cb * 2 + a_khalf));
-#pragma unroll
-                    for (int nj = 0; nj < C / 16; ++nj) {
-                        uint32_t t[4];
-                        ldmatrix_x4(t, s_w1 + b_lane + nj * 16 * kWRow + (tap * C + cb * 16) * 2);
-#pragma unroll
-                        for (int j = 0; j < kPairBlocksPerWarp; ++j) {
-                            mma_16816(acc[j][2 * nj], af[j], t[0], t[1]);
-                            mma_16816(acc[j][2 * nj + 1], af[j], t[2], t[3]);
-                        }
-                    }
-                }
-            }
-            // Lane (g, t) holds t pixels g and g + 8 of its blocks, channels 8 nb + 2t and + 1.
-#pragma unroll
-            for (int j = 0; j < kPairBlocksPerWarp; ++j)
-#pragma unroll
-                for (int half = 0; half < 2; ++half) {
-                    const int mp = (warp + 4 * j) * 16 + (lane >> 2) + half * 8;
-                    if (mp >= kPairMidPx) continue;
-                    const int iy = ty0 - 1 + mp / kPairMidW, ix = tx0 - 1 + mp % kPairMidW;
-                    const bool inside = static_cast<unsigned>(iy) < static_cast<unsigned>(H) &&
-                                        static_cast<unsigned>(ix) < static_cast<unsigned>(W);
-#pragma unroll
-                    for (int nb = 0; nb < NB; ++nb) {
-                        const float v0 = silu_act<false>(acc[j][nb][half * 2] + bias1[nb][0]);
-                        const float v1 = silu_act<false>(acc[j][nb][half * 2 + 1] + bias1[nb][1]);
-                        *reinterpret_cast<__half2*>(mid + halo_chunk_offset<C>(mp, nb) + (lane & 3) * 4) =
-                            inside ? __floats2half2_rn(v0, v1) : __float2half2_rn(0.f);
-                    }
-                }
-        }
+        pair_first_conv<C>(win, s_w1, mid, bias1, a_base, warp, lane, ty0, tx0, H, W);
         __syncthreads();  // t whole
 
         // The second conv on t, which is a stride-1 halo of the output tile (10x18 pixels).
@@ -1540,13 +1556,8 @@ __global__ void __launch_bounds__(kHaloThreads, c2f_ctas_per_sm(STAGES))
     auto b_lane = [&](int ld) {
         return static_cast<uint32_t>(((lane >> 4) * 8 + (lane & 7)) * ld + ((lane >> 3) & 1) * 16);
     };
-    // m.cv1's A rows: t pixel mp of block warp + 4 j (clamped to the last) is b pixel (mp / 18, mp % 18) at tap (0, 0).
-    int t_base[kPairBlocksPerWarp];
-#pragma unroll
-    for (int j = 0; j < kPairBlocksPerWarp; ++j) {
-        const int mp = min((warp + 4 * j) * 16 + a_row, kPairMidPx - 1);
-        t_base[j] = (mp / kPairMidW) * kPairInW + mp % kPairMidW;
-    }
+    int t_base[kPairBlocksPerWarp];  // m.cv1's A rows
+    pair_first_rows(warp, lane, t_base);
     float bias_a[2][2], bias_b[2][2], bias_m1[2][2], bias_m2[2][2], bias_y[NB][2];
     load_column_bias(cp.b_cv1, lane, bias_a);
     load_column_bias(cp.b_cv1 + C, lane, bias_b);
@@ -1616,43 +1627,7 @@ __global__ void __launch_bounds__(kHaloThreads, c2f_ctas_per_sm(STAGES))
         __syncthreads();  // b whole
 
         // m.cv1: t on the 10x18 pixels, rounded to f16 into shared memory (zero outside the image).
-        {
-            float acc[kPairBlocksPerWarp][2][4];
-#pragma unroll
-            for (int j = 0; j < kPairBlocksPerWarp; ++j)
-#pragma unroll
-                for (int nb = 0; nb < 2; ++nb)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) acc[j][nb][e] = 0.f;
-#pragma unroll
-            for (int tap = 0; tap < 9; ++tap) {
-                const int shift = (tap / 3) * kPairInW + tap % 3;
-                uint32_t t[4];
-                ldmatrix_x4(t, s_m1 + b_lane(kC2fMRow) + tap * C * 2);
-#pragma unroll
-                for (int j = 0; j < kPairBlocksPerWarp; ++j) {
-                    uint32_t af[4];
-                    ldmatrix_x4(af, s_b + halo_chunk_offset<C>(t_base[j] + shift, a_khalf));
-                    mma_16816(acc[j][0], af, t[0], t[1]);
-                    mma_16816(acc[j][1], af, t[2], t[3]);
-                }
-            }
-#pragma unroll
-            for (int j = 0; j < kPairBlocksPerWarp; ++j)
-#pragma unroll
-                for (int half = 0; half < 2; ++half) {
-                    const int mp = (warp + 4 * j) * 16 + (lane >> 2) + half * 8;
-                    if (mp >= kPairMidPx) continue;
-                    const bool in = inside(mp, ty0 - 1, tx0 - 1, kPairMidW);
-#pragma unroll
-                    for (int nb = 0; nb < 2; ++nb) {
-                        const float v0 = silu_act<false>(acc[j][nb][half * 2] + bias_m1[nb][0]);
-                        const float v1 = silu_act<false>(acc[j][nb][half * 2 + 1] + bias_m1[nb][1]);
-                        *reinterpret_cast<__half2*>(mid + halo_chunk_offset<C>(mp, nb) + (lane & 3) * 4) =
-                            in ? __floats2half2_rn(v0, v1) : __float2half2_rn(0.f);
-                    }
-                }
-        }
+        pair_first_conv<C>(s_b, s_m1, mid, bias_m1, t_base, warp, lane, ty0, tx0, H, W);
         __syncthreads();  // t whole
 
         // m.cv2 on t for the warp's two output rows; m = its f16 result (+ b, added in f16) as A fragments.
@@ -1816,28 +1791,16 @@ __global__ void __launch_bounds__(kHaloThreads, 4) stem_halo3x3s2_kernel(const _
 #pragma unroll
                     for (int i = 0; i < 16; ++i) packed[i] = 0;
                 }
-#pragma unroll
-                for (int i = 0; i < 4; ++i)
-                    reinterpret_cast<uint4*>(row + lane * kStemRowHalves)[i] =
-                        make_uint4(packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]);
+                store_stem_row(row, lane, packed);
             }
             __syncwarp();
 #pragma unroll
             for (int mb = 0; mb < 2; ++mb) {
                 uint32_t afr[2][4];
-#pragma unroll
-                for (int ks = 0; ks < 2; ++ks)
-                    ldmatrix_x4(afr[ks], row_base + static_cast<uint32_t>(((16 * mb + lane % 16) * kStemRowHalves +
-                                                                           16 * ks + 8 * (lane / 16)) *
-                                                                          2));
+                stem_a_fragments(row_base, mb, lane, afr);
                 float d[NB0][4];
 #pragma unroll
-                for (int nb = 0; nb < NB0; ++nb) {
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) d[nb][e] = 0.f;
-                    mma_16816(d[nb], afr[0], b0[nb][0][0], b0[nb][0][1]);
-                    mma_16816(d[nb], afr[1], b0[nb][1][0], b0[nb][1][1]);
-                }
+                for (int nb = 0; nb < NB0; ++nb) stem_mma(d[nb], afr, b0[nb]);
 #pragma unroll
                 for (int half = 0; half < 2; ++half) {
                     const int hp = u * 32 + 16 * mb + g + 8 * half;

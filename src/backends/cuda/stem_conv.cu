@@ -159,25 +159,18 @@ __global__ void __launch_bounds__(kMmaThreads, 4)
 #pragma unroll
                 for (int i = 0; i < 16; ++i) packed[i] = 0;
             }
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-                reinterpret_cast<uint4*>(row + lane * kRow)[i] =
-                    make_uint4(packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]);
+            store_stem_row(row, lane, packed);
         }
         __syncwarp();
         // 2. Two m16 blocks of pixels x K filters; 3. bias, SiLU, f16 pairs into the output pixels.
 #pragma unroll
         for (int mb = 0; mb < 2; ++mb) {
             uint32_t afr[2][4];
-#pragma unroll
-            for (int ks = 0; ks < 2; ++ks)
-                ldmatrix_x4(afr[ks], row_base + static_cast<uint32_t>(
-                                                    ((16 * mb + lane % 16) * kRow + 16 * ks + 8 * (lane / 16)) * 2));
+            stem_a_fragments(row_base, mb, lane, afr);
 #pragma unroll
             for (int nb = 0; nb < NB; ++nb) {
-                float d[4] = {0.f, 0.f, 0.f, 0.f};
-                mma_16816(d, afr[0], b[nb][0][0], b[nb][0][1]);
-                mma_16816(d, afr[1], b[nb][1][0], b[nb][1][1]);
+                float d[4];
+                stem_mma(d, afr, b[nb]);
 #pragma unroll
                 for (int half = 0; half < 2; ++half) {
                     const int q = q0 + 16 * mb + g + 8 * half;

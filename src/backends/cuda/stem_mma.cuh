@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "backends/cuda/mma_sync.cuh"
 #include "core/half.h"
 
 namespace kestrel::cuda {
@@ -78,6 +79,29 @@ __device__ __forceinline__ void gather_stem_taps(const float* image, int h, int 
         const __half2 h2 = __floats2half2_rn(in[2 * i], in[2 * i + 1]);
         packed[i] = *reinterpret_cast<const uint32_t*>(&h2);
     }
+}
+
+// The lane's gathered taps into its row of the warp's 32 rows (`rows`, kStemRowHalves halves each).
+__device__ __forceinline__ void store_stem_row(__half* rows, int lane, const uint32_t (&packed)[16]) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+        reinterpret_cast<uint4*>(rows + lane * kStemRowHalves)[i] =
+            make_uint4(packed[4 * i], packed[4 * i + 1], packed[4 * i + 2], packed[4 * i + 3]);
+}
+
+// Rows 16 mb .. 16 mb + 15 of the warp's rows (shared address rows_base) times filters 8 nb .. 8 nb
+// + 7 (the lane's B fragments b[ks] of StemMmaWeights::frag[nb]): one m16n8 accumulator, from zero.
+// afr: the rows' A fragments (stem_a_fragments), loaded once for all nb.
+__device__ __forceinline__ void stem_a_fragments(uint32_t rows_base, int mb, int lane, uint32_t (&afr)[2][4]) {
+#pragma unroll
+    for (int ks = 0; ks < 2; ++ks)
+        ldmatrix_x4(afr[ks], rows_base + static_cast<uint32_t>(
+                                             ((16 * mb + lane % 16) * kStemRowHalves + 16 * ks + 8 * (lane / 16)) * 2));
+}
+__device__ __forceinline__ void stem_mma(float (&d)[4], const uint32_t (&afr)[2][4], const uint32_t (&b)[2][2]) {
+    d[0] = d[1] = d[2] = d[3] = 0.f;
+    mma_16816(d, afr[0], b[0][0], b[0][1]);
+    mma_16816(d, afr[1], b[1][0], b[1][1]);
 }
 
 }  // namespace kestrel::cuda
