@@ -148,7 +148,7 @@ int sppf_chain_at(const ir::Graph& g, const plan::ExecutionPlan& p, size_t i) {
 namespace {
 
 // Node k is a SiLU conv in f16 (gemm: its GEMM type after tuning) from and to f16 NHWC tensors with
-// 16-byte aligned pixels: what the fused C2f kernels take.
+// 16-byte aligned pixels: what the fused kernels (pairs, C2f blocks, stem + conv) take.
 bool f16_silu_conv(const plan::ExecutionPlan& p, const std::function<cuda::ElemType(size_t)>& gemm, size_t k) {
     const Node& n = p.graph.nodes[k];
     if (n.op != Op::kConv || n.attrs.get_string("activation", "") != "silu" || gemm(k) != ElemType::kF16) return false;
@@ -511,8 +511,8 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
         for (const auto& [i, fused] : stem_convs_)
             KS_CHECK(fused.size() == batches.size() && cuda_stem_conv_at(*plan_, consumers, gemm, i), "'",
                      g.nodes[i].name, "': its stored stem + conv kernel does not fit this graph; re-export the engine");
-        // The convs that pairs and C2f blocks may run: a name per tuning batch (the conv's own
-        // tactic where neither runs it), joined as "name | batch <= b: name ...".
+        // The convs that pairs, C2f blocks and the stem + conv kernel may run: a name per tuning
+        // batch (the conv's own kernel where none runs it), joined as "name | batch <= b: name ...".
         std::map<size_t, std::vector<std::string>> by_batch;
         auto names_of = [&](size_t k) -> std::vector<std::string>& {
             auto [it, added] = by_batch.try_emplace(k);
