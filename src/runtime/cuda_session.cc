@@ -160,6 +160,29 @@ bool f16_silu_conv(const plan::ExecutionPlan& p, const std::function<cuda::ElemT
     return fits(n.input(0)) && fits(n.outputs[0]);
 }
 
+// A C2f block's four convs' device weights and biases, and whether it adds b, for cuda::c2f_n1_nhwc.
+cuda::C2fWeights c2f_weights(const CudaModel& m, const plan::C2fBlock& b) {
+    cuda::C2fWeights w;
+    w.cv1 = m.conv_weights(b.cv1);
+    w.cv1_bias = m.conv_bias(b.cv1);
+    w.m1 = m.conv_weights(b.m1);
+    w.m1_bias = m.conv_bias(b.m1);
+    w.m2 = m.conv_weights(b.m2);
+    w.m2_bias = m.conv_bias(b.m2);
+    w.cv2 = m.conv_weights(b.cv2);
+    w.cv2_bias = m.conv_bias(b.cv2);
+    w.shortcut = m.plan().graph.nodes[b.m2].input(3) >= 0;
+    return w;
+}
+
+// A conv's k biases as the graph holds them (zeros without a bias input): on the host, for the
+// stem kernels' launch parameters.
+std::vector<float> host_bias(const ir::Graph& g, const Node& n, int k) {
+    std::vector<float> b(sz(k), 0.f);
+    if (n.input(2) >= 0) std::copy_n(g.value(n.inputs[2]).constant->data<float>(), k, b.begin());
+    return b;
+}
+
 }  // namespace
 
 bool cuda_bottleneck_pair_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
@@ -892,8 +915,7 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
             const int h = static_cast<int>(xs[2]), w = static_cast<int>(xs[3]);
             const cuda::ConvShape s0 = conv_shape(*plan_, a), s1 = conv_shape(*plan_, b);
             const float* w0 = g.value(a.inputs[1]).constant->data<float>();
-            std::vector<float> b0(sz(s0.k), 0.f);
-            if (a.input(2) >= 0) std::copy_n(g.value(a.inputs[2]).constant->data<float>(), s0.k, b0.begin());
+            const std::vector<float> b0 = host_bias(g, a, s0.k);
             const std::string stem_name = cuda::conv2d_nchw_input_kernel_name(s0, ElemType::kF16, true);
             stem_convs_[i].assign(batches.size(), 0);
             for (size_t slot = 0; slot < batches.size(); ++slot) {
@@ -934,16 +956,7 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
             if (!best_times.count(b.cv1) || !best_times.count(b.m1) || !best_times.count(b.m2) ||
                 !best_times.count(b.cv2))
                 continue;
-            cuda::C2fWeights w;
-            w.cv1 = convs_.at(b.cv1).weights;
-            w.cv1_bias = convs_.at(b.cv1).bias;
-            w.m1 = convs_.at(b.m1).weights;
-            w.m1_bias = convs_.at(b.m1).bias;
-            w.m2 = convs_.at(b.m2).weights;
-            w.m2_bias = convs_.at(b.m2).bias;
-            w.cv2 = convs_.at(b.cv2).weights;
-            w.cv2_bias = convs_.at(b.cv2).bias;
-            w.shortcut = g.nodes[b.m2].input(3) >= 0;
+            const cuda::C2fWeights w = c2f_weights(*this, b);
             const cuda::ConvShape s = conv_shape(*plan_, g.nodes[b.cv1]);
             c2fs_[i].assign(batches.size(), 0);
             for (size_t slot = 0; slot < batches.size(); ++slot) {
@@ -1204,8 +1217,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     const Node& b = g.nodes[i + 1];
                     const float* x = reinterpret_cast<const float*>(addr(in));
                     const int h = static_cast<int>(g.value(in).shape[2]), w = static_cast<int>(g.value(in).shape[3]);
-                    auto b0 = std::make_shared<std::vector<float>>(sz(s.k), 0.f);
-                    if (n.input(2) >= 0) std::copy_n(g.value(n.inputs[2]).constant->data<float>(), s.k, b0->begin());
+                    auto b0 = std::make_shared<std::vector<float>>(host_bias(g, n, s.k));
                     const float* w0 = g.value(n.inputs[1]).constant->data<float>();
                     const cuda::ConvShape s1 = conv_shape(p, b);
                     const void* w1 = m.conv_weights(i + 1);
@@ -1230,16 +1242,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 if (m.c2f_block(i, batch)) {
                     const plan::C2fBlock b = *plan::c2f_block_at(g, g.consumers(), i);
                     st.kernel = cuda::c2f_n1_kernel_name();
-                    cuda::C2fWeights w;
-                    w.cv1 = m.conv_weights(b.cv1);
-                    w.cv1_bias = m.conv_bias(b.cv1);
-                    w.m1 = m.conv_weights(b.m1);
-                    w.m1_bias = m.conv_bias(b.m1);
-                    w.m2 = m.conv_weights(b.m2);
-                    w.m2_bias = m.conv_bias(b.m2);
-                    w.cv2 = m.conv_weights(b.cv2);
-                    w.cv2_bias = m.conv_bias(b.cv2);
-                    w.shortcut = g.nodes[b.m2].input(3) >= 0;
+                    const cuda::C2fWeights w = c2f_weights(m, b);
                     const int yv = g.nodes[b.cv2].outputs[0];
                     NhwcTensor x = nhwc(in), y = nhwc(yv);
                     double weights = 0;
@@ -1284,8 +1287,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     int h = static_cast<int>(g.value(in).shape[2]), w = static_cast<int>(g.value(in).shape[3]);
                     // Host weights (the plan's constants outlive the session): they become launch parameters.
                     const float* wt = g.value(n.inputs[1]).constant->data<float>();
-                    auto b = std::make_shared<std::vector<float>>(sz(s.k), 0.f);
-                    if (n.input(2) >= 0) std::copy_n(g.value(n.inputs[2]).constant->data<float>(), s.k, b->begin());
+                    auto b = std::make_shared<std::vector<float>>(host_bias(g, n, s.k));
                     bool silu = n.attrs.get_string("activation", "") == "silu";
                     flops_[i] = 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
                     st.launch = [=](cudaStream_t stream) {

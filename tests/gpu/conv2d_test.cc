@@ -990,6 +990,17 @@ TEST(CudaConv2d, C2fOneBottleneckMatchesItsConvs) {
     EXPECT_THROW(cuda::c2f_n1_nhwc(bad, cw, y32, nullptr), Error);
 }
 
+// A 3x3, stride-2, padding-1 conv of c -> k channels (YOLOv8's stem and downsampling convs).
+ConvShape stride2_conv3x3(int c, int k) {
+    ConvShape s;
+    s.c = c;
+    s.k = k;
+    s.kh = s.kw = 3;
+    s.stride_h = s.stride_w = 2;
+    s.pad_top = s.pad_left = 1;
+    return s;
+}
+
 // The stem and the conv after it in one kernel (cuda::stem_conv3x3s2_nhwc) against the reference's
 // two convs, the stem's output rounded to f16 (as the stem kernel stores it) and its taps rounded
 // to f16 (as the tensor-core stem multiplies them). Maps with partial tiles, one smaller than a
@@ -1035,13 +1046,7 @@ TEST(CudaConv2d, StemAndFirstConvMatchTheirConvs) {
         const ir::Tensor want = reference::evaluate(node, {&s, &w1h, &b1, nullptr}).at(0);
         const int oh = static_cast<int>(want.shape[2]), ow = static_cast<int>(want.shape[3]);
 
-        ConvShape s0, s1;
-        s0.c = 3, s0.k = 16, s1.c = 16, s1.k = 32;
-        for (ConvShape* cs : {&s0, &s1}) {
-            cs->kh = cs->kw = 3;
-            cs->stride_h = cs->stride_w = 2;
-            cs->pad_top = cs->pad_left = 1;
-        }
+        const ConvShape s0 = stride2_conv3x3(3, 16), s1 = stride2_conv3x3(16, 32);
         const std::vector<uint8_t> pw1 = cuda::pack_conv_weights(w1.data<float>(), s1, ElemType::kF16);
         DeviceBuffer dimg(image.bytes.size()), dw1(pw1.size()), db1(32 * 4);
         dimg.upload(image.bytes);
@@ -1058,13 +1063,7 @@ TEST(CudaConv2d, StemAndFirstConvMatchTheirConvs) {
         expect_f16_slice(got, y_init, want, sc.n, static_cast<int64_t>(oh) * ow, sc.y_ps, sc.y_off, 32);
     }
     // Refused: a stem of 32 filters, y of the wrong size, f32 y.
-    ConvShape s0, s1;
-    s0.c = 3, s0.k = 16, s1.c = 16, s1.k = 32;
-    for (ConvShape* cs : {&s0, &s1}) {
-        cs->kh = cs->kw = 3;
-        cs->stride_h = cs->stride_w = 2;
-        cs->pad_top = cs->pad_left = 1;
-    }
+    const ConvShape s0 = stride2_conv3x3(3, 16), s1 = stride2_conv3x3(16, 32);
     DeviceBuffer d(64 * 64 * 3 * 4);
     std::vector<float> host_w(32 * 27, 0.1f);
     NhwcTensor y{d.bytes(), ElemType::kF16, 1, 16, 16, 32, 32};

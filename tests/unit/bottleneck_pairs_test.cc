@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "onnx/model_importer.h"
@@ -33,15 +34,25 @@ plan::ExecutionPlan cuda_plan(bool half) {
     return plan::build(g, {.target = plan::Target::kCuda, .batch = 8, .half = half});
 }
 
-// The first convs' names of the pairs found, every conv's GEMM in `type` except node `other` (kI8).
-std::vector<std::string> pairs(const plan::ExecutionPlan& p, ElemType type, size_t other = SIZE_MAX,
-                               std::vector<std::vector<int>> consumers = {}) {
+using FusionAt = bool (*)(const plan::ExecutionPlan&, const std::vector<std::vector<int>>&,
+                          const std::function<ElemType(size_t)>&, size_t);
+
+// The names of the nodes where `at` finds a fused group, every conv's GEMM in `type` except node
+// `other` (kI8).
+std::vector<std::string> found_at(FusionAt at, const plan::ExecutionPlan& p, ElemType type, size_t other,
+                                  std::vector<std::vector<int>> consumers) {
     if (consumers.empty()) consumers = p.graph.consumers();
     const std::function<ElemType(size_t)> gemm = [&](size_t k) { return k == other ? ElemType::kI8 : type; };
     std::vector<std::string> found;
     for (size_t i = 0; i < p.graph.nodes.size(); ++i)
-        if (runtime::cuda_bottleneck_pair_at(p, consumers, gemm, i)) found.push_back(p.graph.nodes[i].name);
+        if (at(p, consumers, gemm, i)) found.push_back(p.graph.nodes[i].name);
     return found;
+}
+
+// The first convs' names of the pairs found.
+std::vector<std::string> pairs(const plan::ExecutionPlan& p, ElemType type, size_t other = SIZE_MAX,
+                               std::vector<std::vector<int>> consumers = {}) {
+    return found_at(runtime::cuda_bottleneck_pair_at, p, type, other, std::move(consumers));
 }
 
 size_t node_named(const plan::ExecutionPlan& p, const std::string& name) {
@@ -86,14 +97,10 @@ TEST(BottleneckPairs, NoneWhereTheIntermediateHasAnotherReader) {
 // The first nodes (cv1) of the blocks plan::c2f_block_at finds, and of those cuda_c2f_at takes.
 std::vector<std::string> c2f_blocks(const plan::ExecutionPlan& p, bool cuda_kernel, ElemType type = ElemType::kF16,
                                     size_t other = SIZE_MAX, std::vector<std::vector<int>> consumers = {}) {
-    if (consumers.empty()) consumers = p.graph.consumers();
-    const std::function<ElemType(size_t)> gemm = [&](size_t k) { return k == other ? ElemType::kI8 : type; };
-    std::vector<std::string> found;
-    for (size_t i = 0; i < p.graph.nodes.size(); ++i)
-        if (cuda_kernel ? runtime::cuda_c2f_at(p, consumers, gemm, i)
-                        : plan::c2f_block_at(p.graph, consumers, i).has_value())
-            found.push_back(p.graph.nodes[i].name);
-    return found;
+    const FusionAt planned = [](const plan::ExecutionPlan& q, const std::vector<std::vector<int>>& readers,
+                                const std::function<ElemType(size_t)>&,
+                                size_t i) { return plan::c2f_block_at(q.graph, readers, i).has_value(); };
+    return found_at(cuda_kernel ? runtime::cuda_c2f_at : planned, p, type, other, std::move(consumers));
 }
 
 TEST(C2fBlocks, Yolov8nHasSixOneBottleneckBlocksAndTheKernelTakesModel2) {
@@ -135,12 +142,7 @@ TEST(C2fBlocks, NoneInFp32WithAnInt8ConvOrASecondReader) {
 // The stem + first conv kernel (runtime::cuda_stem_conv_at): yolov8n's model.0 in the FP16 plan only.
 std::vector<std::string> stem_convs(const plan::ExecutionPlan& p, ElemType type, size_t other = SIZE_MAX,
                                     std::vector<std::vector<int>> consumers = {}) {
-    if (consumers.empty()) consumers = p.graph.consumers();
-    const std::function<ElemType(size_t)> gemm = [&](size_t k) { return k == other ? ElemType::kI8 : type; };
-    std::vector<std::string> found;
-    for (size_t i = 0; i < p.graph.nodes.size(); ++i)
-        if (runtime::cuda_stem_conv_at(p, consumers, gemm, i)) found.push_back(p.graph.nodes[i].name);
-    return found;
+    return found_at(runtime::cuda_stem_conv_at, p, type, other, std::move(consumers));
 }
 
 TEST(StemConvs, Yolov8nFp16HasTheStemAndModel1Only) {
