@@ -228,7 +228,7 @@ bool cuda_stem_conv_at(const plan::ExecutionPlan& p, const std::vector<std::vect
     const Shape& xs = g.value(stem.inputs[0]).shape;
     const Binding y = binding(p, conv.outputs[0]);
     return xs.size() == 4 && xs[1] == 3 && y.align == 0 && y.pixel_stride % 8 == 0 &&
-           cuda::stem_conv3x3s2_supported(conv_shape(p, stem), conv_shape(p, conv),
+           cuda::stem_conv3x3s2_supported(conv_shape(p, stem), conv_shape(p, conv), static_cast<int>(xs[3]),
                                           NhwcTensor{nullptr, ElemType::kF16, 1, 1, 1, 32, y.pixel_stride}) &&
            g.value(s).shape[1] == 16;
 }

@@ -1004,7 +1004,9 @@ ConvShape stride2_conv3x3(int c, int k) {
 // The stem and the conv after it in one kernel (cuda::stem_conv3x3s2_nhwc) against the reference's
 // two convs, the stem's output rounded to f16 (as the stem kernel stores it) and its taps rounded
 // to f16 (as the tensor-core stem multiplies them). Maps with partial tiles, one smaller than a
-// tile, odd image sizes, batches whose CTAs take several tiles, y as a slice of a wider buffer.
+// tile, an odd image height, image widths that are not a multiple of the window's 64 columns,
+// batches whose CTAs take several tiles (the next tile's window loads during this one's model.1),
+// y as a slice of a wider buffer.
 TEST(CudaConv2d, StemAndFirstConvMatchTheirConvs) {
     SKIP_WITHOUT_GPU();
     Rng rng;
@@ -1014,7 +1016,7 @@ TEST(CudaConv2d, StemAndFirstConvMatchTheirConvs) {
     };
     const StemCase cases[] = {
         {2, 64, 96, 32, 0},    // 16x24 outputs: partial tiles
-        {1, 13, 19, 48, 16},   // odd sizes, smaller than a tile, a slice
+        {1, 13, 20, 48, 16},   // an odd height, smaller than a tile, a slice
         {3, 640, 640, 32, 0},  // yolov8n's 640x640: 200 tiles an image
         {8, 160, 224, 40, 8},  // several tiles a CTA
     };
@@ -1062,17 +1064,25 @@ TEST(CudaConv2d, StemAndFirstConvMatchTheirConvs) {
         const std::vector<uint8_t> got = dy.download();
         expect_f16_slice(got, y_init, want, sc.n, static_cast<int64_t>(oh) * ow, sc.y_ps, sc.y_off, 32);
     }
-    // Refused: a stem of 32 filters, y of the wrong size, f32 y.
+    // Refused: a stem of 32 filters, an image width not a multiple of 4, an unaligned image, y of the
+    // wrong size, f32 y.
     const ConvShape s0 = stride2_conv3x3(3, 16), s1 = stride2_conv3x3(16, 32);
     DeviceBuffer d(64 * 64 * 3 * 4);
     std::vector<float> host_w(32 * 27, 0.1f);
     NhwcTensor y{d.bytes(), ElemType::kF16, 1, 16, 16, 32, 32};
-    EXPECT_TRUE(cuda::stem_conv3x3s2_supported(s0, s1, y));
+    EXPECT_TRUE(cuda::stem_conv3x3s2_supported(s0, s1, 64, y));
     ConvShape wide = s0;
     wide.k = 32;
-    EXPECT_FALSE(cuda::stem_conv3x3s2_supported(wide, s1, y));
+    EXPECT_FALSE(cuda::stem_conv3x3s2_supported(wide, s1, 64, y));
     EXPECT_THROW(
         cuda::stem_conv3x3s2_nhwc(d.f(), 64, 64, host_w.data(), host_w.data(), wide, d.get(), d.f(), s1, y, nullptr),
+        Error);
+    EXPECT_FALSE(cuda::stem_conv3x3s2_supported(s0, s1, 62, y));
+    EXPECT_THROW(
+        cuda::stem_conv3x3s2_nhwc(d.f(), 64, 62, host_w.data(), host_w.data(), s0, d.get(), d.f(), s1, y, nullptr),
+        Error);
+    EXPECT_THROW(
+        cuda::stem_conv3x3s2_nhwc(d.f() + 1, 64, 64, host_w.data(), host_w.data(), s0, d.get(), d.f(), s1, y, nullptr),
         Error);
     y.h = 17;  // a 64x64 image gives 16x16
     EXPECT_THROW(

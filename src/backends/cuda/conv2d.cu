@@ -1706,47 +1706,105 @@ __global__ void __launch_bounds__(kHaloThreads, c2f_ctas_per_sm(STAGES))
 // (16 -> 32, 3x3 stride 2) at 640x640: as two kernels the stem's 320x320x16 f16 output makes a
 // round trip through DRAM (batch 64: 210 MB each way, against the image's 315 MB read and
 // model.1's 105 MB written). Here a CTA takes an 8x16 tile of model.1's output: the 17x33 stem
-// pixels of its stride-2 halo are computed as the stem kernel computes them (a lane gathers a
-// pixel's 27 taps from the image as f16 into a shared row, gather_stem_taps; a warp multiplies 32
-// such rows by the stem's filters with mma.sync, B fragments in the launch parameters), rounded to
-// f16 (as the stem kernel stores them) straight into the halo layout of conv3x3_halo_kernel (zeros
-// outside the stem's map: model.1's padding); then model.1 runs on that halo as the stride-2 halo
-// kernel does. The halo's border column and row are computed by the neighbouring tiles too:
-// 561 / 512 = 1.1x the stem's work. No ring: a tile's image reads are the warps' own loads, and
-// the CTAs an SM (5 by shared memory, 4 by registers) overlap each other's gathers and MMAs.
+// pixels of its stride-2 halo are computed on the tensor cores (a warp multiplies 32 pixels' 27
+// taps, as f16, by the stem's filters with mma.sync; B fragments in the launch parameters), rounded
+// to f16 (as the stem kernel stores them) straight into the halo layout of conv3x3_halo_kernel
+// (zeros outside the stem's map: model.1's padding); then model.1 runs on that halo as the stride-2
+// halo kernel does. The halo's border column and row are computed by the neighbouring tiles too:
+// 561 / 512 = 1.1x the stem's work.
+//
+// The image under a tile's halo (3 planes of 35 rows x 72 columns, 30 KB) comes into shared memory
+// with 16-byte cp.async (zeros outside the image: the stem's padding), and the next tile's window is
+// loaded while model.1 runs on this tile's halo. Each lane then builds its A fragments from the
+// window directly. Gathering the 27 taps a pixel from global memory instead (27 scalar loads a
+// lane, stride-2 columns) left the kernel latency-bound at 44 % of the memory roofline (Nsight
+// Compute: DRAM 37 %, L1 68 %, 7.2 cycles between a warp's issues).
 constexpr int kStemK = 16, kStemConvK = 32;
 constexpr int kStemHaloPx = halo_in_h(2) * halo_in_w(2);  // 17 x 33
 constexpr int kStemUnits = (kStemHaloPx + 31) / 32;       // 32-pixel units a tile
+// The window: image rows 4 ty0 - 3 .. + 34 and columns 4 tx0 - 4 .. + 71 (the taps start at 4 tx0
+// - 3; one column earlier makes whole 16-byte chunks of an image whose width is a multiple of 4).
+constexpr int kStemWinRows = 2 * (halo_in_h(2) - 1) + 3, kStemWinW = 72;
+static_assert(kStemWinW >= 2 * (halo_in_w(2) - 1) + 3 + 1 && kStemWinW % 4 == 0, "the window covers the taps");
+constexpr int kStemWinPlane = kStemWinRows * kStemWinW;
 constexpr int kStemConvWRow = 9 * kStemK * 2 + 16;
 constexpr int kStemHaloBytes = kStemHaloPx * kStemK * 2;
-constexpr int kStemRowsBytes = (kHaloThreads / 32) * 32 * kStemRowHalves * 2;
+constexpr int kStemWinBytes = kStemC * kStemWinPlane * 4;
 constexpr int kStemSmemBytes =
-    kStemHaloBytes + kStemRowsBytes + kStemConvK * kStemConvWRow + (kHaloThreads / 32) * halo_staging_bytes(kStemConvK);
+    kStemHaloBytes + kStemWinBytes + kStemConvK * kStemConvWRow + (kHaloThreads / 32) * halo_staging_bytes(kStemConvK);
+constexpr int kStemCtasPerSm = 228 * 1024 / (kStemSmemBytes + 1024);  // 3
+static_assert(kStemCtasPerSm >= 3, "three CTAs an SM");
 
 // model.1's fields in p (its weights, bias, y, sizes: in = the stem's map), the image and the
-// stem's geometry and packed filters.
+// stem's packed filters.
 struct StemConvParams {
     ConvParams p;
     const float* image = nullptr;
     int image_h = 0, image_w = 0;
-    int stem_stride = 2, stem_pad = 1;
     StemMmaWeights<kStemK> stem;
 };
 
-__global__ void __launch_bounds__(kHaloThreads, 4) stem_halo3x3s2_kernel(const __grid_constant__ StemConvParams sp) {
+// The image under the halo of the tile at (ty0, tx0) into the window at s_win: 16-byte chunks, zeros
+// outside the image (image_w % 4 == 0, so a chunk is wholly in or out).
+__device__ __forceinline__ void load_stem_window(uint32_t s_win, const StemConvParams& sp, const float* image, int ty0,
+                                                 int tx0) {
+    constexpr int kChunks = kStemWinW / 4, kPlaneChunks = kStemWinRows * kChunks;
+    const int h = sp.image_h, w = sp.image_w, iy0 = 4 * ty0 - 3, ix0 = 4 * tx0 - 4;
+    for (int q = static_cast<int>(threadIdx.x); q < kStemC * kPlaneChunks; q += kHaloThreads) {
+        const int c = q / kPlaneChunks, iy = iy0 + q % kPlaneChunks / kChunks, ix = ix0 + 4 * (q % kChunks);
+        const bool in = static_cast<unsigned>(iy) < static_cast<unsigned>(h) &&
+                        static_cast<unsigned>(ix) < static_cast<unsigned>(w);
+        const float* src = in ? image + ((c * h + iy) * w + ix) : image;
+        cp_async16<false>(s_win + static_cast<uint32_t>(q) * 16, reinterpret_cast<uint64_t>(src), in);
+    }
+    cp_async_commit();
+}
+
+// A fragments (m16n8k16, k = the tap (c, ky, kx), 27 padded to 32) of halo pixels u * 32 + 16 mb ..
+// + 15 from the window. Lane (g, t) holds pixels g and g + 8 at taps 2t, 2t + 1, 2t + 8, 2t + 9 (+ 16
+// for ks = 1): tap_at, the window offsets of those 8 taps (from the lane's t, once a kernel), and
+// taps >= 27, zero.
+__device__ __forceinline__ void stem_window_fragments(const float* win, const int (&tap_at)[8], int u, int mb, int lane,
+                                                      uint32_t (&afr)[2][4]) {
+    const int t4 = lane & 3;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+        const int hp = min(u * 32 + 16 * mb + (lane >> 2) + 8 * half, kStemHaloPx - 1);
+        const float* px = win + (hp / halo_in_w(2)) * 2 * kStemWinW + (hp % halo_in_w(2)) * 2;
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] = px[tap_at[j]];
+        v[6] = t4 <= 1 ? v[6] : 0.f;  // tap 24 + 2t < 27
+        v[7] = t4 == 0 ? v[7] : 0.f;  // tap 25 + 2t < 27
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+            const __half2 h2 = __floats2half2_rn(v[2 * q], v[2 * q + 1]);
+            afr[q >> 1][(q & 1) * 2 + half] = *reinterpret_cast<const uint32_t*>(&h2);
+        }
+    }
+}
+
+__global__ void __launch_bounds__(kHaloThreads, kStemCtasPerSm)
+    stem_halo3x3s2_kernel(const __grid_constant__ StemConvParams sp) {
     const ConvParams& p = sp.p;
     constexpr int kInW = halo_in_w(2), NB0 = kStemK / 8, NB = kStemConvK / 8;
     extern __shared__ __align__(128) unsigned char smem[];
-    const uint32_t s_halo = smem_addr(smem), s_rows = s_halo + kStemHaloBytes, s_w = s_rows + kStemRowsBytes;
+    const uint32_t s_halo = smem_addr(smem), s_win = s_halo + kStemHaloBytes, s_w = s_win + kStemWinBytes;
     unsigned char* const halo = smem;
+    const float* const win = reinterpret_cast<const float*>(smem + kStemHaloBytes);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
-    __half* const row = reinterpret_cast<__half*>(smem + kStemHaloBytes) + warp * 32 * kStemRowHalves;
-    const uint32_t row_base = s_rows + warp * 32 * kStemRowHalves * 2;
     __half* const staging = reinterpret_cast<__half*>(
-        smem + kStemHaloBytes + kStemRowsBytes + kStemConvK * kStemConvWRow + warp * halo_staging_bytes(kStemConvK));
+        smem + kStemHaloBytes + kStemWinBytes + kStemConvK * kStemConvWRow + warp * halo_staging_bytes(kStemConvK));
     const int SH = p.in_h, SW = p.in_w, OH = p.out_h, OW = p.out_w;  // the stem's map, model.1's
     const int tiles_x = (OW + kHaloTW - 1) / kHaloTW, tiles_y = (OH + kHaloTH - 1) / kHaloTH;
     const int tiles_img = tiles_x * tiles_y, tiles = (p.gemm_m / (OH * OW)) * tiles_img;
+    const int plane = sp.image_h * sp.image_w;
+    auto tile_origin = [&](int tile, int& img, int& ty0, int& tx0) {
+        img = tile / tiles_img;
+        const int rem = tile % tiles_img;
+        ty0 = (rem / tiles_x) * kHaloTH;
+        tx0 = (rem % tiles_x) * kHaloTW;
+    };
 
     // model.1's filter, once (as conv3x3_halo_kernel keeps it).
     for (int q = tid; q < kStemConvK * 9 * (kStemK / 8); q += kHaloThreads) {
@@ -1763,50 +1821,40 @@ __global__ void __launch_bounds__(kHaloThreads, 4) stem_halo3x3s2_kernel(const _
             b0[nb][ks][0] = sp.stem.frag[nb][ks][lane][0], b0[nb][ks][1] = sp.stem.frag[nb][ks][lane][1];
     float bias[NB][2];
     load_column_bias(p.bias, lane, bias);
-    wait_for_previous_kernel();
-    cp_async_wait<0>();
+    int tap_at[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        const int k = 2 * t4 + (j & 1) + 8 * ((j >> 1) & 1) + 16 * (j >> 2);
+        tap_at[j] = k < kStemC * kStemTaps ? (k / 9) * kStemWinPlane + (k % 9 / 3) * kStemWinW + k % 3 + 1 : 0;
+    }
+    wait_for_previous_kernel();  // the image is the previous kernel's output
+    int tile = static_cast<int>(blockIdx.x), img, ty0, tx0;
+    if (tile < tiles) {
+        tile_origin(tile, img, ty0, tx0);
+        load_stem_window(s_win, sp, sp.image + static_cast<int64_t>(img) * kStemC * plane, ty0, tx0);
+    }
 
-    const int plane = sp.image_h * sp.image_w;
-    for (int tile = static_cast<int>(blockIdx.x); tile < tiles; tile += static_cast<int>(gridDim.x)) {
-        const int img = tile / tiles_img, rem = tile % tiles_img;
-        const int ty0 = (rem / tiles_x) * kHaloTH, tx0 = (rem % tiles_x) * kHaloTW;
-        const float* image = sp.image + static_cast<int64_t>(img) * kStemC * plane;
-        __syncthreads();  // every warp is done with the previous tile's halo (and the filter has landed)
+    for (; tile < tiles; tile += static_cast<int>(gridDim.x)) {
+        tile_origin(tile, img, ty0, tx0);
+        cp_async_wait<0>();
+        __syncthreads();  // the window (and the filter) landed; every warp is done with the previous halo
         // The stem on the halo's pixels: halo pixel hp = (hy, hx) is stem pixel (2 ty0 - 1 + hy,
         // 2 tx0 - 1 + hx), stored at row hy, column halo_column<2>(hx).
-        auto stem_pixel = [&](int hp, int& sy, int& sx) {
-            sy = 2 * ty0 - 1 + hp / kInW;
-            sx = 2 * tx0 - 1 + hp % kInW;
-            return hp < kStemHaloPx && static_cast<unsigned>(sy) < static_cast<unsigned>(SH) &&
-                   static_cast<unsigned>(sx) < static_cast<unsigned>(SW);
-        };
         for (int u = warp; u < kStemUnits; u += kHaloThreads / 32) {
-            {
-                uint32_t packed[16];
-                int sy, sx;
-                if (stem_pixel(u * 32 + lane, sy, sx)) {
-                    gather_stem_taps(image, sp.image_h, sp.image_w, sy * sp.stem_stride - sp.stem_pad,
-                                     sx * sp.stem_stride - sp.stem_pad, packed);
-                } else {
-#pragma unroll
-                    for (int i = 0; i < 16; ++i) packed[i] = 0;
-                }
-                store_stem_row(row, lane, packed);
-            }
-            __syncwarp();
 #pragma unroll
             for (int mb = 0; mb < 2; ++mb) {
                 uint32_t afr[2][4];
-                stem_a_fragments(row_base, mb, lane, afr);
+                stem_window_fragments(win, tap_at, u, mb, lane, afr);
                 float d[NB0][4];
 #pragma unroll
                 for (int nb = 0; nb < NB0; ++nb) stem_mma(d[nb], afr, b0[nb]);
 #pragma unroll
                 for (int half = 0; half < 2; ++half) {
                     const int hp = u * 32 + 16 * mb + g + 8 * half;
-                    int sy, sx;
-                    const bool in = stem_pixel(hp, sy, sx);
                     if (hp >= kStemHaloPx) continue;
+                    const int sy = 2 * ty0 - 1 + hp / kInW, sx = 2 * tx0 - 1 + hp % kInW;
+                    const bool in = static_cast<unsigned>(sy) < static_cast<unsigned>(SH) &&
+                                    static_cast<unsigned>(sx) < static_cast<unsigned>(SW);
                     const int at = (hp / kInW) * kInW + halo_column<2>(hp % kInW);
 #pragma unroll
                     for (int nb = 0; nb < NB0; ++nb) {
@@ -1818,9 +1866,14 @@ __global__ void __launch_bounds__(kHaloThreads, 4) stem_halo3x3s2_kernel(const _
                     }
                 }
             }
-            __syncwarp();  // the rows are rewritten for the next unit
         }
-        __syncthreads();  // the halo whole
+        __syncthreads();  // the halo whole, the window free
+        const int next = tile + static_cast<int>(gridDim.x);
+        if (next < tiles) {
+            int nimg, ny0, nx0;
+            tile_origin(next, nimg, ny0, nx0);
+            load_stem_window(s_win, sp, sp.image + static_cast<int64_t>(nimg) * kStemC * plane, ny0, nx0);
+        }
 
         // model.1 on the halo, epilogue as conv3x3_halo_kernel's.
         float acc[2][NB][4];
@@ -2679,14 +2732,14 @@ void conv3x3_pair_nhwc(const NhwcTensor& x, const void* w1, const float* b1, con
     }
 }
 
-bool stem_conv3x3s2_supported(const ConvShape& stem, const ConvShape& conv, const NhwcTensor& y) {
+bool stem_conv3x3s2_supported(const ConvShape& stem, const ConvShape& conv, int image_w, const NhwcTensor& y) {
     auto stride2_pad1 = [](const ConvShape& s) {
         return s.kh == 3 && s.kw == 3 && s.stride_h == 2 && s.stride_w == 2 && s.pad_top == 1 && s.pad_left == 1 &&
                s.dil_h == 1 && s.dil_w == 1 && s.groups == 1;
     };
     return stride2_pad1(stem) && stride2_pad1(conv) && stem.c == kStemC && stem.k == kStemK && conv.c == kStemK &&
-           conv.k == kStemConvK && y.type == ElemType::kF16 && y.c == kStemConvK && aligned16(y.data) &&
-           y.pixel_stride % 8 == 0;
+           conv.k == kStemConvK && image_w % 4 == 0 && y.type == ElemType::kF16 && y.c == kStemConvK &&
+           aligned16(y.data) && y.pixel_stride % 8 == 0;
 }
 
 std::string stem_conv3x3s2_kernel_name() {
@@ -2697,11 +2750,11 @@ void stem_conv3x3s2_nhwc(const float* x, int h, int w, const float* stem_weights
                          const ConvShape& stem, const void* conv_weights, const float* conv_bias, const ConvShape& conv,
                          const NhwcTensor& y, cudaStream_t stream) {
     check_tensor(y, ElemType::kF16, "y");
-    KS_CHECK(stem_conv3x3s2_supported(stem, conv, y), "stem_conv3x3s2: needs a 3 -> ", kStemK, " stem and a ", kStemK,
-             " -> ", kStemConvK, " conv, both 3x3 stride 2 padding 1, and an f16 y of ", kStemConvK,
-             " channels with 16-byte aligned pixels");
-    KS_CHECK(x && stem_weights && stem_bias && conv_weights && conv_bias && aligned16(conv_weights),
-             "stem_conv3x3s2: missing image, weights or biases");
+    KS_CHECK(stem_conv3x3s2_supported(stem, conv, w, y), "stem_conv3x3s2: needs a 3 -> ", kStemK, " stem and a ",
+             kStemK, " -> ", kStemConvK, " conv, both 3x3 stride 2 padding 1, an image width that is a multiple of 4",
+             " and an f16 y of ", kStemConvK, " channels with 16-byte aligned pixels");
+    KS_CHECK(x && aligned16(x) && stem_weights && stem_bias && conv_weights && conv_bias && aligned16(conv_weights),
+             "stem_conv3x3s2: missing or unaligned image, weights or biases");
     const int sh = (h + 2 - 3) / 2 + 1, sw = (w + 2 - 3) / 2 + 1;
     KS_CHECK(h >= 1 && w >= 1 && y.h == (sh + 2 - 3) / 2 + 1 && y.w == (sw + 2 - 3) / 2 + 1, "stem_conv3x3s2: y is ",
              y.h, "x", y.w, ", not the second stride-2 conv's map of a ", h, "x", w, " image");

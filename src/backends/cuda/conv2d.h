@@ -85,8 +85,9 @@ void conv3x3_pair_nhwc(const NhwcTensor& x, const void* w1, const float* b1, con
 // 3x3 stride 2 padding 1, SiLU): the stem's output stays on the SM, rounded to f16 as the stem
 // kernel (conv2d_nchw_input) stores it. Stem weights OIHW float32 and bias on the HOST (launch
 // parameters, as conv2d_nchw_input takes them); the conv's weights packed with ElemType::kF16 and
-// its bias float32 on the device; y: f16 NHWC of 32 channels with 16-byte aligned pixels.
-bool stem_conv3x3s2_supported(const ConvShape& stem, const ConvShape& conv, const NhwcTensor& y);
+// its bias float32 on the device; y: f16 NHWC of 32 channels with 16-byte aligned pixels. The
+// image's width a multiple of 4 and x 16-byte aligned (the kernel copies its rows in 16-byte chunks).
+bool stem_conv3x3s2_supported(const ConvShape& stem, const ConvShape& conv, int image_w, const NhwcTensor& y);
 std::string stem_conv3x3s2_kernel_name();
 void stem_conv3x3s2_nhwc(const float* x, int h, int w, const float* stem_weights, const float* stem_bias,
                          const ConvShape& stem, const void* conv_weights, const float* conv_bias, const ConvShape& conv,
