@@ -300,6 +300,26 @@ std::optional<C2fBlock> c2f_block_at(const ir::Graph& g, const std::vector<std::
     return C2fBlock{i, i + 1, i + 2, i + 3, i + 4, i + 5};
 }
 
+std::optional<size_t> upsample_concat_conv_at(const ir::Graph& g, const std::vector<std::vector<int>>& consumers,
+                                              size_t i) {
+    if (i + 2 >= g.nodes.size()) return std::nullopt;
+    const Node &up = g.nodes[i], &concat = g.nodes[i + 1], &conv = g.nodes[i + 2];
+    if (up.op != Op::kResize || concat.op != Op::kConcat || conv.op != Op::kConv || up.outputs.size() != 1 ||
+        concat.inputs.empty() || concat.inputs[0] != up.outputs[0] || concat.attrs.get_int("axis", 0) != 1 ||
+        conv.inputs[0] != concat.outputs[0] || conv.input(3) >= 0)
+        return std::nullopt;
+    auto only = [&](int value, size_t reader) {
+        return consumers[static_cast<size_t>(value)] == std::vector<int>{static_cast<int>(reader)} &&
+               !g.is_graph_output(value);
+    };
+    const Shape& w = g.value(conv.inputs[1]).shape;
+    const bool pointwise = w.size() == 4 && w[2] == 1 && w[3] == 1 && conv.attrs.get_int("group", 1) == 1 &&
+                           conv.attrs.get_ints("strides", {1, 1}) == std::vector<int64_t>({1, 1}) &&
+                           conv.attrs.get_ints("pads", {0, 0, 0, 0}) == std::vector<int64_t>({0, 0, 0, 0});
+    if (!pointwise || !only(up.outputs[0], i + 1) || !only(concat.outputs[0], i + 2)) return std::nullopt;
+    return i + 2;
+}
+
 int64_t storage_bytes(const ir::Value& v, Layout layout, DType dtype) {
     int64_t n = num_elements(v.shape) * static_cast<int64_t>(dtype_size(dtype));
     if (layout == Layout::kBlocked8) {
@@ -489,14 +509,18 @@ ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
                     std::max(last[static_cast<size_t>(root_of(in))], static_cast<int>(i));
     }
     // CUDA: a C2f block's input lives until its cv2 (a backend may run the block as one kernel,
-    // which must not find its input's bytes reused for its output).
+    // which must not find its input's bytes reused for its output); an upsample's input until the
+    // conv after its concat (which may read the upsampled channels from it).
     if (cuda) {
         const std::vector<std::vector<int>> consumers = g.consumers();
-        for (size_t i = 0; i < g.nodes.size(); ++i)
-            if (const std::optional<C2fBlock> c2f = c2f_block_at(g, consumers, i)) {
-                const size_t x = static_cast<size_t>(root_of(g.nodes[i].inputs[0]));
-                last[x] = std::max(last[x], static_cast<int>(c2f->cv2));
-            }
+        auto keep_input_until = [&](size_t i, size_t until) {
+            const size_t x = static_cast<size_t>(root_of(g.nodes[i].inputs[0]));
+            last[x] = std::max(last[x], static_cast<int>(until));
+        };
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+            if (const std::optional<C2fBlock> c2f = c2f_block_at(g, consumers, i)) keep_input_until(i, c2f->cv2);
+            if (const std::optional<size_t> conv = upsample_concat_conv_at(g, consumers, i)) keep_input_until(i, *conv);
+        }
     }
     std::vector<int> roots;
     for (size_t v = 0; v < nv; ++v) {

@@ -91,4 +91,12 @@ struct C2fBlock {
 };
 std::optional<C2fBlock> c2f_block_at(const ir::Graph& g, const std::vector<std::vector<int>>& consumers, size_t i);
 
+// YOLOv8's neck: node i is a Resize (the upsample) whose output only the Concat at node i + 1 (axis
+// 1) reads, as its first input, and that Concat's output only the 1x1 conv (stride 1, no padding, one
+// group, no residual) at node i + 2 reads; neither is a graph output. Returns i + 2. The CUDA planner
+// keeps the Resize's input alive until the conv, so that a backend may skip the Resize and have the
+// conv read the upsampled channels from its input.
+std::optional<size_t> upsample_concat_conv_at(const ir::Graph& g, const std::vector<std::vector<int>>& consumers,
+                                              size_t i);
+
 }  // namespace kestrel::plan

@@ -260,6 +260,28 @@ bool cuda_c2f_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int
     return true;
 }
 
+bool cuda_upsample_conv_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int>>& consumers,
+                           const std::function<cuda::ElemType(size_t)>& gemm, size_t i) {
+    const ir::Graph& g = p.graph;
+    const std::optional<size_t> j = plan::upsample_concat_conv_at(g, consumers, i);
+    if (!j || gemm(*j) != ElemType::kF16 || p.arena_bytes >= (int64_t{1} << 32)) return false;
+    const int up = g.nodes[i].outputs[0], cat = g.nodes[i + 1].outputs[0];
+    auto arena_f16 = [&](int v) {
+        const plan::ValuePlan& vp = p.values[sz(v)];
+        const plan::ValuePlan& root = vp.storage == plan::Storage::kView ? p.values[sz(vp.root)] : vp;
+        const Binding b = binding(p, v);
+        return vp.layout == Layout::kNhwc && vp.dtype == DType::kFloat16 && root.storage == plan::Storage::kArena &&
+               b.align == 0 && b.pixel_stride % 8 == 0;
+    };
+    // The upsampled channels: the first ones of the concat's buffer, at the concat's own offset in it.
+    const plan::ValuePlan &u = p.values[sz(up)], &c = p.values[sz(cat)];
+    const int cat_root = c.storage == plan::Storage::kView ? c.root : cat;
+    const int64_t cat_offset = c.storage == plan::Storage::kView ? c.offset : 0;
+    return arena_f16(g.nodes[i].inputs[0]) && arena_f16(cat) && u.storage == plan::Storage::kView &&
+           u.root == cat_root && u.offset == cat_offset && g.value(up).shape[1] % 32 == 0 &&
+           g.value(up).shape[1] < g.value(cat).shape[1] && p.values[sz(g.nodes[i].inputs[0])].channels % 8 == 0;
+}
+
 int cuda_device_count() {
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess) {
@@ -417,6 +439,7 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                 KS_CHECK(n.attrs.get_string("mode", "nearest") == "nearest", "'", n.name,
                          "': only nearest Resize runs on CUDA");
                 std::array<const int32_t*, 2> maps{};
+                bool doubles = true;  // both axes the nearest 2x upsample
                 for (int a = 0; a < 2; ++a) {
                     int64_t in_len = is[sz(2 + a)], out_len = os[sz(2 + a)];
                     std::string key = a == 0 ? "scale_h" : "scale_w";
@@ -424,9 +447,12 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                     std::vector<int32_t> m(sz(out_len));
                     for (int64_t o = 0; o < out_len; ++o)
                         m[sz(o)] = static_cast<int32_t>(reference::nearest_source(o, scale, in_len, out_len, cm, nm));
+                    for (int64_t o = 0; o < out_len; ++o)
+                        doubles = doubles && out_len == 2 * in_len && m[sz(o)] == o / 2;
                     maps[sz(a)] = static_cast<const int32_t*>(upload(m.data(), m.size() * sizeof(int32_t)));
                 }
                 resize_maps_[i] = maps;
+                if (doubles) upsamples_2x_.insert(i);
             }
             size_t packed_begin = 0, packed_end = 0;  // inputs packed here, not uploaded as they are
             if (n.op == Op::kYoloDecode && n.attrs.get_int("head_convs", 0) != 0) {
@@ -571,6 +597,21 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                     for (size_t k : {b.m1, b.m2, b.cv2}) names_of(k)[j] = "in_" + c2f;
                 }
         }
+        // The neck's upsamples that the conv after their concat runs (cuda_upsample_conv_at): at the
+        // tuning batches where that conv's tactic reads an upsampled input and no fused kernel takes
+        // the conv.
+        for (size_t i = 0; i < g.nodes.size(); ++i) {
+            if (!upsamples_2x_.count(i) || !cuda_upsample_conv_at(*plan_, consumers, gemm, i)) continue;
+            const size_t j = i + 2;
+            if (by_batch.count(j)) continue;  // a pair, C2f block or stem + conv kernel may run it
+            std::vector<int> fused(batches.size());
+            const cuda::ConvShape s = conv_shape(*plan_, g.nodes[j]);
+            for (size_t b = 0; b < batches.size(); ++b)
+                if ((fused[b] = cuda::conv2d_tactic_reads_upsampled(tactics_.at(j)[b]) ? 1 : 0))
+                    names_of(i)[b] = "in_" + cuda::conv2d_tactic_name(tactics_.at(j)[b], s, ElemType::kF16) +
+                                     conv_suffix(g.nodes[j]);
+            upsample_convs_[i] = std::move(fused);
+        }
         for (const auto& [k, names] : by_batch) {
             kernel_names_[k] = names.back();
             for (size_t j = names.size() - 1; j-- > 0;)
@@ -602,6 +643,13 @@ bool CudaModel::stem_conv(size_t node, int batch) const {
 bool CudaModel::c2f_block(size_t node, int batch) const {
     auto it = c2fs_.find(node);
     if (it == c2fs_.end()) return false;
+    const size_t slot = tuning_slot(cuda_tuning_batches(plan_->options.batch), batch);
+    return slot < it->second.size() && it->second[slot] != 0;
+}
+
+bool CudaModel::upsample_conv(size_t node, int batch) const {
+    auto it = upsample_convs_.find(node);
+    if (it == upsample_convs_.end()) return false;
     const size_t slot = tuning_slot(cuda_tuning_batches(plan_->options.batch), batch);
     return slot < it->second.size() && it->second[slot] != 0;
 }
@@ -1313,6 +1361,20 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 // The tactic tuned at the smallest tuning batch >= this batch; the profile names it.
                 const int t = tactics[tuning_slot(batches, batch)];
                 st.kernel = cuda::conv2d_tactic_name(t, s, type) + conv_suffix(n);
+                if (i >= 2 && m.upsample_conv(i - 2, batch)) {
+                    const Node &resize = g.nodes[i - 2], &concat = g.nodes[i - 1];
+                    const NhwcTensor up = nhwc(resize.inputs[0]);
+                    st.launch = [=](cudaStream_t stream) {
+                        cuda::conv2d_upsampled_concat_nhwc(with_n(up, batch), with_n(x, batch), w, b, s, silu,
+                                                           with_n(y, batch), t, stream, *workspace);
+                    };
+                    // Per image: the upsample's input, the concat's other inputs and y; the filter.
+                    bytes_[i] = image_bytes(resize.inputs[0]) + image_bytes(out);
+                    for (size_t k = 1; k < concat.inputs.size(); ++k) bytes_[i] += image_bytes(concat.inputs[k]);
+                    constant_bytes_[i] = 2.0 * s.k * s.c + 4.0 * s.k;
+                    steps.push_back(std::move(st));
+                    continue;  // its bytes are counted here, not by the generic accounting below
+                }
                 st.launch = [=](cudaStream_t stream) {
                     NhwcTensor rb = with_n(r, batch);
                     cuda::conv2d_nhwc(with_n(x, batch), w, b, s, silu, has_res ? &rb : nullptr, with_n(y, batch), t,
@@ -1363,6 +1425,14 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 break;
             }
             case Op::kResize: {
+                if (m.upsample_conv(i, batch)) {  // run by the conv after its concat
+                    const Node& conv = g.nodes[i + 2];
+                    st.kernel = "in_" +
+                                cuda::conv2d_tactic_name(m.tactics().at(i + 2)[tuning_slot(batches, batch)],
+                                                         conv_shape(p, conv), ElemType::kF16) +
+                                conv_suffix(conv);
+                    break;
+                }
                 NhwcTensor x = nhwc(in), y = nhwc(out);
                 const int32_t* my = m.resize_map(i, 0);
                 const int32_t* mx = m.resize_map(i, 1);

@@ -1095,6 +1095,128 @@ TEST(CudaConv2d, StemAndFirstConvMatchTheirConvs) {
         Error);
 }
 
+// YOLOv8's Upsample -> Concat -> 1x1 conv as one conv (cuda::conv2d_upsampled_concat_nhwc) on every
+// tensor-core tactic that takes it, against the reference conv of the concat built on the host.
+// The concat buffer's upsampled channels hold poison (NaN), so reading them instead of up shows;
+// up lies below x in one buffer, above it in another (the kernel addresses both from the lower);
+// partial M tiles, a partial last k-tile, split-K tactics (a shared workspace), y as a slice.
+TEST(CudaConv2d, UpsampledConcatMatchesTheConvOfTheConcat) {
+    SKIP_WITHOUT_GPU();
+    Rng rng;
+    SCOPED_TRACE(rng.trace());
+    struct UpCase {
+        int n, uh, uw, up_c, rest_c, k, y_ps, y_off;
+        bool up_first;  // up below x in their buffer
+    };
+    const UpCase cases[] = {
+        {2, 20, 20, 128, 64, 64, 64, 0, false},  // yolov8n's model.15 cv1, at 40x40
+        {1, 5, 7, 32, 40, 48, 64, 8, true},      // odd sizes, a partial k-tile, y a slice
+        {3, 8, 8, 256, 128, 128, 128, 0, true},  // model.12's cv1 at 16x16
+    };
+    for (const UpCase& uc : cases) {
+        const int h = 2 * uc.uh, w = 2 * uc.uw, c = uc.up_c + uc.rest_c;
+        SCOPED_TRACE("n " + std::to_string(uc.n) + " up " + std::to_string(uc.up_c) + "x" + std::to_string(uc.uh) +
+                     "x" + std::to_string(uc.uw) + " + " + std::to_string(uc.rest_c) + " -> " + std::to_string(uc.k));
+        auto rnd = [&](Shape s, float lo, float hi) {
+            std::vector<float> v = rng.uniform_floats(static_cast<size_t>(num_elements(s)), lo, hi);
+            for (float& f : v) f = round_to_half(f);
+            return ir::Tensor::from_floats(std::move(s), v);
+        };
+        const ir::Tensor up = rnd({uc.n, uc.up_c, uc.uh, uc.uw}, -1.f, 1.f),
+                         rest = rnd({uc.n, uc.rest_c, h, w}, -1.f, 1.f);
+        const float bound = std::sqrt(3.f / static_cast<float>(c));
+        const ir::Tensor wt = rnd({uc.k, c, 1, 1}, -bound, bound);
+        const ir::Tensor b =
+            ir::Tensor::from_floats({uc.k}, rng.uniform_floats(static_cast<size_t>(uc.k), -0.5f, 0.5f));
+        ir::Tensor cat =
+            ir::Tensor::from_floats({uc.n, c, h, w}, std::vector<float>(static_cast<size_t>(uc.n) * c * h * w));
+        for (int i = 0; i < uc.n; ++i)
+            for (int ch = 0; ch < c; ++ch)
+                for (int y = 0; y < h; ++y)
+                    for (int x = 0; x < w; ++x)
+                        cat.data<float>()[((static_cast<int64_t>(i) * c + ch) * h + y) * w + x] =
+                            ch < uc.up_c
+                                ? up.data<float>()[((static_cast<int64_t>(i) * uc.up_c + ch) * uc.uh + y / 2) * uc.uw +
+                                                   x / 2]
+                                : rest.data<
+                                      float>()[((static_cast<int64_t>(i) * uc.rest_c + ch - uc.up_c) * h + y) * w + x];
+        ir::Node node;
+        node.op = ir::Op::kConv;
+        node.name = "cv1";
+        node.attrs.set("kernel_shape", std::vector<int64_t>{1, 1});
+        node.attrs.set("activation", std::string("silu"));
+        const ir::Tensor want = reference::evaluate(node, {&cat, &wt, &b, nullptr}).at(0);
+
+        ConvShape s;
+        s.c = c;
+        s.k = uc.k;
+        // One buffer: x's pixels (the concat: poison in the upsampled channels) and up's, in either order.
+        const std::vector<uint8_t> x_host = to_nhwc(&rest, uc.n, h, w, uc.rest_c, c, uc.up_c, ElemType::kF16),
+                                   up_host = to_nhwc(&up, uc.n, uc.uh, uc.uw, uc.up_c, uc.up_c, 0, ElemType::kF16);
+        std::vector<uint8_t> both = uc.up_first ? up_host : x_host;
+        const std::vector<uint8_t>& second = uc.up_first ? x_host : up_host;
+        both.insert(both.end(), second.begin(), second.end());
+        DeviceBuffer dboth(both.size());
+        dboth.upload(both);
+        uint8_t* const x_at = dboth.bytes() + (uc.up_first ? up_host.size() : 0);
+        uint8_t* const up_at = dboth.bytes() + (uc.up_first ? 0 : x_host.size());
+        const NhwcTensor tx{x_at, ElemType::kF16, uc.n, h, w, c, c};
+        const NhwcTensor tup{up_at, ElemType::kF16, uc.n, uc.uh, uc.uw, uc.up_c, uc.up_c};
+        const std::vector<uint8_t> packed = cuda::pack_conv_weights(wt.data<float>(), s, ElemType::kF16);
+        DeviceBuffer dw(packed.size()), db(static_cast<size_t>(uc.k) * 4);
+        dw.upload(packed);
+        db.upload(b.bytes);
+        const std::vector<uint8_t> y_init = to_nhwc(nullptr, uc.n, h, w, uc.k, uc.y_ps, uc.y_off, ElemType::kF16);
+        DeviceBuffer dy(y_init.size());
+        const NhwcTensor ty{dy.bytes() + uc.y_off * 2, ElemType::kF16, uc.n, h, w, uc.k, uc.y_ps};
+
+        std::vector<int> tactics;
+        size_t ws_bytes = 0;
+        for (int t = 0; t < cuda::conv2d_tactic_count(); ++t)
+            if (cuda::conv2d_upsampled_concat_supported(t, s, tup, tx)) {
+                tactics.push_back(t);
+                ws_bytes = std::max(ws_bytes, cuda::conv2d_workspace_bytes(t, s, ElemType::kF16, uc.n, h, w));
+            }
+        ASSERT_GE(tactics.size(), 4u) << "the tensor-core tactics take it";
+        DeviceBuffer dws(ws_bytes);
+        KS_CUDA(cudaMemset(dws.get(), 0, ws_bytes ? ws_bytes : 1));
+        for (const int t : tactics) {
+            SCOPED_TRACE(cuda::conv2d_tactic_name(t, s, ElemType::kF16));
+            dy.upload(y_init);
+            cuda::conv2d_upsampled_concat_nhwc(tup, tx, dw.get(), reinterpret_cast<const float*>(db.get()), s, true, ty,
+                                               t, nullptr, dws.get());
+            ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+            expect_f16_slice(dy.download(), y_init, want, uc.n, static_cast<int64_t>(h) * w, uc.y_ps, uc.y_off, uc.k);
+            if (ws_bytes) {
+                EXPECT_TRUE(all_zero(dws.download())) << "the workspace is not zero-filled after the kernel";
+            }
+        }
+        // Refused: a tactic that is not a tensor-core implicit GEMM, a 3x3 conv, up of 24 channels or
+        // not half x's size.
+        for (int t = 0; t < cuda::conv2d_tactic_count(); ++t) {
+            const std::string name = cuda::conv2d_tactic_name(t, s, ElemType::kF16);
+            if (name.find("mma") == std::string::npos || name.find("halo") != std::string::npos ||
+                name.find("gather") != std::string::npos) {
+                EXPECT_FALSE(cuda::conv2d_upsampled_concat_supported(t, s, tup, tx)) << name;
+            }
+        }
+        const int t0 = tactics.front();
+        ConvShape s3 = s;
+        s3.kh = s3.kw = 3;
+        s3.pad_top = s3.pad_left = 1;
+        EXPECT_FALSE(cuda::conv2d_upsampled_concat_supported(t0, s3, tup, tx));
+        NhwcTensor bad = tup;
+        bad.c = 24;
+        EXPECT_FALSE(cuda::conv2d_upsampled_concat_supported(t0, s, bad, tx));
+        bad = tup;
+        bad.h += 1;
+        EXPECT_FALSE(cuda::conv2d_upsampled_concat_supported(t0, s, bad, tx));
+        EXPECT_THROW(cuda::conv2d_upsampled_concat_nhwc(bad, tx, dw.get(), reinterpret_cast<const float*>(db.get()), s,
+                                                        true, ty, t0, nullptr, dws.get()),
+                     Error);
+    }
+}
+
 TEST(CudaConv2d, RejectsBadArguments) {
     SKIP_WITHOUT_GPU();
     ConvShape s;

@@ -3,12 +3,14 @@
 // 32-channel C2f bottlenecks of the FP16 plan and nothing else; no pair in the FP32 plan, where an
 // INT8 conv stays INT8, or where the intermediate has another reader. Likewise the C2f blocks
 // (plan::c2f_block_at, runtime::cuda_c2f_at): the planner's view of all of yolov8n's one-bottleneck
-// C2f blocks, model.2 the one the fused kernel takes, and x's bytes kept apart from y's.
+// C2f blocks, model.2 the one the fused kernel takes, and x's bytes kept apart from y's. And the
+// neck's upsample -> concat -> 1x1 conv chains (plan::upsample_concat_conv_at).
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -153,6 +155,43 @@ TEST(StemConvs, Yolov8nFp16HasTheStemAndModel1Only) {
     std::vector<std::vector<int>> consumers = p.graph.consumers();
     consumers[static_cast<size_t>(p.graph.nodes[node_named(p, "/model/0/conv/Conv/Conv")].outputs[0])].push_back(0);
     EXPECT_TRUE(stem_convs(p, ElemType::kF16, SIZE_MAX, consumers).empty());  // a second reader of the stem's output
+}
+
+// The neck's upsamples whose conv may read the upsampled channels itself (plan::upsample_concat_conv_at,
+// cuda::conv2d_upsampled_concat_nhwc): yolov8n's two, each placed by the planner as the first
+// channels of its concat's buffer (what the CUDA session also requires: the concat copies nothing
+// into them); none where the upsampled map has a second reader.
+TEST(UpsampleConcatConvs, Yolov8nHasTheNecksTwo) {
+    const plan::ExecutionPlan p = cuda_plan(/*half=*/true);
+    const ir::Graph& g = p.graph;
+    std::vector<std::pair<std::string, std::string>> found;
+    for (size_t i = 0; i < g.nodes.size(); ++i)
+        if (const std::optional<size_t> conv = plan::upsample_concat_conv_at(g, g.consumers(), i)) {
+            found.emplace_back(g.nodes[i].name, g.nodes[*conv].name);
+            const int up = g.nodes[i].outputs[0], cat = g.nodes[i + 1].outputs[0];
+            const plan::ValuePlan& v = p.values[static_cast<size_t>(up)];
+            EXPECT_EQ(v.storage, plan::Storage::kView) << g.nodes[i].name;
+            EXPECT_EQ(v.root, cat) << g.nodes[i].name;
+            EXPECT_EQ(v.offset, 0) << g.nodes[i].name;
+        }
+    const std::vector<std::pair<std::string, std::string>> want = {
+        {"/model.10/Resize/Resize", "/model/12/cv1/conv/Conv/Conv"},
+        {"/model.13/Resize/Resize", "/model/15/cv1/conv/Conv/Conv"}};
+    EXPECT_EQ(found, want);
+    std::vector<std::vector<int>> consumers = g.consumers();
+    const size_t resize = node_named(p, "/model.10/Resize/Resize");
+    consumers[static_cast<size_t>(g.nodes[resize].outputs[0])].push_back(0);
+    EXPECT_FALSE(plan::upsample_concat_conv_at(g, consumers, resize).has_value());
+    EXPECT_TRUE(plan::upsample_concat_conv_at(g, g.consumers(), node_named(p, "/model.13/Resize/Resize")).has_value());
+    // The CUDA session's further conditions (runtime::cuda_upsample_conv_at): an f16 conv, f16
+    // arena tensors with aligned pixels.
+    const std::vector<std::string> resizes = {"/model.10/Resize/Resize", "/model.13/Resize/Resize"};
+    EXPECT_EQ(found_at(runtime::cuda_upsample_conv_at, p, ElemType::kF16, SIZE_MAX, {}), resizes);
+    EXPECT_EQ(
+        found_at(runtime::cuda_upsample_conv_at, p, ElemType::kF16, node_named(p, "/model/12/cv1/conv/Conv/Conv"), {}),
+        std::vector<std::string>{"/model.13/Resize/Resize"});  // model.12's cv1 in INT8
+    EXPECT_TRUE(
+        found_at(runtime::cuda_upsample_conv_at, cuda_plan(/*half=*/false), ElemType::kF32, SIZE_MAX, {}).empty());
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <climits>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -492,6 +493,36 @@ TEST_F(PlanTest, CudaArenaOffsetsArePerImage) {
                                                      << "' overlaps '" << four.graph.value(q).name << "'";
             }
         }
+}
+
+// An upsample whose input nothing else reads: the CUDA plan keeps that input alive until the 1x1 conv
+// after the upsample's concat (plan::upsample_concat_conv_at), which may read the upsampled channels
+// from it while it writes its output, so the two never share bytes (without the kept lifetime the
+// conv's output took the input's bytes).
+TEST_F(PlanTest, CudaKeepsAnUpsamplesInputUntilTheConvAfterItsConcat) {
+    int x = b_.input({1, 3, 16, 16});
+    int c1 = b_.conv(x, 3, 32, {.k = 3, .pad = 1, .activation = "silu"});
+    int lo = b_.conv(c1, 32, 32, {.k = 3, .stride = 2, .pad = 1, .activation = "silu"});
+    int up = b_.node(Op::kResize, {lo, -1, b_.floats({4}, {1.f, 1.f, 2.f, 2.f})},
+                     {{"mode", std::string("nearest")},
+                      {"coordinate_transformation_mode", std::string("asymmetric")},
+                      {"nearest_mode", std::string("floor")}});
+    int cat = b_.node(Op::kConcat, {up, c1}, {{"axis", int64_t{1}}});
+    int y = b_.conv(cat, 64, 32, {.k = 1, .activation = "silu"});
+    b_.output(b_.node(Op::kSigmoid, {b_.conv(y, 32, 8, {.k = 1})}));
+    auto p = plan::build(prepare(b_.graph()), {plan::Target::kCuda, /*batch=*/2, /*half=*/true});
+    size_t resize = 0;
+    for (size_t i = 0; i < p.graph.nodes.size(); ++i)
+        if (p.graph.nodes[i].op == Op::kResize) resize = i;
+    const std::optional<size_t> conv = plan::upsample_concat_conv_at(p.graph, p.graph.consumers(), resize);
+    ASSERT_TRUE(conv.has_value());
+    EXPECT_EQ(p.graph.nodes[*conv].outputs[0], y);
+    const plan::ValuePlan &in = vp(p, lo), &out = vp(p, y);
+    ASSERT_EQ(in.storage, Storage::kArena);
+    ASSERT_EQ(out.storage, Storage::kArena);
+    EXPECT_TRUE(in.offset + in.bytes / 2 <= out.offset || out.offset + out.bytes / 2 <= in.offset)
+        << "the upsample's input [" << in.offset << ", +" << in.bytes / 2 << ") and the conv's output [" << out.offset
+        << ", +" << out.bytes / 2 << ") share bytes";
 }
 
 // A 3-channel input that other convs read (here a 1x1) is converted to NHWC and stored as 8

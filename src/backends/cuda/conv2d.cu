@@ -76,6 +76,12 @@ struct ConvParams {
     // Split-K tactics: zero-filled float32 partial-sum tiles (one per output tile, BM * BN floats,
     // row-major) followed by one arrival counter per tile. Left zero-filled again by the kernel.
     float* ws = nullptr;
+    // conv2d_upsampled_concat_nhwc (1x1 tensor-core tactics): input channels [0, up_c) come from the
+    // half-size map at element offset up_off from x (pixel stride up_ps), output pixel (oy, ox)
+    // reading its pixel (oy / 2, ox / 2); the rest from x's own pixels, which start at element
+    // offset x_off (x is then the lower of the two addresses). up_c = 0: x alone.
+    int up_c = 0;
+    int64_t up_off = 0, up_ps = 0, x_off = 0;
 };
 
 // An output row (pixel) that does not exist gets this input row origin, so every tap of it fails
@@ -342,15 +348,24 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
     [[maybe_unused]] int tap = 0;          // filter row * kw + filter column of k index kidx
     [[maybe_unused]] int64_t tap_off = 0;  // its offset from a window's top-left pixel, in elements
     auto tap_offset = [&] { return static_cast<int64_t>(fr * p.dh * p.in_w + fs * p.dw) * p.x_ps + ci; };
+    [[maybe_unused]] const uint32_t* x_rows = nullptr;  // the rows' offsets in x (where up_c channels end)
     if constexpr (!kGather) {
-        __shared__ uint32_t s_row_off[BM], s_row_taps[BM];
+        __shared__ uint32_t s_row_off[BM], s_row_taps[BM], s_row_up[BM];
+        x_rows = s_row_off;
         for (int r = tid; r < BM; r += kThreads) {
             const int m = tile_m * BM + r;
-            int64_t off = 0;
+            int64_t off = 0, up = 0;
             uint32_t taps = 0;
             if (m < p.gemm_m && p.pointwise) {
                 off = static_cast<int64_t>(m) * p.x_ps;  // 1x1, stride 1: row m is input pixel m
                 taps = 1;
+                if (p.up_c) {
+                    int rem, ox;
+                    const int img = p.div_ohw.divmod(m, rem);
+                    const int oy = p.div_ow.divmod(rem, ox);
+                    up =
+                        ((static_cast<int64_t>(img) * (p.in_h >> 1) + (oy >> 1)) * (p.in_w >> 1) + (ox >> 1)) * p.up_ps;
+                }
             } else if (m < p.gemm_m) {
                 int rem, ox;
                 const int img = p.div_ohw.divmod(m, rem);
@@ -364,15 +379,17 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
                     if (static_cast<unsigned>(ih0 + fy * p.dh) < static_cast<unsigned>(p.in_h))
                         taps |= cols << (fy * p.kw);
             }
-            s_row_off[r] = static_cast<uint32_t>(2 * off);
+            s_row_off[r] = static_cast<uint32_t>(2 * (p.x_off + off));
             s_row_taps[r] = taps;
+            s_row_up[r] = static_cast<uint32_t>(2 * (p.up_off + up));
         }
         __syncthreads();
         tap = fr * p.kw + fs;
         tap_off = tap_offset();
+        const uint32_t* rows = kidx < p.up_c ? s_row_up : s_row_off;  // a 1x1 conv's k is its channel
 #pragma unroll
         for (int i = 0; i < kAPasses; ++i) {
-            a_off[i] = s_row_off[row0 + i * kRowsPerPass] + static_cast<uint32_t>(2 * tap_off);
+            a_off[i] = rows[row0 + i * kRowsPerPass] + static_cast<uint32_t>(2 * tap_off);
             a_taps[i] = s_row_taps[row0 + i * kRowsPerPass];
         }
 #pragma unroll
@@ -444,8 +461,14 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32, kGather || WARPS_M * WA
                 } while (ci >= p.cg);
                 tap_off = tap_offset();
             }
+            if (kidx == p.up_c + chunk * 8) {  // the k-tile after the upsampled channels: x's own pixels from here
 #pragma unroll
-            for (int i = 0; i < kAPasses; ++i) a_off[i] += static_cast<uint32_t>(2 * (tap_off - prev));
+                for (int i = 0; i < kAPasses; ++i)
+                    a_off[i] = x_rows[row0 + i * kRowsPerPass] + static_cast<uint32_t>(2 * tap_off);
+            } else {
+#pragma unroll
+                for (int i = 0; i < kAPasses; ++i) a_off[i] += static_cast<uint32_t>(2 * (tap_off - prev));
+            }
         } else {
             // Any channel count: the chunk's 8 k indices may span several taps. Work out each
             // element's tap once, then gather it for every row.
@@ -2577,9 +2600,12 @@ size_t conv2d_workspace_bytes(int tactic, const ConvShape& s, ElemType type, int
     return static_cast<size_t>((bytes + 15) / 16 * 16);
 }
 
-void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* bias, const ConvShape& s, bool silu,
-                 const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream, void* workspace,
-                 const ConvInt8* int8) {
+namespace {
+
+// conv2d_nhwc, and with `up` conv2d_upsampled_concat_nhwc (its arguments checked by the caller).
+void run_conv2d(const NhwcTensor& x, const NhwcTensor* up, const void* packed_weights, const float* bias,
+                const ConvShape& s, bool silu, const NhwcTensor* residual, const NhwcTensor& y, int tactic,
+                cudaStream_t stream, void* workspace, const ConvInt8* int8) {
     check_shape(s);
     // The tensors' type, and the GEMM's (the tactics' key).
     const ElemType io = x.type, type = int8 ? ElemType::kI8 : x.type;
@@ -2630,6 +2656,8 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
     KS_CHECK(t.splits <= 1 || workspace != nullptr, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
              " needs a workspace (conv2d_workspace_bytes)");
     KS_CHECK(t.splits <= 1 || aligned16(workspace), "conv2d: the split-K workspace must be 16-byte aligned");
+    KS_CHECK(!up || t.family == Family::kMma || t.family == Family::kWgmma, "conv2d: tactic ",
+             conv2d_tactic_name(id, s, type), " cannot read an upsampled input");
     if (m == 0) return;
 
     ConvParams p;
@@ -2672,7 +2700,64 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
         p.dequant = int8->dequant;
         p.w_ld = (p.gemm_k + kMmaBK - 1) / kMmaBK * kMmaBK;
     }
+    if (up) {  // both maps as offsets from the lower address (conv2d_upsampled_concat_supported: < 4 GiB apart)
+        const auto *xa = static_cast<const uint8_t*>(x.data), *ua = static_cast<const uint8_t*>(up->data);
+        const uint8_t* base = std::min(xa, ua);
+        p.x = base;
+        p.x_off = (xa - base) / 2;
+        p.up_off = (ua - base) / 2;
+        p.up_ps = up->pixel_stride;
+        p.up_c = up->c;
+    }
     t.launch(p, s.groups, stream);
+}
+
+// The byte range a tensor's pixels span.
+std::pair<uintptr_t, uintptr_t> byte_range(const NhwcTensor& t) {
+    const auto begin = reinterpret_cast<uintptr_t>(t.data);
+    return {begin, begin + static_cast<uintptr_t>(((int64_t{t.n} * t.h * t.w - 1) * t.pixel_stride + t.c) *
+                                                  static_cast<int64_t>(elem_size(t.type)))};
+}
+
+}  // namespace
+
+void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* bias, const ConvShape& s, bool silu,
+                 const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream, void* workspace,
+                 const ConvInt8* int8) {
+    run_conv2d(x, nullptr, packed_weights, bias, s, silu, residual, y, tactic, stream, workspace, int8);
+}
+
+bool conv2d_tactic_reads_upsampled(int tactic) {
+    if (tactic < 0 || tactic >= kNumTactics) return false;
+    const Tactic& t = kTactics[tactic];
+    return t.type == ElemType::kF16 && (t.family == Family::kMma || t.family == Family::kWgmma);
+}
+
+bool conv2d_upsampled_concat_supported(int tactic, const ConvShape& s, const NhwcTensor& up, const NhwcTensor& x) {
+    if (!conv2d_tactic_reads_upsampled(tactic)) return false;
+    const Tactic& t = kTactics[tactic];
+    auto vec = [](const NhwcTensor& v) {
+        return v.type == ElemType::kF16 && aligned16(v.data) && v.pixel_stride % 8 == 0 && v.n >= 1 && v.h >= 1 &&
+               v.w >= 1;
+    };
+    if (!tactic_fits(t, s, ElemType::kF16) || !vec(up) || !vec(x) || s.kh != 1 || s.kw != 1 || s.stride_h != 1 ||
+        s.stride_w != 1 || s.pad_top != 0 || s.pad_left != 0 || s.groups != 1 || x.c != s.c || up.c <= 0 ||
+        up.c % kMmaBK != 0 || up.c >= s.c || up.n != x.n || x.h != 2 * up.h || x.w != 2 * up.w)
+        return false;
+    const auto [xb, xe] = byte_range(x);
+    const auto [ub, ue] = byte_range(up);
+    return std::max(xe, ue) - std::min(xb, ub) < (uintptr_t{1} << 32);
+}
+
+void conv2d_upsampled_concat_nhwc(const NhwcTensor& up, const NhwcTensor& x, const void* packed_weights,
+                                  const float* bias, const ConvShape& s, bool silu, const NhwcTensor& y, int tactic,
+                                  cudaStream_t stream, void* workspace) {
+    KS_CHECK(conv2d_upsampled_concat_supported(tactic, s, up, x),
+             "conv2d_upsampled_concat: needs a 1x1 f16 conv on a tensor-core tactic, up of a multiple of ", kMmaBK,
+             " channels (fewer than x's) at half x's height and width, both with 16-byte aligned pixels and within "
+             "4 GiB of each other (up ",
+             up.c, "x", up.h, "x", up.w, ", x ", x.c, "x", x.h, "x", x.w, ", tactic ", tactic, ")");
+    run_conv2d(x, &up, packed_weights, bias, s, silu, nullptr, y, tactic, stream, workspace, nullptr);
 }
 
 bool conv3x3_pair_supported(int c, const NhwcTensor& x, const NhwcTensor& y) {

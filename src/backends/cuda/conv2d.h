@@ -69,6 +69,19 @@ void conv2d_nhwc(const NhwcTensor& x, const void* packed_weights, const float* b
                  const NhwcTensor* residual, const NhwcTensor& y, int tactic, cudaStream_t stream,
                  void* workspace = nullptr, const ConvInt8* int8 = nullptr);
 
+// A 1x1 convolution (stride 1, no padding, one group) of concat(upsample2x(up), x[..., up.c:]) along
+// channels, where upsample2x is the nearest 2x upsample (output pixel (oy, ox) reads up's (oy / 2,
+// ox / 2)): YOLOv8's neck (Upsample -> Concat -> C2f cv1) without the upsampled map ever stored. x
+// is the concat's whole buffer (x.c = s.c channels), its first up.c channels not read. f16 tensors
+// with 16-byte aligned pixels, up.c a multiple of 32 and fewer than s.c, x's map twice up's height
+// and width; tactic: one of the tensor-core implicit-GEMM tactics (the *_mma_* and *_wgmma_* ones
+// without "halo"), as tuned for the plain conv on x. No residual, not INT8.
+bool conv2d_upsampled_concat_supported(int tactic, const ConvShape& s, const NhwcTensor& up, const NhwcTensor& x);
+bool conv2d_tactic_reads_upsampled(int tactic);  // the tactic is one of those
+void conv2d_upsampled_concat_nhwc(const NhwcTensor& up, const NhwcTensor& x, const void* packed_weights,
+                                  const float* bias, const ConvShape& s, bool silu, const NhwcTensor& y, int tactic,
+                                  cudaStream_t stream, void* workspace = nullptr);
+
 // A C2f bottleneck's two convolutions as one kernel (YOLOv8: 3x3, stride 1, padding 1, SiLU, c -> c
 // -> c, its shortcut adding x):
 //   t = silu(conv(x, w1) + b1),   y = silu(conv(t, w2) + b2) + (residual ? x : 0)
