@@ -279,7 +279,8 @@ bool cuda_upsample_conv_at(const plan::ExecutionPlan& p, const std::vector<std::
     const int64_t cat_offset = c.storage == plan::Storage::kView ? c.offset : 0;
     return arena_f16(g.nodes[i].inputs[0]) && arena_f16(cat) && u.storage == plan::Storage::kView &&
            u.root == cat_root && u.offset == cat_offset && g.value(up).shape[1] % 32 == 0 &&
-           g.value(up).shape[1] < g.value(cat).shape[1] && p.values[sz(g.nodes[i].inputs[0])].channels % 8 == 0;
+           g.value(up).shape[1] < g.value(cat).shape[1] &&
+           p.values[sz(g.nodes[i].inputs[0])].channels == g.value(up).shape[1];  // no padding channels
 }
 
 int cuda_device_count() {
