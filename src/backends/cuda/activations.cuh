@@ -14,11 +14,12 @@ __device__ __forceinline__ float silu_exact(float v) { return v / (1.f + expf(-v
 // SiluEpilogueElementwiseF16 bounds each f16 result's error by 2^-11 (|silu(x)| + |x|), f16
 // rounding included; on the H100 the worst element reaches 0.49 of it, so the rounding of the
 // result, not tanh.approx, dominates. tanh(+-inf) = +-1: very negative v gives 0, very positive v.
-__device__ __forceinline__ float silu_approx(float v) {
-    const float h = 0.5f * v;
+// silu_approx of v = 2 h, from h (a kernel that gets v / 2 for free, e.g. from halved weights).
+__device__ __forceinline__ float silu_approx_of_half(float h) {
     float t;
     asm("tanh.approx.f32 %0, %1;" : "=f"(t) : "f"(h));
     return fmaf(h, t, h);
 }
+__device__ __forceinline__ float silu_approx(float v) { return silu_approx_of_half(0.5f * v); }
 
 }  // namespace kestrel::cuda

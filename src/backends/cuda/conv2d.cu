@@ -1753,19 +1753,35 @@ constexpr int kStemWinPlane = kStemWinRows * kStemWinW;
 constexpr int kStemConvWRow = 9 * kStemK * 2 + 16;
 constexpr int kStemHaloBytes = kStemHaloPx * kStemK * 2;
 constexpr int kStemWinBytes = kStemC * kStemWinPlane * 4;
-constexpr int kStemSmemBytes =
-    kStemHaloBytes + kStemWinBytes + kStemConvK * kStemConvWRow + (kHaloThreads / 32) * halo_staging_bytes(kStemConvK);
+// A table of the halo's pixels, the same for every tile (stem_pixel_table).
+constexpr int kStemTabBytes = kStemUnits * 32 * 8;
+constexpr int kStemSmemBytes = kStemHaloBytes + kStemWinBytes + kStemConvK * kStemConvWRow +
+                               (kHaloThreads / 32) * halo_staging_bytes(kStemConvK) + kStemTabBytes;
 constexpr int kStemCtasPerSm = 228 * 1024 / (kStemSmemBytes + 1024);  // 3
 static_assert(kStemCtasPerSm >= 3, "three CTAs an SM");
 
 // model.1's fields in p (its weights, bias, y, sizes: in = the stem's map), the image and the
-// stem's packed filters.
+// stem's packed filters, halved with the halved bias in k = 27 and 28
+// (pack_stem_mma_fragments_half_bias): the MMA gives the SiLU's h.
 struct StemConvParams {
     ConvParams p;
     const float* image = nullptr;
     int image_h = 0, image_w = 0;
-    StemMmaWeights<kStemK> stem;
+    StemMmaFragments<kStemK> stem;
 };
+
+// Halo pixel hp's (the unit loop's) tile-invariant part, once per CTA: x = its window offset in
+// bytes (row 2 hy, column 2 hx) | its halo byte offset for channels 0-7 << 16 (8-15: ^ 16, as
+// halo_chunk_offset<16> swizzles); y = hy | hx << 8 | 1 << 16 past the halo's 17 x 33 pixels.
+__device__ __forceinline__ uint2 stem_pixel_entry(int hp) {
+    constexpr int kInW = halo_in_w(2);
+    const int hc = min(hp, kStemHaloPx - 1), hy = hc / kInW, hx = hc % kInW;
+    const uint32_t win = static_cast<uint32_t>((hy * 2 * kStemWinW + hx * 2) * 4);
+    const uint32_t halo = halo_chunk_offset<kStemK>(hy * kInW + halo_column<2>(hx), 0);
+    return make_uint2(win | halo << 16,
+                      static_cast<uint32_t>(hy) | static_cast<uint32_t>(hx) << 8 | (hp >= kStemHaloPx ? 1u << 16 : 0u));
+}
+static_assert(kStemWinBytes < (1 << 16) && kStemHaloBytes < (1 << 16), "16-bit offsets in the pixel table");
 
 // The image under the halo of the tile at (ty0, tx0) into the window at s_win: 16-byte chunks, zeros
 // outside the image (image_w % 4 == 0, so a chunk is wholly in or out).
@@ -1783,22 +1799,43 @@ __device__ __forceinline__ void load_stem_window(uint32_t s_win, const StemConvP
     cp_async_commit();
 }
 
-// A fragments (m16n8k16, k = the tap (c, ky, kx), 27 padded to 32) of halo pixels u * 32 + 16 mb ..
-// + 15 from the window. Lane (g, t) holds pixels g and g + 8 at taps 2t, 2t + 1, 2t + 8, 2t + 9 (+ 16
-// for ks = 1): tap_at, the window offsets of those 8 taps (from the lane's t, once a kernel), and
-// taps >= 27, zero.
-__device__ __forceinline__ void stem_window_fragments(const float* win, const int (&tap_at)[8], int u, int mb, int lane,
-                                                      uint32_t (&afr)[2][4]) {
+// A lane's k indices in the m16n8k16 A layout (lane (g, t): 2t, 2t + 1, 2t + 8, 2t + 9, + 16 for
+// ks = 1) as taps of the window: tap_at[j], k index j's byte offset from a pixel's window offset
+// (k < 27: the tap (c, ky, kx); else 0), and for j = 6, 7 (k 24 + 2t, 25 + 2t, the only ones that
+// can pass 26) whether k is a tap (keep) or else the value it holds: 1 at k = 27 and 28 (the
+// bias's rows of pack_stem_mma_fragments_half_bias), 0 above.
+struct StemLaneTaps {
+    uint32_t tap_at[8];
+    bool keep[2];
+    float value[2];
+};
+__device__ __forceinline__ StemLaneTaps stem_lane_taps(int lane) {
+    StemLaneTaps lt;
     const int t4 = lane & 3;
 #pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        const int k = 2 * t4 + (j & 1) + 8 * ((j >> 1) & 1) + 16 * (j >> 2);
+        lt.tap_at[j] = k < kStemC * kStemTaps
+                           ? static_cast<uint32_t>(((k / 9) * kStemWinPlane + (k % 9 / 3) * kStemWinW + k % 3 + 1) * 4)
+                           : 0u;
+        if (j >= 6) {
+            lt.keep[j - 6] = k < kStemC * kStemTaps;
+            lt.value[j - 6] = k == kStemC * kStemTaps || k == kStemC * kStemTaps + 1 ? 1.f : 0.f;
+        }
+    }
+    return lt;
+}
+
+// A fragments of the lane's pixels g and g + 8 (window byte offsets px[0], px[1]) of a 16-pixel block.
+__device__ __forceinline__ void stem_window_fragments(const unsigned char* win, const StemLaneTaps& lt,
+                                                      const uint32_t (&px)[2], uint32_t (&afr)[2][4]) {
+#pragma unroll
     for (int half = 0; half < 2; ++half) {
-        const int hp = min(u * 32 + 16 * mb + (lane >> 2) + 8 * half, kStemHaloPx - 1);
-        const float* px = win + (hp / halo_in_w(2)) * 2 * kStemWinW + (hp % halo_in_w(2)) * 2;
         float v[8];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) v[j] = px[tap_at[j]];
-        v[6] = t4 <= 1 ? v[6] : 0.f;  // tap 24 + 2t < 27
-        v[7] = t4 == 0 ? v[7] : 0.f;  // tap 25 + 2t < 27
+        for (int j = 0; j < 8; ++j) v[j] = *reinterpret_cast<const float*>(win + (px[half] + lt.tap_at[j]));
+        v[6] = lt.keep[0] ? v[6] : lt.value[0];
+        v[7] = lt.keep[1] ? v[7] : lt.value[1];
 #pragma unroll
         for (int q = 0; q < 4; ++q) {
             const __half2 h2 = __floats2half2_rn(v[2 * q], v[2 * q + 1]);
@@ -1810,14 +1847,16 @@ __device__ __forceinline__ void stem_window_fragments(const float* win, const in
 __global__ void __launch_bounds__(kHaloThreads, kStemCtasPerSm)
     stem_halo3x3s2_kernel(const __grid_constant__ StemConvParams sp) {
     const ConvParams& p = sp.p;
-    constexpr int kInW = halo_in_w(2), NB0 = kStemK / 8, NB = kStemConvK / 8;
+    constexpr int NB0 = kStemK / 8, NB = kStemConvK / 8;
     extern __shared__ __align__(128) unsigned char smem[];
     const uint32_t s_halo = smem_addr(smem), s_win = s_halo + kStemHaloBytes, s_w = s_win + kStemWinBytes;
     unsigned char* const halo = smem;
-    const float* const win = reinterpret_cast<const float*>(smem + kStemHaloBytes);
+    const unsigned char* const win = smem + kStemHaloBytes;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t4 = lane & 3;
-    __half* const staging = reinterpret_cast<__half*>(
-        smem + kStemHaloBytes + kStemWinBytes + kStemConvK * kStemConvWRow + warp * halo_staging_bytes(kStemConvK));
+    constexpr int kStagingAt = kStemHaloBytes + kStemWinBytes + kStemConvK * kStemConvWRow;
+    __half* const staging = reinterpret_cast<__half*>(smem + kStagingAt + warp * halo_staging_bytes(kStemConvK));
+    uint2* const tab =
+        reinterpret_cast<uint2*>(smem + kStagingAt + (kHaloThreads / 32) * halo_staging_bytes(kStemConvK));
     const int SH = p.in_h, SW = p.in_w, OH = p.out_h, OW = p.out_w;  // the stem's map, model.1's
     const int tiles_x = (OW + kHaloTW - 1) / kHaloTW, tiles_y = (OH + kHaloTH - 1) / kHaloTH;
     const int tiles_img = tiles_x * tiles_y, tiles = (p.gemm_m / (OH * OW)) * tiles_img;
@@ -1844,12 +1883,8 @@ __global__ void __launch_bounds__(kHaloThreads, kStemCtasPerSm)
             b0[nb][ks][0] = sp.stem.frag[nb][ks][lane][0], b0[nb][ks][1] = sp.stem.frag[nb][ks][lane][1];
     float bias[NB][2];
     load_column_bias(p.bias, lane, bias);
-    int tap_at[8];
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-        const int k = 2 * t4 + (j & 1) + 8 * ((j >> 1) & 1) + 16 * (j >> 2);
-        tap_at[j] = k < kStemC * kStemTaps ? (k / 9) * kStemWinPlane + (k % 9 / 3) * kStemWinW + k % 3 + 1 : 0;
-    }
+    const StemLaneTaps lt = stem_lane_taps(lane);
+    for (int hp = tid; hp < kStemUnits * 32; hp += kHaloThreads) tab[hp] = stem_pixel_entry(hp);
     wait_for_previous_kernel();  // the image is the previous kernel's output
     int tile = static_cast<int>(blockIdx.x), img, ty0, tx0;
     if (tile < tiles) {
@@ -1863,28 +1898,29 @@ __global__ void __launch_bounds__(kHaloThreads, kStemCtasPerSm)
         __syncthreads();  // the window (and the filter) landed; every warp is done with the previous halo
         // The stem on the halo's pixels: halo pixel hp = (hy, hx) is stem pixel (2 ty0 - 1 + hy,
         // 2 tx0 - 1 + hx), stored at row hy, column halo_column<2>(hx).
+        const int sy0 = 2 * ty0 - 1, sx0 = 2 * tx0 - 1;
         for (int u = warp; u < kStemUnits; u += kHaloThreads / 32) {
 #pragma unroll
             for (int mb = 0; mb < 2; ++mb) {
+                const uint2 e[2] = {tab[u * 32 + 16 * mb + g], tab[u * 32 + 16 * mb + g + 8]};
                 uint32_t afr[2][4];
-                stem_window_fragments(win, tap_at, u, mb, lane, afr);
-                float d[NB0][4];
+                stem_window_fragments(win, lt, {e[0].x & 0xffffu, e[1].x & 0xffffu}, afr);
+                float d[NB0][4];  // h = (the stem's conv + bias) / 2
 #pragma unroll
                 for (int nb = 0; nb < NB0; ++nb) stem_mma(d[nb], afr, b0[nb]);
 #pragma unroll
                 for (int half = 0; half < 2; ++half) {
-                    const int hp = u * 32 + 16 * mb + g + 8 * half;
-                    if (hp >= kStemHaloPx) continue;
-                    const int sy = 2 * ty0 - 1 + hp / kInW, sx = 2 * tx0 - 1 + hp % kInW;
-                    const bool in = static_cast<unsigned>(sy) < static_cast<unsigned>(SH) &&
-                                    static_cast<unsigned>(sx) < static_cast<unsigned>(SW);
-                    const int at = (hp / kInW) * kInW + halo_column<2>(hp % kInW);
+                    if (e[half].y >> 16) continue;  // past the halo
+                    const bool in =
+                        static_cast<unsigned>(sy0 + static_cast<int>(e[half].y & 0xff)) < static_cast<unsigned>(SH) &&
+                        static_cast<unsigned>(sx0 + static_cast<int>((e[half].y >> 8) & 0xff)) <
+                            static_cast<unsigned>(SW);
+                    const uint32_t at = (e[half].x >> 16) + t4 * 4;
 #pragma unroll
                     for (int nb = 0; nb < NB0; ++nb) {
-                        // The bias from the constant bank (as the stem kernel reads it).
-                        const float v0 = silu_act<false>(d[nb][2 * half] + sp.stem.b[8 * nb + 2 * t4]);
-                        const float v1 = silu_act<false>(d[nb][2 * half + 1] + sp.stem.b[8 * nb + 2 * t4 + 1]);
-                        *reinterpret_cast<__half2*>(halo + halo_chunk_offset<kStemK>(at, nb) + t4 * 4) =
+                        const float v0 = silu_approx_of_half(d[nb][2 * half]);
+                        const float v1 = silu_approx_of_half(d[nb][2 * half + 1]);
+                        *reinterpret_cast<__half2*>(halo + (at ^ (nb << 4))) =
                             in ? __floats2half2_rn(v0, v1) : __float2half2_rn(0.f);
                     }
                 }
@@ -2868,7 +2904,7 @@ void stem_conv3x3s2_nhwc(const float* x, int h, int w, const float* stem_weights
     sp.image = x;
     sp.image_h = h;
     sp.image_w = w;
-    sp.stem = pack_stem_mma_weights<kStemK>(stem_weights, stem_bias);
+    sp.stem = pack_stem_mma_fragments_half_bias<kStemK>(stem_weights, stem_bias);
     launch_stem_conv(sp, stream);
 }
 

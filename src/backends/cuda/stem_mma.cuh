@@ -20,27 +20,55 @@ constexpr int kStemRowHalves = 40;  // a pixel's shared row: 32 taps + 8 (confli
 // frag[nb][ks][lane] = {W[8 nb + g][16 ks + 2 t4 ..+1], W[8 nb + g][16 ks + 2 t4 + 8 ..+9]}. A lane
 // reads only its own entries, once per kernel.
 template <int K>
-struct StemMmaWeights {
+struct StemMmaFragments {
     uint32_t frag[K / 8][2][32][2];
+};
+template <int K>
+struct StemMmaWeights : StemMmaFragments<K> {
     float b[K];
 };
 
-// weights: OIHW float32 [K, 3, 3, 3], bias float32[K] (host).
+// rows[k][t]: filter k's value at k index t (host), rounded to f16 into the fragments.
 template <int K>
-StemMmaWeights<K> pack_stem_mma_weights(const float* weights, const float* bias) {
-    StemMmaWeights<K> wt{};
+StemMmaFragments<K> pack_stem_mma_fragments(const float (&rows)[K][32]) {
+    StemMmaFragments<K> f{};
     for (int nb = 0; nb < K / 8; ++nb)
         for (int ks = 0; ks < 2; ++ks)
             for (int lane = 0; lane < 32; ++lane)
                 for (int j = 0; j < 2; ++j) {
                     const int k = 8 * nb + lane / 4, t0 = 16 * ks + 2 * (lane % 4) + 8 * j;
-                    auto w = [&](int t) {
-                        return float_to_half(t < kStemC * kStemTaps ? weights[k * kStemC * kStemTaps + t] : 0.f);
-                    };
-                    wt.frag[nb][ks][lane][j] = uint32_t{w(t0)} | uint32_t{w(t0 + 1)} << 16;
+                    f.frag[nb][ks][lane][j] =
+                        uint32_t{float_to_half(rows[k][t0])} | uint32_t{float_to_half(rows[k][t0 + 1])} << 16;
                 }
+    return f;
+}
+
+// weights: OIHW float32 [K, 3, 3, 3], bias float32[K] (host); k indices 27..31 zero.
+template <int K>
+StemMmaWeights<K> pack_stem_mma_weights(const float* weights, const float* bias) {
+    float rows[K][32] = {};
+    for (int k = 0; k < K; ++k)
+        for (int t = 0; t < kStemC * kStemTaps; ++t) rows[k][t] = weights[k * kStemC * kStemTaps + t];
+    StemMmaWeights<K> wt{};
+    static_cast<StemMmaFragments<K>&>(wt) = pack_stem_mma_fragments<K>(rows);
     for (int k = 0; k < K; ++k) wt.b[k] = bias[k];
     return wt;
+}
+
+// For an MMA that gives h = (conv + bias) / 2, a SiLU epilogue's input (silu_approx_of_half): the
+// filters halved (exact in f16) and the halved bias at k = 27 and 28 as two f16 parts, hi and the
+// rest lo (their sum is the float32 value to ~2^-22 of it), where the A rows hold 1 at k = 27 and
+// 28 (stem_bias_taps).
+template <int K>
+StemMmaFragments<K> pack_stem_mma_fragments_half_bias(const float* weights, const float* bias) {
+    float rows[K][32] = {};
+    for (int k = 0; k < K; ++k) {
+        for (int t = 0; t < kStemC * kStemTaps; ++t) rows[k][t] = 0.5f * weights[k * kStemC * kStemTaps + t];
+        const float half_bias = 0.5f * bias[k], hi = half_to_float(float_to_half(half_bias));
+        rows[k][kStemC * kStemTaps] = hi;
+        rows[k][kStemC * kStemTaps + 1] = half_bias - hi;
+    }
+    return pack_stem_mma_fragments<K>(rows);
 }
 
 // The 27 taps (c, ky, kx) of the 3x3 window whose top-left is pixel (iy0, ix0) of `image` (3 planes
