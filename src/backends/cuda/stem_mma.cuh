@@ -1,7 +1,9 @@
-// The image stem (3 channels, 3x3, float32 NCHW image) on the tensor cores: shared by
-// stem_conv.cu's stem kernel and conv2d.cu's stem + first-conv kernel. A lane gathers one output
-// pixel's 27 taps (zero-padded to 32) as f16; a warp's 32 such rows times the filters are two
-// m16n8k16 MMAs per 8 filters and 16 pixels, B fragments packed on the host.
+// The image stem (3 channels, 3x3, float32 NCHW image) on the tensor cores: a pixel's 27 taps
+// (k = (c, ky, kx), padded to 32) as f16; 16 pixels times 8 filters are two m16n8k16 MMAs, B
+// fragments packed on the host. stem_conv.cu's stem kernel has a lane gather its pixel's taps from
+// global memory into a shared row (gather_stem_taps, store_stem_row, stem_a_fragments); conv2d.cu's
+// stem + first-conv kernel builds A from the image in shared memory and takes the bias in the MMA
+// (pack_stem_mma_fragments_half_bias). Both use the fragments' packing and stem_mma.
 #pragma once
 
 #include <cuda_fp16.h>
