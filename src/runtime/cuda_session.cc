@@ -7,6 +7,7 @@
 #include <numeric>
 #include <optional>
 #include <random>
+#include <set>
 
 #include "backends/cuda/conv2d.h"
 #include "backends/cuda/ops.h"
@@ -374,6 +375,7 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
     KS_CUDA(cudaSetDevice(device));
     const ir::Graph& g = plan_->graph;
     try {
+        std::set<size_t> upsamples_2x;  // Resizes that are the nearest 2x upsample: out (oy, ox) = in (oy / 2, ox / 2)
         for (size_t i = 0; i < g.nodes.size(); ++i) {
             const Node& n = g.nodes[i];
             if (n.op == Op::kConv) {
@@ -446,14 +448,15 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
                     std::string key = a == 0 ? "scale_h" : "scale_w";
                     double scale = n.attrs.has(key) ? n.attrs.get_float(key, 1) : double(out_len) / double(in_len);
                     std::vector<int32_t> m(sz(out_len));
-                    for (int64_t o = 0; o < out_len; ++o)
+                    doubles = doubles && out_len == 2 * in_len;
+                    for (int64_t o = 0; o < out_len; ++o) {
                         m[sz(o)] = static_cast<int32_t>(reference::nearest_source(o, scale, in_len, out_len, cm, nm));
-                    for (int64_t o = 0; o < out_len; ++o)
-                        doubles = doubles && out_len == 2 * in_len && m[sz(o)] == o / 2;
+                        doubles = doubles && m[sz(o)] == o / 2;
+                    }
                     maps[sz(a)] = static_cast<const int32_t*>(upload(m.data(), m.size() * sizeof(int32_t)));
                 }
                 resize_maps_[i] = maps;
-                if (doubles) upsamples_2x_.insert(i);
+                if (doubles) upsamples_2x.insert(i);
             }
             size_t packed_begin = 0, packed_end = 0;  // inputs packed here, not uploaded as they are
             if (n.op == Op::kYoloDecode && n.attrs.get_int("head_convs", 0) != 0) {
@@ -602,7 +605,7 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
         // tuning batches where that conv's tactic reads an upsampled input and no fused kernel takes
         // the conv.
         for (size_t i = 0; i < g.nodes.size(); ++i) {
-            if (!upsamples_2x_.count(i) || !cuda_upsample_conv_at(*plan_, consumers, gemm, i)) continue;
+            if (!upsamples_2x.count(i) || !cuda_upsample_conv_at(*plan_, consumers, gemm, i)) continue;
             const size_t j = i + 2;
             if (by_batch.count(j)) continue;  // a pair, C2f block or stem + conv kernel may run it
             std::vector<int> fused(batches.size());
@@ -634,38 +637,22 @@ CudaModel::CudaModel(std::shared_ptr<const plan::ExecutionPlan> plan, int device
     }
 }
 
-bool CudaModel::stem_conv(size_t node, int batch) const {
-    auto it = stem_convs_.find(node);
-    if (it == stem_convs_.end()) return false;
+bool CudaModel::chosen_at(const std::map<size_t, std::vector<int>>& choices, size_t node, int batch) const {
+    auto it = choices.find(node);
+    if (it == choices.end()) return false;
     const size_t slot = tuning_slot(cuda_tuning_batches(plan_->options.batch), batch);
     return slot < it->second.size() && it->second[slot] != 0;
 }
 
-bool CudaModel::c2f_block(size_t node, int batch) const {
-    auto it = c2fs_.find(node);
-    if (it == c2fs_.end()) return false;
-    const size_t slot = tuning_slot(cuda_tuning_batches(plan_->options.batch), batch);
-    return slot < it->second.size() && it->second[slot] != 0;
-}
-
-bool CudaModel::upsample_conv(size_t node, int batch) const {
-    auto it = upsample_convs_.find(node);
-    if (it == upsample_convs_.end()) return false;
-    const size_t slot = tuning_slot(cuda_tuning_batches(plan_->options.batch), batch);
-    return slot < it->second.size() && it->second[slot] != 0;
-}
+bool CudaModel::stem_conv(size_t node, int batch) const { return chosen_at(stem_convs_, node, batch); }
+bool CudaModel::c2f_block(size_t node, int batch) const { return chosen_at(c2fs_, node, batch); }
+bool CudaModel::upsample_conv(size_t node, int batch) const { return chosen_at(upsample_convs_, node, batch); }
+bool CudaModel::bottleneck_pair(size_t node, int batch) const { return chosen_at(pairs_, node, batch); }
 
 int64_t CudaModel::run_by_c2f(size_t node, int batch) const {
     for (const auto& [i, fused] : c2fs_)
         if ((node == i + 2 || node == i + 3 || node == i + 5) && c2f_block(i, batch)) return static_cast<int64_t>(i);
     return -1;
-}
-
-bool CudaModel::bottleneck_pair(size_t node, int batch) const {
-    auto it = pairs_.find(node);
-    if (it == pairs_.end()) return false;
-    const size_t slot = tuning_slot(cuda_tuning_batches(plan_->options.batch), batch);
-    return slot < it->second.size() && it->second[slot] != 0;
 }
 
 CudaModel::~CudaModel() {

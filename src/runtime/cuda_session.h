@@ -17,7 +17,6 @@
 #include <map>
 #include <memory>
 #include <ostream>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -74,8 +73,8 @@ bool cuda_c2f_at(const plan::ExecutionPlan& p, const std::vector<std::vector<int
 // (plan::upsample_concat_conv_at), the conv f16 (gemm as for the pairs) without residual; the
 // upsample's input and the concat's output f16 NHWC arena tensors with 16-byte aligned pixels, the
 // upsample's output the concat buffer's first channels (a multiple of 32; the concat copies nothing
-// into them) and the arena under 4 GiB. Where the Resize is the nearest 2x upsample
-// (CudaModel::upsamples_2x), it may launch nothing: the conv reads the upsampled channels from the
+// into them) and the arena under 4 GiB. Where the Resize is the nearest 2x upsample (its index maps
+// are o / 2), it may launch nothing: the conv reads the upsampled channels from the
 // upsample's input (cuda::conv2d_upsampled_concat_nhwc), at the batches whose tuned tactic can
 // (CudaModel::upsample_conv). No tuning decides it: the same tactic reads a quarter of those bytes
 // and the upsample's write and read-back are gone.
@@ -109,8 +108,6 @@ class CudaModel {
     // A YoloDecode node with head_convs = 1: level l's 1x1 convs packed by cuda::pack_yolo_decode_head.
     const void* decode_head(size_t node, size_t level) const { return decode_heads_.at(node).at(level); }
     const int32_t* resize_map(size_t node, int axis) const { return resize_maps_.at(node)[static_cast<size_t>(axis)]; }
-    // Whether Resize `node` is the nearest 2x upsample (output pixel (oy, ox) = input (oy / 2, ox / 2)).
-    bool upsamples_2x(size_t node) const { return upsamples_2x_.count(node) != 0; }
     // Whether upsample `node` launches nothing at `batch`, the conv at node + 2 reading the
     // upsampled channels from its input (cuda_upsample_conv_at; per tuning batch as for the pairs).
     bool upsample_conv(size_t node, int batch) const;
@@ -147,6 +144,9 @@ class CudaModel {
     void* upload(const void* data, size_t bytes);
     void release(const void* p);  // frees an upload
     void tune(std::ostream* log, TimingCache* cache);
+    // Whether `choices` (node -> per tuning batch, 1 where fused) fuses `node` at `batch`: the choice
+    // of the smallest tuning batch >= batch.
+    bool chosen_at(const std::map<size_t, std::vector<int>>& choices, size_t node, int batch) const;
 
     std::shared_ptr<const plan::ExecutionPlan> plan_;
     int device_;
@@ -162,7 +162,6 @@ class CudaModel {
     };
     std::map<size_t, ConvData> convs_;
     std::map<size_t, std::array<const int32_t*, 2>> resize_maps_;
-    std::set<size_t> upsamples_2x_;
     std::map<size_t, std::vector<int>> upsample_convs_;  // upsample node -> per tuning batch, 1: fused
     std::map<size_t, std::vector<const void*>> decode_heads_;
     std::map<size_t, std::vector<int>> tactics_;

@@ -164,9 +164,10 @@ TEST(StemConvs, Yolov8nFp16HasTheStemAndModel1Only) {
 TEST(UpsampleConcatConvs, Yolov8nHasTheNecksTwo) {
     const plan::ExecutionPlan p = cuda_plan(/*half=*/true);
     const ir::Graph& g = p.graph;
+    const std::vector<std::vector<int>> readers = g.consumers();
     std::vector<std::pair<std::string, std::string>> found;
     for (size_t i = 0; i < g.nodes.size(); ++i)
-        if (const std::optional<size_t> conv = plan::upsample_concat_conv_at(g, g.consumers(), i)) {
+        if (const std::optional<size_t> conv = plan::upsample_concat_conv_at(g, readers, i)) {
             found.emplace_back(g.nodes[i].name, g.nodes[*conv].name);
             const int up = g.nodes[i].outputs[0], cat = g.nodes[i + 1].outputs[0];
             const plan::ValuePlan& v = p.values[static_cast<size_t>(up)];
@@ -178,11 +179,11 @@ TEST(UpsampleConcatConvs, Yolov8nHasTheNecksTwo) {
         {"/model.10/Resize/Resize", "/model/12/cv1/conv/Conv/Conv"},
         {"/model.13/Resize/Resize", "/model/15/cv1/conv/Conv/Conv"}};
     EXPECT_EQ(found, want);
-    std::vector<std::vector<int>> consumers = g.consumers();
+    std::vector<std::vector<int>> consumers = readers;
     const size_t resize = node_named(p, "/model.10/Resize/Resize");
     consumers[static_cast<size_t>(g.nodes[resize].outputs[0])].push_back(0);
     EXPECT_FALSE(plan::upsample_concat_conv_at(g, consumers, resize).has_value());
-    EXPECT_TRUE(plan::upsample_concat_conv_at(g, g.consumers(), node_named(p, "/model.13/Resize/Resize")).has_value());
+    EXPECT_TRUE(plan::upsample_concat_conv_at(g, readers, node_named(p, "/model.13/Resize/Resize")).has_value());
     // The CUDA session's further conditions (runtime::cuda_upsample_conv_at): an f16 conv, f16
     // arena tensors with aligned pixels.
     const std::vector<std::string> resizes = {"/model.10/Resize/Resize", "/model.13/Resize/Resize"};

@@ -2695,8 +2695,6 @@ void run_conv2d(const NhwcTensor& x, const NhwcTensor* up, const void* packed_we
     KS_CHECK(t.splits <= 1 || workspace != nullptr, "conv2d: tactic ", conv2d_tactic_name(id, s, type),
              " needs a workspace (conv2d_workspace_bytes)");
     KS_CHECK(t.splits <= 1 || aligned16(workspace), "conv2d: the split-K workspace must be 16-byte aligned");
-    KS_CHECK(!up || t.family == Family::kMma || t.family == Family::kWgmma, "conv2d: tactic ",
-             conv2d_tactic_name(id, s, type), " cannot read an upsampled input");
     if (m == 0) return;
 
     ConvParams p;
