@@ -320,6 +320,79 @@ std::optional<size_t> upsample_concat_conv_at(const ir::Graph& g, const std::vec
     return i + 2;
 }
 
+namespace {
+
+// The CUDA streams of the nodes (ExecutionPlan::streams). A node counts as one kernel, but Split,
+// Concat and Reshape count none (the planner makes them views). The longest chain of kernels stays
+// on stream 0; every other node goes to stream 1. A group of nodes that a backend may run as one
+// kernel (a C2f block, an upsample with its concat and conv, a conv or max-pool and the next node
+// if it is one of the same op reading it) is put on stream 0 whole where any of it is on the chain.
+std::vector<int> assign_streams(const Graph& g) {
+    const size_t n = g.nodes.size();
+    const std::vector<std::vector<int>> consumers = g.consumers();
+    auto for_each_consumer = [&](size_t i, auto&& f) {
+        for (int o : g.nodes[i].outputs)
+            for (int c : consumers[static_cast<size_t>(o)]) f(static_cast<size_t>(c));
+    };
+    std::vector<int> longest(n, 0);  // kernels on the longest path from node i on, node i included
+    for (size_t i = n; i-- > 0;) {
+        const Op op = g.nodes[i].op;
+        int after = 0;
+        for_each_consumer(i, [&](size_t c) { after = std::max(after, longest[c]); });
+        longest[i] = after + (op == Op::kSplit || op == Op::kConcat || op == Op::kReshape ? 0 : 1);
+    }
+    std::vector<int> stream(n, 1);
+    if (n == 0) return stream;
+    for (size_t at = static_cast<size_t>(std::max_element(longest.begin(), longest.end()) - longest.begin());;) {
+        stream[at] = 0;
+        std::optional<size_t> next;
+        for_each_consumer(at, [&](size_t c) {
+            if (!next || longest[c] > longest[*next] || (longest[c] == longest[*next] && c < *next)) next = c;
+        });
+        if (!next) break;
+        at = *next;
+    }
+    auto together = [&](size_t first, size_t last) {
+        if (std::find(stream.begin() + static_cast<ptrdiff_t>(first), stream.begin() + static_cast<ptrdiff_t>(last) + 1,
+                      0) != stream.begin() + static_cast<ptrdiff_t>(last) + 1)
+            std::fill(stream.begin() + static_cast<ptrdiff_t>(first), stream.begin() + static_cast<ptrdiff_t>(last) + 1,
+                      0);
+    };
+    for (size_t i = 0; i < n; ++i) {
+        if (const std::optional<C2fBlock> c2f = c2f_block_at(g, consumers, i)) together(i, c2f->cv2);
+        if (const std::optional<size_t> conv = upsample_concat_conv_at(g, consumers, i)) together(i, *conv);
+        if (i + 1 < n && g.nodes[i].op == g.nodes[i + 1].op &&
+            (g.nodes[i].op == Op::kConv || g.nodes[i].op == Op::kMaxPool) &&
+            g.nodes[i + 1].inputs[0] == g.nodes[i].outputs[0])
+            together(i, i + 1);
+    }
+    return stream;
+}
+
+// Bit j of before[i] (64 nodes a word) is set when node j's work is complete before node i's
+// starts, the nodes running on `streams`: j is earlier on node i's stream, or produces one of its
+// inputs (the backend waits for it), or is before one of those.
+std::vector<std::vector<uint64_t>> nodes_before(const Graph& g, const std::vector<int>& streams) {
+    const size_t n = g.nodes.size(), words = (n + 63) / 64;
+    const std::vector<int> producers = g.producers();
+    std::vector<std::vector<uint64_t>> before(n, std::vector<uint64_t>(words, 0));
+    std::map<int, size_t> last_on_stream;
+    for (size_t i = 0; i < n; ++i) {
+        auto after = [&](size_t j) {
+            for (size_t w = 0; w < words; ++w) before[i][w] |= before[j][w];
+            before[i][j / 64] |= uint64_t{1} << (j % 64);
+        };
+        if (auto it = last_on_stream.find(streams[i]); it != last_on_stream.end()) after(it->second);
+        for (int in : g.nodes[i].inputs)
+            if (in >= 0 && producers[static_cast<size_t>(in)] >= 0)
+                after(static_cast<size_t>(producers[static_cast<size_t>(in)]));
+        last_on_stream[streams[i]] = i;
+    }
+    return before;
+}
+
+}  // namespace
+
 int64_t storage_bytes(const ir::Value& v, Layout layout, DType dtype) {
     int64_t n = num_elements(v.shape) * static_cast<int64_t>(dtype_size(dtype));
     if (layout == Layout::kBlocked8) {
@@ -490,23 +563,18 @@ ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
         plan.values[v].offset = off;
     }
 
-    // Lifetimes of arena roots: first write to last read of anything placed in them.
-    std::vector<int> first(nv, INT32_MAX), last(nv, -1);
+    // What touches each arena root: the nodes that write or read anything placed in it.
+    plan.streams = cuda ? assign_streams(g) : std::vector<int>(g.nodes.size(), 0);
+    std::vector<std::vector<int>> touched(nv);
     auto root_of = [&](int v) {
         return plan.values[static_cast<size_t>(v)].storage == Storage::kView ? plan.values[static_cast<size_t>(v)].root
                                                                              : v;
     };
     for (size_t i = 0; i < g.nodes.size(); ++i) {
         const Node& n = g.nodes[i];
-        for (int o : n.outputs) {
-            int r = root_of(o);
-            first[static_cast<size_t>(r)] = std::min(first[static_cast<size_t>(r)], static_cast<int>(i));
-            last[static_cast<size_t>(r)] = std::max(last[static_cast<size_t>(r)], static_cast<int>(i));
-        }
+        for (int o : n.outputs) touched[static_cast<size_t>(root_of(o))].push_back(static_cast<int>(i));
         for (int in : n.inputs)
-            if (in >= 0)
-                last[static_cast<size_t>(root_of(in))] =
-                    std::max(last[static_cast<size_t>(root_of(in))], static_cast<int>(i));
+            if (in >= 0) touched[static_cast<size_t>(root_of(in))].push_back(static_cast<int>(i));
     }
     // CUDA: a C2f block's input lives until its cv2 (a backend may run the block as one kernel,
     // which must not find its input's bytes reused for its output); an upsample's input until the
@@ -514,17 +582,25 @@ ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
     if (cuda) {
         const std::vector<std::vector<int>> consumers = g.consumers();
         auto keep_input_until = [&](size_t i, size_t until) {
-            const size_t x = static_cast<size_t>(root_of(g.nodes[i].inputs[0]));
-            last[x] = std::max(last[x], static_cast<int>(until));
+            touched[static_cast<size_t>(root_of(g.nodes[i].inputs[0]))].push_back(static_cast<int>(until));
         };
         for (size_t i = 0; i < g.nodes.size(); ++i) {
             if (const std::optional<C2fBlock> c2f = c2f_block_at(g, consumers, i)) keep_input_until(i, c2f->cv2);
             if (const std::optional<size_t> conv = upsample_concat_conv_at(g, consumers, i)) keep_input_until(i, *conv);
         }
     }
+    // Two roots may share bytes when every node touching one is complete before any node touching
+    // the other starts. On one stream that is: one's last access is before the other's first.
+    const std::vector<std::vector<uint64_t>> before = nodes_before(g, plan.streams);
+    auto all_before = [&](const std::vector<int>& a, const std::vector<int>& b) {
+        for (int j : b)
+            for (int i : a)
+                if (!(before[static_cast<size_t>(j)][static_cast<size_t>(i) / 64] >> (i % 64) & 1)) return false;
+        return true;
+    };
     std::vector<int> roots;
     for (size_t v = 0; v < nv; ++v) {
-        if (plan.values[v].storage != Storage::kArena || last[v] < 0) continue;
+        if (plan.values[v].storage != Storage::kArena || touched[v].empty()) continue;
         roots.push_back(static_cast<int>(v));
         plan.naive_bytes += align_up(plan.values[v].bytes);
     }
@@ -533,7 +609,7 @@ ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
     });
     struct Block {
         int64_t begin, end;
-        int first, last;
+        int root;
     };
     // Offsets are placed per image and scale with the batch (ValuePlan::offset): a CUDA engine's
     // run of fewer images than its max batch keeps its tensors packed at the arena's start, not
@@ -544,10 +620,12 @@ ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
         const int64_t bytes = plan.values[static_cast<size_t>(r)].bytes;
         KS_CHECK(bytes % batch == 0, "planner: '", g.value(r).name, "' is not ", batch, " images");
         const int64_t size = align_up(bytes / batch);
+        const std::vector<int>& mine = touched[static_cast<size_t>(r)];
         std::vector<std::pair<int64_t, int64_t>> busy;
-        for (const Block& b : placed)
-            if (b.first <= last[static_cast<size_t>(r)] && first[static_cast<size_t>(r)] <= b.last)
-                busy.emplace_back(b.begin, b.end);
+        for (const Block& b : placed) {
+            const std::vector<int>& theirs = touched[static_cast<size_t>(b.root)];
+            if (!all_before(mine, theirs) && !all_before(theirs, mine)) busy.emplace_back(b.begin, b.end);
+        }
         std::sort(busy.begin(), busy.end());
         int64_t at = 0;
         for (auto [b, e] : busy) {
@@ -555,7 +633,7 @@ ExecutionPlan build(const ir::Graph& input_graph, const PlanOptions& options) {
             at = std::max(at, e);
         }
         plan.values[static_cast<size_t>(r)].offset = at;
-        placed.push_back({at, at + size, first[static_cast<size_t>(r)], last[static_cast<size_t>(r)]});
+        placed.push_back({at, at + size, r});
         plan.arena_bytes = std::max(plan.arena_bytes, at + size);
     }
     plan.arena_bytes *= batch;

@@ -11,10 +11,16 @@
 //      contiguous byte ranges of another tensor are placed inside it instead of copied. Concat
 //      elision is this: each producer writes straight into its slice of the concat buffer. In NHWC
 //      a channel range is such a slice too (with the root's channel count as pixel stride).
-//   3. memory: every root buffer gets an offset in one arena; buffers whose lifetimes (first write
-//      to last read, over all tensors placed in them) do not overlap share bytes (greedy by size).
-//      Offsets are planned for one image and scale with the batch, so a run of n images uses the
-//      arena's first n / batch part, its tensors packed as in an engine built for n.
+//   3. streams (CUDA): the longest chain of kernels runs on stream 0, the nodes off it (the Detect
+//      head's branches beside the neck) on stream 1, so that at small batches two kernels that each
+//      fill a fraction of the GPU run at once. A node runs after the earlier nodes of its stream and
+//      after the producers of its inputs; CPU plans are one stream.
+//   4. memory: every root buffer gets an offset in one arena; two buffers share bytes (greedy by
+//      size) when every node touching one (writing or reading a tensor placed in it) is complete
+//      before any node touching the other starts, in the order of step 3 (on one stream: their
+//      lifetimes, first write to last read, do not overlap). Offsets are planned for one image and
+//      scale with the batch, so a run of n images uses the arena's first n / batch part, its
+//      tensors packed as in an engine built for n.
 //
 //   ExecutionPlan plan = plan::build(graph);
 //   std::cout << plan.arena_bytes;           // one activation arena of this size per session
@@ -63,8 +69,11 @@ struct ExecutionPlan {
     PlanOptions options;
     ir::Graph graph;                // the IR with layout-conversion Identity nodes inserted
     std::vector<ValuePlan> values;  // indexed by value id
-    int64_t arena_bytes = 0;        // peak activation memory per session (at options.batch)
-    int64_t naive_bytes = 0;        // sum of all activation sizes (no reuse, no aliasing)
+    // The stream each node's work is issued on, indexed like graph.nodes (step 3 above): 0 or 1.
+    // Running all nodes in their order on one stream is also valid (a stricter order).
+    std::vector<int> streams;
+    int64_t arena_bytes = 0;  // peak activation memory per session (at options.batch)
+    int64_t naive_bytes = 0;  // sum of all activation sizes (no reuse, no aliasing)
 };
 
 // Builds the plan for a graph whose shapes are static and whose batch is 1.

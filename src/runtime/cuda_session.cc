@@ -1053,10 +1053,25 @@ CudaSession::CudaSession(std::shared_ptr<const CudaModel> model) : model_(std::m
             host_alloc(&h, sz(e * batch) * sizeof(float));
             host_out_.push_back(h);
         }
+        const bool side = std::find(p.streams.begin(), p.streams.end(), 1) != p.streams.end();
+        for (int s : p.streams) KS_CHECK(s == 0 || s == 1, "CUDA: plan stream ", s, " (0 or 1)");
+        producers_ = g.producers();
+        done_.assign(g.nodes.size(), nullptr);
+        if (side) {
+            KS_CUDA(cudaStreamCreateWithFlags(&side_stream_, cudaStreamNonBlocking));
+            KS_CUDA(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
+            KS_CUDA(cudaEventCreateWithFlags(&join_, cudaEventDisableTiming));
+            for (size_t i = 0; i < g.nodes.size(); ++i)
+                for (int in : g.nodes[i].inputs) {
+                    const int from = in < 0 ? -1 : producers_[sz(in)];
+                    if (from >= 0 && p.streams[sz(from)] != p.streams[i] && !done_[sz(from)])
+                        KS_CUDA(cudaEventCreateWithFlags(&done_[sz(from)], cudaEventDisableTiming));
+                }
+        }
         steps_.emplace(batch, build_steps(batch));  // checks every step, sizes the workspace
-        if (workspace_bytes_ > 0) {
-            device_alloc(&workspace_, workspace_bytes_);
-            KS_CUDA(cudaMemset(workspace_, 0, workspace_bytes_));  // split-K kernels keep it zero-filled
+        for (size_t s = 0; s < (side ? 2 : 1) && workspace_bytes_ > 0; ++s) {
+            device_alloc(&workspaces_[s], workspace_bytes_);
+            KS_CUDA(cudaMemset(workspaces_[s], 0, workspace_bytes_));  // split-K kernels keep it zero-filled
         }
     } catch (...) {
         release();
@@ -1072,6 +1087,12 @@ void CudaSession::release() {
     graphs_.clear();
     for (cudaEvent_t e : events_) cudaEventDestroy(e);
     events_.clear();
+    for (cudaEvent_t e : done_)
+        if (e) cudaEventDestroy(e);
+    done_.clear();
+    for (cudaEvent_t* e : {&fork_, &join_})
+        if (*e) cudaEventDestroy(*e);
+    fork_ = join_ = nullptr;
     for (uint8_t* d : io_) cudaFree(d);
     io_.clear();
     if (host_in_) cudaFreeHost(host_in_);
@@ -1080,10 +1101,12 @@ void CudaSession::release() {
     host_out_.clear();
     if (arena_) cudaFree(arena_);
     arena_ = nullptr;
-    if (workspace_) cudaFree(workspace_);
-    workspace_ = nullptr;
-    if (stream_) cudaStreamDestroy(stream_);
-    stream_ = nullptr;
+    for (void*& w : workspaces_)
+        if (w) cudaFree(w);
+    workspaces_ = {nullptr, nullptr};
+    for (cudaStream_t* s : {&stream_, &side_stream_})
+        if (*s) cudaStreamDestroy(*s);
+    stream_ = side_stream_ = nullptr;
 }
 
 std::vector<int64_t> CudaSession::output_elements() const {
@@ -1237,7 +1260,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
     int64_t sppf_until = -1;  // the last node of an SPPF chain being run as one kernel
     for (size_t i = 0; i < g.nodes.size(); ++i) {
         const Node& n = g.nodes[i];
-        Step st{n.name, m.kernel_names()[i], nullptr};
+        Step st{n.name, m.kernel_names()[i], nullptr, i, i};
         int in = n.input(0), out = n.outputs[0];
         const plan::ValuePlan& op = p.values[sz(out)];
         const bool nhwc_out = op.layout == Layout::kNhwc;
@@ -1268,6 +1291,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     st.launch = [=](cudaStream_t stream) {
                         cuda::stem_conv3x3s2_nhwc(x, h, w, w0, b0->data(), s, w1, b1, s1, with_n(y, batch), stream);
                     };
+                    st.last = i + 1;
                     steps.push_back(std::move(st));
                     continue;
                 }
@@ -1293,6 +1317,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     st.launch = [=](cudaStream_t stream) {
                         cuda::c2f_n1_nhwc(with_n(x, batch), w, with_n(y, batch), stream);
                     };
+                    st.last = b.cv2;
                     steps.push_back(std::move(st));
                     continue;  // its bytes are counted here, not by the generic accounting below
                 }
@@ -1314,6 +1339,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     st.launch = [=](cudaStream_t stream) {
                         cuda::conv3x3_pair_nhwc(with_n(x, batch), w1, b1, w2, b2, residual, with_n(y, batch), stream);
                     };
+                    st.last = i + 1;
                     steps.push_back(std::move(st));
                     continue;  // its bytes are counted here, not by the generic accounting below
                 }
@@ -1344,7 +1370,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                 for (size_t j = 0; j < batches.size(); ++j)
                     workspace_bytes_ = std::max(
                         workspace_bytes_, cuda::conv2d_workspace_bytes(tactics[j], s, type, batches[j], y.h, y.w));
-                void* const* workspace = &workspace_;
+                void* const* workspace = &workspaces_[sz(p.streams[i])];
                 flops_[i] = 2.0 * y.h * y.w * double(num_elements(g.value(n.inputs[1]).shape));
                 // The tactic tuned at the smallest tuning batch >= this batch; the profile names it.
                 const int t = tactics[tuning_slot(batches, batch)];
@@ -1356,6 +1382,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                         cuda::conv2d_upsampled_concat_nhwc(with_n(up, batch), with_n(x, batch), w, b, s, silu,
                                                            with_n(y, batch), t, stream, *workspace);
                     };
+                    st.first = i - 2;
                     // Per image: the upsample's input, the concat's other inputs and y; the filter.
                     bytes_[i] = image_bytes(resize.inputs[0]) + image_bytes(out);
                     for (size_t k = 1; k < concat.inputs.size(); ++k) bytes_[i] += image_bytes(concat.inputs[k]);
@@ -1394,6 +1421,7 @@ std::vector<CudaSession::Step> CudaSession::build_steps(int batch) {
                     NhwcTensor x = nhwc(in), y1 = nhwc(out), y2 = nhwc(out2), y3 = nhwc(out3);
                     bytes_[i] += image_bytes(out2) + image_bytes(out3);
                     sppf_until = static_cast<int64_t>(i) + 2;
+                    st.last = i + 2;
                     st.launch = [=](cudaStream_t stream) {
                         cuda::sppf_maxpool_nhwc(with_n(x, batch), with_n(y1, batch), with_n(y2, batch),
                                                 with_n(y3, batch), k, stream);
@@ -1700,9 +1728,37 @@ const std::vector<CudaSession::Step>& CudaSession::steps(int batch) {
     return it->second;
 }
 
+// The steps of `batch` on stream_ (being captured into a graph): each node's work on its plan
+// stream, after waiting for the nodes on the other stream whose outputs it reads. Waiting for a
+// node's event covers the nodes before it on its stream, so only a later one is waited for again.
 void CudaSession::launch_all(int batch) {
-    for (const Step& s : steps(batch))
-        if (s.launch) s.launch(stream_);
+    const plan::ExecutionPlan& p = model_->plan();
+    const std::array<cudaStream_t, 2> on = {stream_, side_stream_};
+    if (side_stream_) {
+        KS_CUDA(cudaEventRecord(fork_, stream_));
+        KS_CUDA(cudaStreamWaitEvent(side_stream_, fork_));
+    }
+    std::array<int64_t, 2> waited = {-1, -1};  // the latest node of the other stream each has waited for
+    const std::vector<Step>& steps_of_batch = steps(batch);
+    for (size_t i = 0; i < steps_of_batch.size(); ++i) {
+        const Step& st = steps_of_batch[i];
+        const size_t s = sz(p.streams[i]);
+        for (size_t k = st.first; k <= st.last; ++k) {
+            KS_CHECK(sz(p.streams[k]) == s, "CUDA: '", st.name, "' runs nodes of two streams");
+            for (int in : p.graph.nodes[k].inputs) {
+                const int64_t from = in < 0 ? -1 : producers_[sz(in)];
+                if (from < 0 || sz(p.streams[sz(from)]) == s || from <= waited[s]) continue;
+                KS_CUDA(cudaStreamWaitEvent(on[s], done_[sz(from)]));
+                waited[s] = from;
+            }
+        }
+        if (st.launch) st.launch(on[s]);
+        if (done_[i]) KS_CUDA(cudaEventRecord(done_[i], on[s]));
+    }
+    if (side_stream_) {
+        KS_CUDA(cudaEventRecord(join_, side_stream_));
+        KS_CUDA(cudaStreamWaitEvent(stream_, join_));
+    }
 }
 
 void CudaSession::enqueue(int batch) {

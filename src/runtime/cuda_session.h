@@ -209,6 +209,7 @@ class CudaSession {
     struct Step {
         std::string name, kernel;
         std::function<void(cudaStream_t)> launch;  // its kernels for the batch the steps were built for
+        size_t first = 0, last = 0;                // the nodes whose work the launch does (a fused kernel's)
     };
     std::vector<Step> build_steps(int batch);
     const std::vector<Step>& steps(int batch);  // built on a batch's first run
@@ -218,8 +219,16 @@ class CudaSession {
 
     std::shared_ptr<const CudaModel> model_;
     cudaStream_t stream_ = nullptr;
+    // The plan's stream 1 (plan::ExecutionPlan::streams), null where every node is on stream 0. In a
+    // graph it forks from stream_ at the start and joins it at the end; a node waits for done_[j]
+    // of each node j on the other stream whose output it reads (done_[j] null where no such reader).
+    cudaStream_t side_stream_ = nullptr;
+    cudaEvent_t fork_ = nullptr, join_ = nullptr;
+    std::vector<cudaEvent_t> done_;
+    std::vector<int> producers_;  // the plan graph's, by value
     uint8_t* arena_ = nullptr;
-    void* workspace_ = nullptr;  // split-K partial sums, shared by the convs (one stream: never concurrent)
+    // Split-K partial sums, one per plan stream: the convs of a stream never run at once.
+    std::array<void*, 2> workspaces_ = {nullptr, nullptr};
     size_t workspace_bytes_ = 0;
     std::vector<uint8_t*> io_;  // graph input then outputs, on the device
     float* host_in_ = nullptr;  // pinned staging

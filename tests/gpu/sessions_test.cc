@@ -3,7 +3,8 @@
 //     contexts on one engine), running different batches at once: each result must be the one a
 //     single thread gets for the same images and batch;
 //   - the timing cache: a build that reads every time from the cache picks the tactics the fresh
-//     tuning that filled it picked, and another model reuses the timings of the layers it shares.
+//     tuning that filled it picked, and another model reuses the timings of the layers it shares;
+//   - the side stream: a graph running the heads beside the neck gives the one-stream results.
 // Results are compared by relative L2 (1e-3), not bit for bit: split-K tactics sum their partial
 // products with atomics, in an order that varies from run to run. A session reading another
 // thread's buffers or workspace would be off by O(1).
@@ -11,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <climits>
 #include <cmath>
@@ -21,6 +23,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/rng.h"
@@ -153,6 +156,37 @@ TEST(CudaSessions, ProfileNamesTheKernelTunedForTheBatch) {
         }
     }
     EXPECT_GT(listed, 0) << "no conv's kernel differs between tuning batches: the test checks nothing";
+}
+
+// A graph replay runs the plan's stream-1 nodes (the heads' branches) beside stream 0; a profiled
+// run launches every node in node order on one stream. Same kernels, so the same results (to the
+// order of the split-K atomics); buffers of the two streams sharing bytes while both run, a missing
+// wait, or one split-K workspace for convs of both streams would be off by O(1).
+TEST(CudaSessions, GraphWithASideStreamMatchesTheOneStreamRun) {
+    SKIP_WITHOUT_GPU();
+    for (const auto& [name, max_batch] :
+         std::vector<std::pair<std::string, int>>{{"yolov8n.onnx", 8}, {"yolov8n-seg-320.onnx", 4}}) {
+        SCOPED_TRACE(name);
+        auto plan = cuda_plan(model(name), max_batch, /*half=*/true);
+        ASSERT_GE(std::count(plan->streams.begin(), plan->streams.end(), 1), 10) << "nothing on the side stream";
+        auto m = std::make_shared<const runtime::CudaModel>(plan, 0, /*tune=*/true);
+        runtime::CudaSession s(m);
+        const ir::Value& in = plan->graph.value(plan->graph.inputs[0]);
+        Rng rng;
+        SCOPED_TRACE(rng.trace());
+        const std::vector<float> pixels =
+            rng.uniform_floats(static_cast<size_t>(max_batch * in.shape[1] * in.shape[2] * in.shape[3]), 0.f, 1.f);
+        for (int batch : {1, max_batch})
+            for (int round = 0; round < 3; ++round) {
+                SCOPED_TRACE("batch " + std::to_string(batch) + ", round " + std::to_string(round));
+                s.set_profiling(false);
+                const Outputs graph = run(s, pixels.data(), batch);
+                s.set_profiling(true);
+                const Outputs one_stream = run(s, pixels.data(), batch);
+                for (size_t o = 0; o < graph.size(); ++o)
+                    EXPECT_LE(rel_l2(graph[o], one_stream[o]), 1e-3) << "output " << o;
+            }
+    }
 }
 
 // Reads "R layer tunings reused, T timed" from a verbose build log.

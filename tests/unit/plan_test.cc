@@ -1,6 +1,9 @@
 // The planner on small graphs: layouts, views (concat elision, split/slice/reshape aliases), and the
 // arena: smaller than the naive sum, and no two buffers that are live at the same time overlap. The
-// overlap check recomputes lifetimes from the plan's node order independently of the planner.
+// overlap check recomputes lifetimes from the plan's node order independently of the planner. CUDA
+// plans' streams: the branches off the longest chain on stream 1, and buffers sharing bytes only
+// where every node touching one runs before any node touching the other (an order recomputed here
+// by a search over the nodes' streams and inputs); on yolov8n and its seg and pose models too.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +15,11 @@
 #include <vector>
 
 #include "common/graph_builder.h"
+#ifdef KESTREL_SOURCE_DIR
+#include <cstdlib>
+
+#include "onnx/model_importer.h"
+#endif
 
 namespace kestrel::test {
 namespace {
@@ -202,6 +210,70 @@ void expect_valid_memory(const plan::ExecutionPlan& p) {
         for (int in : n.inputs) EXPECT_TRUE(in < 0 || ready[static_cast<size_t>(in)]) << "node '" << n.name << "'";
         for (int o : n.outputs) ready[static_cast<size_t>(o)] = true;
     }
+}
+
+// Whether node a's work is complete before node b's starts when the plan's nodes run on their
+// streams: b runs after the earlier nodes of its stream and after its inputs' producers; searched
+// back from b.
+bool runs_before(const plan::ExecutionPlan& p, const std::vector<int>& producers, int a, int b) {
+    std::vector<bool> seen(p.graph.nodes.size(), false);
+    std::vector<int> todo = {b};
+    while (!todo.empty()) {
+        const int n = todo.back();
+        todo.pop_back();
+        std::vector<int> preds;
+        for (int k = n - 1; k >= 0; --k)
+            if (p.streams[static_cast<size_t>(k)] == p.streams[static_cast<size_t>(n)]) {
+                preds.push_back(k);
+                break;
+            }
+        for (int in : p.graph.nodes[static_cast<size_t>(n)].inputs)
+            if (in >= 0 && producers[static_cast<size_t>(in)] >= 0) preds.push_back(producers[static_cast<size_t>(in)]);
+        for (int q : preds) {
+            if (q == a) return true;
+            if (!seen[static_cast<size_t>(q)]) {
+                seen[static_cast<size_t>(q)] = true;
+                todo.push_back(q);
+            }
+        }
+    }
+    return false;
+}
+
+// Arena buffers that share bytes (per image: offsets scale with the batch) are touched by nodes
+// that the streams order: every node writing or reading one runs before every node touching the
+// other. Returns the number of such pairs checked.
+int expect_shared_bytes_ordered(const plan::ExecutionPlan& p) {
+    const ir::Graph& g = p.graph;
+    EXPECT_EQ(p.streams.size(), g.nodes.size());
+    const std::vector<int> producers = g.producers();
+    std::vector<std::vector<int>> touching(p.values.size());
+    auto root = [&](int v) { return vp(p, v).storage == Storage::kView ? vp(p, v).root : v; };
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+        for (int v : g.nodes[i].outputs) touching[static_cast<size_t>(root(v))].push_back(static_cast<int>(i));
+        for (int v : g.nodes[i].inputs)
+            if (v >= 0) touching[static_cast<size_t>(root(v))].push_back(static_cast<int>(i));
+    }
+    auto ordered = [&](const std::vector<int>& first, const std::vector<int>& then) {
+        for (int a : first)
+            for (int b : then)
+                if (!runs_before(p, producers, a, b)) return false;
+        return true;
+    };
+    int pairs = 0;
+    const int64_t batch = p.options.target == plan::Target::kCuda ? p.options.batch : 1;
+    for (size_t a = 0; a < p.values.size(); ++a)
+        for (size_t b = a + 1; b < p.values.size(); ++b) {
+            const plan::ValuePlan &x = p.values[a], &y = p.values[b];
+            if (x.storage != Storage::kArena || y.storage != Storage::kArena || touching[a].empty() ||
+                touching[b].empty() || x.offset >= y.offset + y.bytes / batch || y.offset >= x.offset + x.bytes / batch)
+                continue;
+            ++pairs;
+            EXPECT_TRUE(ordered(touching[a], touching[b]) || ordered(touching[b], touching[a]))
+                << "'" << g.values[a].name << "' and '" << g.values[b].name
+                << "' share bytes but nodes on different streams may touch them at once";
+        }
+    return pairs;
 }
 
 class PlanTest : public ::testing::Test {
@@ -525,6 +597,28 @@ TEST_F(PlanTest, CudaKeepsAnUpsamplesInputUntilTheConvAfterItsConcat) {
         << ", +" << out.bytes / 2 << ") share bytes";
 }
 
+// A CUDA plan puts the longest chain of kernels on stream 0 and a branch beside it on stream 1:
+// the branch's buffers must not take bytes of the chain's that are dead in the node order but
+// may still be in use when the branch runs beside the chain (in node order the branch comes last,
+// so a one-stream planner gives s1 the bytes of c1 or c2).
+TEST_F(PlanTest, CudaBranchBesideTheLongestChainRunsOnStreamOneInBytesOfItsOwn) {
+    int x = b_.input({1, 16, 8, 8});
+    auto conv = [&](int in) { return b_.conv(in, 16, 16, {.k = 3, .pad = 1, .activation = "silu"}); };
+    int c1 = conv(x), c2 = conv(c1), c3 = conv(c2), c4 = conv(c3);
+    int s1 = b_.conv(x, 16, 16, {.k = 1}), s2 = b_.conv(s1, 16, 16, {.k = 1});
+    b_.output(b_.node(Op::kSigmoid, {b_.node(Op::kAdd, {c4, s2})}));
+    auto p = plan::build(prepare(b_.graph()), {plan::Target::kCuda, /*batch=*/2, /*half=*/true});
+    const std::vector<int> producers = p.graph.producers();
+    auto stream_of = [&](int v) { return p.streams.at(static_cast<size_t>(producers.at(static_cast<size_t>(v)))); };
+    for (int v : {c1, c2, c3, c4}) EXPECT_EQ(stream_of(v), 0) << p.graph.value(v).name;
+    for (int v : {s1, s2}) EXPECT_EQ(stream_of(v), 1) << p.graph.value(v).name;
+    EXPECT_GT(expect_shared_bytes_ordered(p), 0) << "no buffers share bytes: the check checked nothing";
+    // The same graph planned for the CPU: one stream, and its buffers may share bytes in node order.
+    const plan::ExecutionPlan cpu = build_plan(b_);
+    EXPECT_EQ(cpu.streams, std::vector<int>(cpu.graph.nodes.size(), 0));
+    expect_valid_memory(cpu);
+}
+
 // A 3-channel input that other convs read (here a 1x1) is converted to NHWC and stored as 8
 // channels, zeros after the third, for the vectorised tensor-core path.
 TEST_F(PlanTest, CudaPlanPadsFewChannelInputsToEight) {
@@ -579,6 +673,49 @@ TEST_F(PlanTest, NoLiveBuffersOverlapInYoloLikeGraphs) {
     expect_valid_memory(p);
     expect_runs_correctly();
 }
+
+#ifdef KESTREL_SOURCE_DIR
+// yolov8n's CUDA plan: the Detect head's branches of levels 0 and 1 and one of level 2's run on
+// stream 1 beside the neck (the chain to level 2 and the decode on stream 0); the seg and pose
+// models' extra branches likewise. Shared bytes are ordered in all of them.
+TEST_F(PlanTest, CudaYolov8HeadsRunBesideTheNeck) {
+    const char* env = std::getenv("KESTREL_SHARED");
+    const std::string models = (env ? std::string(env) : std::string(KESTREL_SOURCE_DIR) + "/../shared") + "/models/";
+    for (const std::string name : {"yolov8n.onnx", "yolov8n-seg-320.onnx", "yolov8n-pose.onnx"}) {
+        SCOPED_TRACE(name);
+        ir::Graph g = onnx::import_model(models + name, {});
+        passes::run_pipeline(g, nullptr, {.fuse_yolo_decode = true, .fuse_yolo_head_convs = true});
+        const plan::ExecutionPlan p = plan::build(g, {plan::Target::kCuda, /*batch=*/8, /*half=*/true});
+        std::vector<std::string> side;
+        for (size_t i = 0; i < p.graph.nodes.size(); ++i) {
+            const std::string& n = p.graph.nodes[i].name;
+            if (p.streams[i] == 1) side.push_back(n);
+            // The backbone and neck (model.0 - model.21: "/model/k/..." or "/model.k/...") are one chain.
+            if (n.rfind("/model", 0) == 0 && n.size() > 7 && std::atoi(n.c_str() + 7) < 22) {
+                EXPECT_EQ(p.streams[i], 0) << n;
+            }
+        }
+        auto on_side = [&](const std::string& part) {
+            return std::count_if(side.begin(), side.end(),
+                                 [&](const std::string& n) { return n.find(part) != std::string::npos; });
+        };
+        if (name == "yolov8n.onnx") {
+            EXPECT_EQ(on_side("/model/22/cv2/0/"), 2);
+            EXPECT_EQ(on_side("/model/22/cv3/0/"), 2);
+            EXPECT_EQ(on_side("/model/22/cv2/1/"), 2);
+            EXPECT_EQ(on_side("/model/22/cv3/1/"), 2);
+            EXPECT_EQ(on_side("/model/22/cv2/2/") + on_side("/model/22/cv3/2/"), 2) << "one chain of level 2";
+            EXPECT_EQ(side.size(), 10u);
+        } else {
+            EXPECT_GE(on_side("cv2") + on_side("cv3") + on_side("cv4"), 12) << "the head's convs";
+        }
+        if (name == "yolov8n-seg-320.onnx") {
+            EXPECT_GE(on_side("proto"), 4) << "the mask prototypes' 3 convs and upsample";
+        }
+        EXPECT_GT(expect_shared_bytes_ordered(p), 0);
+    }
+}
+#endif
 
 }  // namespace
 }  // namespace kestrel::test
