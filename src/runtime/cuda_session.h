@@ -3,7 +3,8 @@
 //                 (auto-tuned at build, read from the engine at load). Shared by all sessions.
 //   CudaSession - an execution context: its own stream, activation arena and I/O buffers, and one
 //                 CUDA graph per batch size (captured on the first run of that batch, replayed
-//                 after). One per thread; any number per model.
+//                 after; the plan's stream-1 nodes on a side stream inside it). One per thread; any
+//                 number per model.
 //
 //   auto model = std::make_shared<runtime::CudaModel>(plan, device, /*tune=*/false);
 //   runtime::CudaSession s(model);
