@@ -162,6 +162,13 @@ const Case kCases[] = {
      .x_ps = 128, .x_off = 64, .y_ps = 144, .y_off = 72, .r_ps = 72, .r_off = 8},
     {.name = "3x3_c64_ring", .n = 8, .c = 64, .h = 80, .w = 80, .k = 64, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
     {.name = "3x3_c80_ring", .n = 4, .c = 80, .h = 80, .w = 80, .k = 80, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
+    // A C2f bottleneck's second conv: y and the residual channel slices of one concat-like buffer
+    // (aligned: the wgmma halo kernel copies the residual into shared memory, its own cp.async group
+    // beside the ring's, round the ring several times), and a residual it must read from global memory.
+    {.name = "3x3_c64_res_ring", .n = 8, .c = 64, .h = 80, .w = 80, .k = 64, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true,
+     .y_ps = 256, .y_off = 192, .r_ps = 256, .r_off = 64},
+    {.name = "3x3_c64_res_unaligned", .n = 2, .c = 64, .h = 20, .w = 36, .k = 64, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true,
+     .r_ps = 68, .r_off = 4},
     {.name = "3x3_k96", .n = 1, .c = 64, .h = 12, .w = 12, .k = 96, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},
     {.name = "3x3_c128_k256_batch3", .n = 3, .c = 128, .h = 6, .w = 5, .k = 256, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
     {.name = "3x3_many_tiles", .n = 2, .c = 16, .h = 40, .w = 36, .k = 32, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true},

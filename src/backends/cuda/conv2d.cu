@@ -1963,7 +1963,10 @@ __global__ void __launch_bounds__(kHaloThreads, kStemCtasPerSm)
 // resident filter in the wgmma tactics' 64B-swizzled k-tile layout (wgmma.cuh): k-tile t holds k
 // [32t, 32t + 32) of all K rows, K x 64 bytes, so a k16 step is one descriptor. A tap's C / 16 MMAs
 // are one commit group; the next tap's fragments load while it runs (double-buffered registers).
-// No residual ring: the head has no residuals, and a residual is read in the epilogue.
+// A residual (the C2f bottlenecks' second convs at 40x40) in 16-byte aligned pixels is copied into
+// shared memory while the tile's taps run, each warp its output row's (a cp.async group between the
+// ring's, waited for before the epilogue): read from global memory in the epilogue, with nothing to
+// hide its latency, it made these convs ~1.6x as long (timing cache, batch 64: 47 against 29 us).
 constexpr int kHaloWgThreads = 256;
 
 constexpr int halo_wg_filter_bytes(int c, int k) { return (9 * c / 16 + 1) / 2 * k * 64; }
@@ -1974,6 +1977,10 @@ constexpr int halo_wg_smem_bytes(int c, int k, int stages) {
     return 512 + halo_wg_filter_bytes(c, k) + stages * halo_wg_stage_bytes(c) +
            (kHaloWgThreads / 32) * halo_staging_bytes(k);
 }
+// After those, with a residual copied into shared memory: a warp's output row of it, 16 pixels of k
+// halves (store_row_halves' ring_res layout).
+constexpr int halo_wg_res_row_bytes(int k) { return 16 * k * 2; }
+constexpr int halo_wg_res_bytes(int k) { return (kHaloWgThreads / 32) * halo_wg_res_row_bytes(k); }
 
 template <int C, int K, int STAGES>
 __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(const ConvParams p) {
@@ -2051,8 +2058,16 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
     const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
     float bias[NB][2];
     load_column_bias(p.bias, lane, bias);
+    // This warp's output row of the residual, when it is copied into shared memory (the launch then
+    // gives the CTA halo_wg_res_bytes(K) more).
+    const bool res_copied = p.res != nullptr && p.res_vec;
+    unsigned char* const res_row = smem_w + halo_wg_filter_bytes(C, K) + STAGES * kStageBytes +
+                                   (kHaloWgThreads / 32) * halo_staging_bytes(K) + warp * halo_wg_res_row_bytes(K);
+    const uint64_t rb = reinterpret_cast<uint64_t>(p.res);
 
-    // The ring, as in conv3x3_halo_kernel: tile i in stage i % STAGES, cp.async group i + 1.
+    // The ring, as in conv3x3_halo_kernel: tile i in stage i % STAGES, cp.async group i + 1; with a
+    // residual copied, tile i's residual is a group of its own just before the one that loads tile
+    // i + STAGES - 1, and the epilogue waits for it (leaving only that load in flight).
     const int step = static_cast<int>(gridDim.x);
     int tile = static_cast<int>(blockIdx.x), stage = 0;
     fill_halo_ring<STAGES>(tile, step, tiles, load_tile);
@@ -2060,6 +2075,19 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
         cp_async_wait<STAGES - 2>();  // the filter and this tile
         fence_proxy_async_shared();   // the filter's copies, visible to wgmma
         __syncthreads();              // ... from every thread; and every warp is done with the previous tile
+        // This warp's output row: pixels [m0, m0 + npx) of y.
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int oy = (rem / tiles_x) * kHaloTH + warp, tx0 = (rem % tiles_x) * kHaloTW;
+        const int m0 = (img * OH + oy) * OW + tx0, npx = oy < OH ? min(kHaloTW, OW - tx0) : 0;
+        if (res_copied) {
+#pragma unroll
+            for (int q = lane; q < 16 * NB; q += 32) {
+                const int px = q / NB, n = (q % NB) * 8;
+                cp_async16<false>(smem_addr(res_row) + q * 16,
+                                  rb + (static_cast<uint64_t>(m0 + (px < npx ? px : 0)) * p.res_ps + n) * 2, px < npx);
+            }
+            cp_async_commit();
+        }
         // The tile STAGES - 1 ahead goes into the previous tile's stage, its chunks issued between the
         // taps below (a tile past the end loads nothing).
         const int ahead = tile + (STAGES - 1) * step;
@@ -2090,15 +2118,14 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
         wgmma_wait<0>();
 
         // Epilogue, as in conv3x3_halo_kernel: warp w's accumulators are output row w, staged per warp
-        // for 16-byte stores of 8 channels; a residual is read from global memory.
-        const int img = tile / tiles_img, rem = tile % tiles_img;
-        const int oy = (rem / tiles_x) * kHaloTH + warp, tx0 = (rem % tiles_x) * kHaloTW;
+        // for 16-byte stores of 8 channels; the residual from shared memory (copied, its group the
+        // second newest) or else, if any, from global memory.
         __half* staging = reinterpret_cast<__half*>(smem_w + halo_wg_filter_bytes(C, K) + STAGES * kStageBytes +
                                                     warp * halo_staging_bytes(K));
+        if (res_copied) cp_async_wait<1>();
         stage_row_halves(acc, bias, p.silu, staging, lane);
-        __syncwarp();
-        store_row_halves<NB>(p, staging, lane, (img * OH + oy) * OW + tx0, oy < OH ? min(kHaloTW, OW - tx0) : 0,
-                             nullptr);
+        __syncwarp();  // the staged row and the residual row's copies, from every lane
+        store_row_halves<NB>(p, staging, lane, m0, npx, res_copied ? res_row : nullptr);
         __syncwarp();  // the next tile overwrites the staging row
         stage = stage == STAGES - 1 ? 0 : stage + 1;
     }
@@ -2223,8 +2250,11 @@ void launch_halo_wgmma(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CHECK(groups == 1, "conv2d: halo tactics need groups == 1");
     static std::atomic<uint64_t> prepared{0};
     static std::atomic<int> per_sm{0};
-    launch_halo_grid(reinterpret_cast<const void*>(conv3x3_halo_wgmma_kernel<C, K, STAGES>), kHaloWgThreads,
-                     halo_wg_smem_bytes(C, K, STAGES), p, stream, prepared, per_sm);
+    const void* kernel = reinterpret_cast<const void*>(conv3x3_halo_wgmma_kernel<C, K, STAGES>);
+    constexpr int kSmem = halo_wg_smem_bytes(C, K, STAGES), kResSmem = kSmem + halo_wg_res_bytes(K);
+    static_assert(kResSmem <= 227 * 1024, "the residual rows fit beside the filter and the ring");
+    prepare_kernel(kernel, kResSmem, prepared);  // either size may come first
+    launch_halo_grid(kernel, kHaloWgThreads, p.res && p.res_vec ? kResSmem : kSmem, p, stream, prepared, per_sm);
 }
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS = 1, bool kInt8 = false,
