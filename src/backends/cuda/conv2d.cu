@@ -1982,7 +1982,10 @@ constexpr int halo_wg_smem_bytes(int c, int k, int stages) {
 constexpr int halo_wg_res_row_bytes(int k) { return 16 * k * 2; }
 constexpr int halo_wg_res_bytes(int k) { return (kHaloWgThreads / 32) * halo_wg_res_row_bytes(k); }
 
-template <int C, int K, int STAGES>
+// kResCopy: p.res is set and p.res_vec holds; the residual is copied into shared memory (the launch
+// gives the CTA halo_wg_res_bytes(K) more). A separate instantiation: with the copy as a run-time
+// branch in one kernel, the convs without a residual ran ~10 % slower (A/B, session 16).
+template <int C, int K, int STAGES, bool kResCopy>
 __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(const ConvParams p) {
     static_assert((C == 64 || C == 80) && (K == 64 || K == 80), "the RS wgmma wrappers and halo swizzles that exist");
     static_assert(STAGES >= 2, "at least one tile loads while another is multiplied");
@@ -2058,9 +2061,7 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
     const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
     float bias[NB][2];
     load_column_bias(p.bias, lane, bias);
-    // This warp's output row of the residual, when it is copied into shared memory (the launch then
-    // gives the CTA halo_wg_res_bytes(K) more).
-    const bool res_copied = p.res != nullptr && p.res_vec;
+    // This warp's output row of the residual, where it is copied into shared memory.
     unsigned char* const res_row = smem_w + halo_wg_filter_bytes(C, K) + STAGES * kStageBytes +
                                    (kHaloWgThreads / 32) * halo_staging_bytes(K) + warp * halo_wg_res_row_bytes(K);
     const uint64_t rb = reinterpret_cast<uint64_t>(p.res);
@@ -2075,11 +2076,11 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
         cp_async_wait<STAGES - 2>();  // the filter and this tile
         fence_proxy_async_shared();   // the filter's copies, visible to wgmma
         __syncthreads();              // ... from every thread; and every warp is done with the previous tile
-        // This warp's output row: pixels [m0, m0 + npx) of y.
-        const int img = tile / tiles_img, rem = tile % tiles_img;
-        const int oy = (rem / tiles_x) * kHaloTH + warp, tx0 = (rem % tiles_x) * kHaloTW;
-        const int m0 = (img * OH + oy) * OW + tx0, npx = oy < OH ? min(kHaloTW, OW - tx0) : 0;
-        if (res_copied) {
+        if constexpr (kResCopy) {
+            // This warp's output row: pixels [m0, m0 + npx) of y.
+            const int img = tile / tiles_img, rem = tile % tiles_img;
+            const int oy = (rem / tiles_x) * kHaloTH + warp, tx0 = (rem % tiles_x) * kHaloTW;
+            const int m0 = (img * OH + oy) * OW + tx0, npx = oy < OH ? min(kHaloTW, OW - tx0) : 0;
 #pragma unroll
             for (int q = lane; q < 16 * NB; q += 32) {
                 const int px = q / NB, n = (q % NB) * 8;
@@ -2120,12 +2121,15 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
         // Epilogue, as in conv3x3_halo_kernel: warp w's accumulators are output row w, staged per warp
         // for 16-byte stores of 8 channels; the residual from shared memory (copied, its group the
         // second newest) or else, if any, from global memory.
+        const int img = tile / tiles_img, rem = tile % tiles_img;
+        const int oy = (rem / tiles_x) * kHaloTH + warp, tx0 = (rem % tiles_x) * kHaloTW;
         __half* staging = reinterpret_cast<__half*>(smem_w + halo_wg_filter_bytes(C, K) + STAGES * kStageBytes +
                                                     warp * halo_staging_bytes(K));
-        if (res_copied) cp_async_wait<1>();
+        if constexpr (kResCopy) cp_async_wait<1>();
         stage_row_halves(acc, bias, p.silu, staging, lane);
-        __syncwarp();  // the staged row and the residual row's copies, from every lane
-        store_row_halves<NB>(p, staging, lane, m0, npx, res_copied ? res_row : nullptr);
+        __syncwarp();  // the staged row (and the residual row's copies) from every lane
+        store_row_halves<NB>(p, staging, lane, (img * OH + oy) * OW + tx0, oy < OH ? min(kHaloTW, OW - tx0) : 0,
+                             kResCopy ? res_row : nullptr);
         __syncwarp();  // the next tile overwrites the staging row
         stage = stage == STAGES - 1 ? 0 : stage + 1;
     }
@@ -2250,11 +2254,17 @@ void launch_halo_wgmma(const ConvParams& p, int groups, cudaStream_t stream) {
     KS_CHECK(groups == 1, "conv2d: halo tactics need groups == 1");
     static std::atomic<uint64_t> prepared{0};
     static std::atomic<int> per_sm{0};
-    const void* kernel = reinterpret_cast<const void*>(conv3x3_halo_wgmma_kernel<C, K, STAGES>);
-    constexpr int kSmem = halo_wg_smem_bytes(C, K, STAGES), kResSmem = kSmem + halo_wg_res_bytes(K);
+    static std::atomic<uint64_t> prepared_res{0};
+    static std::atomic<int> per_sm_res{0};
+    constexpr int kResSmem = halo_wg_smem_bytes(C, K, STAGES) + halo_wg_res_bytes(K);
     static_assert(kResSmem <= 227 * 1024, "the residual rows fit beside the filter and the ring");
-    prepare_kernel(kernel, kResSmem, prepared);  // either size may come first
-    launch_halo_grid(kernel, kHaloWgThreads, p.res && p.res_vec ? kResSmem : kSmem, p, stream, prepared, per_sm);
+    if (p.res && p.res_vec) {
+        launch_halo_grid(reinterpret_cast<const void*>(conv3x3_halo_wgmma_kernel<C, K, STAGES, true>), kHaloWgThreads,
+                         kResSmem, p, stream, prepared_res, per_sm_res);
+    } else {
+        launch_halo_grid(reinterpret_cast<const void*>(conv3x3_halo_wgmma_kernel<C, K, STAGES, false>), kHaloWgThreads,
+                         halo_wg_smem_bytes(C, K, STAGES), p, stream, prepared, per_sm);
+    }
 }
 
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS = 1, bool kInt8 = false,
@@ -2321,7 +2331,7 @@ Tactic halo_wgmma_tactic(double sm_eff) {
             STAGES,
             kHaloWgThreads,
             sm_eff,
-            reinterpret_cast<const void*>(conv3x3_halo_wgmma_kernel<C, K, STAGES>),
+            reinterpret_cast<const void*>(conv3x3_halo_wgmma_kernel<C, K, STAGES, false>),
             halo_wg_smem_bytes(C, K, STAGES),
             launch_halo_wgmma<C, K, STAGES>,
             1,
