@@ -783,6 +783,17 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
             std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
             return static_cast<double>(ms[ms.size() / 2]);
         };
+        // The convs that can read an upsample's output in place (cuda_upsample_conv_at) time only the
+        // tactics that do (conv2d_tactic_reads_upsampled): with another, the upsample would run as a
+        // kernel of its own, which the conv's time leaves out.
+        std::set<size_t> after_upsample;
+        {
+            const std::vector<std::vector<int>> consumers = g.consumers();
+            auto gemm = [&](size_t k) { return convs_.count(k) ? convs_.at(k).gemm : ElemType::kF32; };
+            for (size_t i = 0; i + 2 < g.nodes.size(); ++i)
+                if (g.nodes[i].op == Op::kResize && cuda_upsample_conv_at(*plan_, consumers, gemm, i))
+                    after_upsample.insert(i + 2);
+        }
         // Each conv tuned here, its best time at every tuning batch (the bottleneck pairs below).
         std::map<size_t, std::vector<double>> best_times;
         for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -848,6 +859,9 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
                         const std::string name = cuda::conv2d_tactic_name(t, s, gemm);
                         if (!x_vec && name.find("mma_") != std::string::npos &&
                             name.find("_gather") == std::string::npos)
+                            continue;
+                        if (after_upsample.count(i) && gemm == ElemType::kF16 &&
+                            !cuda::conv2d_tactic_reads_upsampled(t))
                             continue;
                         std::optional<double> cached = cache ? cache->find(key, t, name) : std::nullopt;
                         double med = 0;

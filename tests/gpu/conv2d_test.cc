@@ -132,6 +132,15 @@ const Case kCases[] = {
     {.name = "1x1_head_80", .n = 2, .c = 80, .h = 7, .w = 9, .k = 80, .kh = 1, .kw = 1},
     {.name = "1x1_c24_k40_plain", .n = 1, .c = 24, .h = 9, .w = 7, .k = 40, .kh = 1, .kw = 1},
     {.name = "1x1_stride2", .n = 1, .c = 16, .h = 11, .w = 10, .k = 32, .kh = 1, .kw = 1, .stride = 2},
+    // The streamed 1x1 tactics' shapes (K = 64 or 128, C a multiple of 32 from K up): enough 128-pixel
+    // tiles that the persistent CTAs go round their rings, a partial last tile with slices of x, y and
+    // an aligned residual (C not a power of two), and a residual they must add element by element.
+    {.name = "1x1_c64_k64_ring", .n = 24, .c = 64, .h = 80, .w = 80, .k = 64, .kh = 1, .kw = 1, .silu = true},
+    {.name = "1x1_c192_k128_ring", .n = 16, .c = 192, .h = 40, .w = 80, .k = 128, .kh = 1, .kw = 1, .silu = true},
+    {.name = "1x1_c96_k64_slices", .n = 3, .c = 96, .h = 9, .w = 13, .k = 64, .kh = 1, .kw = 1, .silu = true, .residual = true,
+     .x_ps = 128, .x_off = 32, .y_ps = 96, .y_off = 16, .r_ps = 72, .r_off = 8},
+    {.name = "1x1_c256_k128_res_unaligned", .n = 2, .c = 256, .h = 11, .w = 7, .k = 128, .kh = 1, .kw = 1, .residual = true,
+     .y_ps = 136, .y_off = 8, .r_ps = 130, .r_off = 2},
     // 3x3 stride 1 (bottlenecks, with their residual) and stride 2 (downsampling), odd sizes, batch 3.
     {.name = "3x3_bottleneck_res", .n = 3, .c = 16, .h = 13, .w = 11, .k = 16, .pt = 1, .pl = 1, .pb = 1, .pr = 1, .silu = true, .residual = true},
     // The halo tactics' shapes (C -> C, 3x3, padding 1): whole 8x16 tiles, partial ones, and slices.
@@ -411,6 +420,22 @@ TEST(CudaConv2d, TacticTable) {
             other.pad_top = other.pad_left = 0;
             EXPECT_FALSE(cuda::conv2d_tactic_supports(t, other, ElemType::kF16)) << name;
             EXPECT_FALSE(cuda::conv2d_tactic_supports(t, dense, ElemType::kF16)) << name;
+        } else if (name.find("_1x1_stream") != std::string::npos) {
+            // Streamed 1x1 tactics: 1x1 stride 1 without padding, exactly their K, C a multiple of 32 from K up.
+            const int k = std::stoi(name.substr(name.find("m64n") + 4));
+            ConvShape pointwise;
+            pointwise.k = k;
+            pointwise.c = 2 * k;
+            EXPECT_TRUE(cuda::conv2d_tactic_supports(t, pointwise, ElemType::kF16)) << name;
+            for (auto change : {+[](ConvShape& s) { s.k *= 2; }, +[](ConvShape& s) { s.c = s.k / 2; },
+                                +[](ConvShape& s) { s.c += 8; }, +[](ConvShape& s) { s.c = 1024; },
+                                +[](ConvShape& s) { s.kh = s.kw = 3, s.pad_top = s.pad_left = 1; },
+                                +[](ConvShape& s) { s.stride_h = s.stride_w = 2; }}) {
+                ConvShape other = pointwise;
+                change(other);
+                EXPECT_FALSE(cuda::conv2d_tactic_supports(t, other, ElemType::kF16)) << name;
+            }
+            EXPECT_FALSE(cuda::conv2d_tactic_supports(t, pointwise, ElemType::kF32)) << name;
         } else if (name.find("mma") != std::string::npos) {
             EXPECT_TRUE(cuda::conv2d_tactic_supports(t, dense, type)) << name;
             EXPECT_FALSE(cuda::conv2d_tactic_supports(t, grouped, type)) << name;
@@ -428,8 +453,10 @@ TEST(CudaConv2d, TacticTable) {
         const std::string name = cuda::conv2d_tactic_name(t, dense, ElemType::kF16);
         const bool vectorised =
             name.find("_mma_m16n8k16_") != std::string::npos || name.find("_wgmma_") != std::string::npos;
-        // (The halo tactics take only 3x3 filters; their shapes are checked above.)
-        if (!vectorised || name.find("gather") != std::string::npos || name.find("halo") != std::string::npos) continue;
+        // (The halo and streamed 1x1 tactics take only their filter sizes; checked above.)
+        if (!vectorised || name.find("gather") != std::string::npos || name.find("halo") != std::string::npos ||
+            name.find("_1x1_stream") != std::string::npos)
+            continue;
         EXPECT_TRUE(cuda::conv2d_tactic_supports(t, taps32, ElemType::kF16)) << name;
         EXPECT_FALSE(cuda::conv2d_tactic_supports(t, taps33, ElemType::kF16)) << name;
     }

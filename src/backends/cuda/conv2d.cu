@@ -2136,9 +2136,148 @@ __global__ void __launch_bounds__(kHaloWgThreads, 1) conv3x3_halo_wgmma_kernel(c
     cp_async_wait<0>();
 }
 
+// ---- 1x1 convs as a stream of pixel tiles, warpgroup MMAs (sm_90a) -------------------------------
+//
+// A 1x1 conv is a GEMM whose A is the input's pixels (rows of C halves) and whose B, the filter
+// (K x C), is small. The implicit-GEMM tactics give a CTA one tile and loop over its 32-wide k-tiles:
+// with C = 64-256 that is 2-8 k-tiles, so each CTA fills its pipeline, drains it and stores, and a
+// layer is a few waves of CTAs whose loads, MMAs and stores barely overlap (YOLOv8n's 1x1 convs ran
+// at 1,250-2,350 GB/s at batch 64, against ~2,800 for a copy). Here CTAs are persistent (one wave)
+// and keep the filter in shared memory; a CTA walks its 128-pixel tiles (tile, tile + grid, ...)
+// through a ring of STAGES whole tiles (128 pixels x C halves), the tile STAGES - 1 ahead loading
+// while this one is multiplied and stored, as the halo kernels' rings do.
+//
+// CTA = 2 warpgroups; warp w owns pixels [16 w, 16 w + 16) of the tile (its 16 rows of its
+// warpgroup's m64 A) and loads their A fragments with ldmatrix.x4 (a pixel's row is C halves and 16
+// bytes of padding, an odd number of 16-byte chunks, so an ldmatrix phase's 8 rows hit distinct
+// banks); wgmma m64nKk16 takes A from registers and B from the resident filter in the wgmma tactics'
+// 64B-swizzled k-tile layout. A k-tile's two k16 steps are one commit group, the next k-tile's
+// fragments load while it runs, and the ahead tile's 16-byte copies are issued between the groups.
+// The epilogue stages a warp's 16 pixels in its own rows of the tile's stage (free once its A
+// fragments are in registers, and the ring refills that stage only after the next __syncthreads),
+// as the halo kernels' staging row (K + 8 halves a pixel: K <= C), and stores 16-byte runs. C is a
+// run-time multiple of 32 from K up; the launch sizes the filter and the ring for it.
+constexpr int kStreamThreads = 256, kStreamTilePx = 128;
+constexpr int stream_row_bytes(int c) { return 2 * c + 16; }
+// 512 bytes of slack to align the filter for the descriptors, the filter, the ring.
+constexpr int stream_smem_bytes(int c, int k, int stages) {
+    return 512 + k * c * 2 + stages * kStreamTilePx * stream_row_bytes(c);
+}
+constexpr int kStreamMaxSmem = 227 * 1024;
+// The widest C whose filter and ring fit.
+constexpr int stream_max_c(int k, int stages) {
+    return (kStreamMaxSmem - 512 - stages * kStreamTilePx * 16) / (2 * k + stages * kStreamTilePx * 2) / 32 * 32;
+}
+
+template <int K, int STAGES>
+__global__ void __launch_bounds__(kStreamThreads, K == 64 ? 2 : 1) conv1x1_stream_wgmma_kernel(const ConvParams p) {
+    static_assert(K == 64 || K == 128, "the RS wgmma wrappers that exist");
+    static_assert(STAGES >= 2, "at least one tile loads while another is multiplied");
+    constexpr int NB = K / 8, kKTileBytes = K * 64;
+    const int C = p.cg, CH = C / 8, RB = stream_row_bytes(C), stage_bytes = kStreamTilePx * RB;
+    extern __shared__ __align__(128) unsigned char smem[];
+    const uint32_t s_w = (smem_addr(smem) + 511) & ~511u;  // wgmma reads the swizzle from address bits
+    const uint32_t s_ring = s_w + K * C * 2;
+    unsigned char* const smem_ring = smem + (s_ring - smem_addr(smem));
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int M = p.gemm_m, tiles = (M + kStreamTilePx - 1) / kStreamTilePx;
+    const uint64_t xb = reinterpret_cast<uint64_t>(p.x), wb = reinterpret_cast<uint64_t>(p.wgt);
+
+    // The filter, once: packed row n (C halves) -> k-tiles of 32 halves, 16-byte chunk c of row n at
+    // chunk c ^ ((n >> 1) & 3) (the 64-byte swizzle).
+    for (int q = tid; q < K * CH; q += kStreamThreads) {
+        const int n = q / CH, c = q - n * CH;
+        cp_async16<false>(s_w + (c >> 2) * kKTileBytes + n * 64 + (((c & 3) ^ ((n >> 1) & 3)) << 4),
+                          wb + static_cast<uint64_t>(q) * 16, true);
+    }
+    cp_async_commit();
+    wait_for_previous_kernel();  // after the constant filter's loads, as in conv3x3_halo_kernel
+
+    // A tile's copies: thread t takes chunks q = t + 256 i (pixel q / CH, channel chunk q % CH) for
+    // i < C / 16; the cursor (pixel, chunk) steps by 256 chunks without a division.
+    const int px0 = tid / CH, c0 = tid - px0 * CH, dpx = kStreamThreads / CH, dc = kStreamThreads - dpx * CH;
+    struct Cursor {
+        int px, c;
+    };
+    auto load_chunk = [&](uint32_t dst, int m0, Cursor& at) {
+        const int m = m0 + at.px;
+        cp_async16<false>(dst + at.px * RB + at.c * 16,
+                          xb + static_cast<uint64_t>(static_cast<int64_t>(m < M ? m : 0) * p.x_ps + at.c * 8) * 2,
+                          m < M);
+        at.px += dpx;
+        at.c += dc;
+        if (at.c >= CH) at.c -= CH, ++at.px;
+    };
+    auto load_tile = [&](int tile, int stage) {
+        Cursor at{px0, c0};
+        for (int i = 0; i < C / 16; ++i) load_chunk(s_ring + stage * stage_bytes, tile * kStreamTilePx, at);
+    };
+
+    // Per lane: the A row (pixel of this warp's 16) and k half it addresses for ldmatrix.x4.
+    const int a_row = (lane & 7) + ((lane >> 3) & 1) * 8, a_khalf = lane >> 4;
+    float bias[NB][2];
+    load_column_bias(p.bias, lane, bias);
+
+    // The ring, as in conv3x3_halo_kernel: tile i in stage i % STAGES, cp.async group i + 1.
+    const int step = static_cast<int>(gridDim.x), k_tiles = C / 32;
+    int tile = static_cast<int>(blockIdx.x), stage = 0;
+    fill_halo_ring<STAGES>(tile, step, tiles, load_tile);
+    for (; tile < tiles; tile += step) {
+        cp_async_wait<STAGES - 2>();  // the filter and this tile
+        fence_proxy_async_shared();   // the filter's copies, visible to wgmma
+        __syncthreads();              // ... from every thread; and every warp is done with the previous tile
+        // The tile STAGES - 1 ahead goes into the previous tile's stage, two copies a thread after
+        // each k-tile's MMAs (C / 16 in all).
+        const int ahead = tile + (STAGES - 1) * step;
+        const uint32_t ahead_dst = s_ring + (stage == 0 ? STAGES - 1 : stage - 1) * stage_bytes;
+        Cursor at{px0, c0};
+
+        const uint32_t a_at = s_ring + stage * stage_bytes + (warp * 16 + a_row) * RB + a_khalf * 16;
+        float acc[NB][4];
+        uint32_t af[2][2][4];
+        // k-tile kt (channels [32 kt, 32 kt + 32)) from fragment buffer B.
+        auto k_tile = [&](int kt, auto buffer) {
+            constexpr int B = decltype(buffer)::value;
+            ldmatrix_x4(af[B][0], a_at + kt * 64);
+            ldmatrix_x4(af[B][1], a_at + kt * 64 + 32);
+            wgmma_fence();  // the fragments just loaded (and the accumulators the last epilogue read)
+            wgmma_m64k16_f32_f16_rs<K>(acc, af[B][0], wgmma_desc_k64b(s_w + kt * kKTileBytes), kt > 0);
+            wgmma_m64k16_f32_f16_rs<K>(acc, af[B][1], wgmma_desc_k64b(s_w + kt * kKTileBytes + 32), true);
+            wgmma_commit();
+            if (ahead < tiles) {
+                load_chunk(ahead_dst, ahead * kStreamTilePx, at);
+                load_chunk(ahead_dst, ahead * kStreamTilePx, at);
+            }
+            wgmma_wait<1>();  // the previous k-tile's MMAs are done: its fragment registers are free
+        };
+        // Unrolled to the widest C, so the accumulators stay in place (in a loop ptxas serialises the
+        // MMAs: C7513).
+#pragma unroll
+        for (int kt = 0; kt < stream_max_c(K, STAGES) / 32; ++kt)
+            if (kt < k_tiles) {
+                if (kt & 1) {
+                    k_tile(kt, std::integral_constant<int, 1>{});
+                } else {
+                    k_tile(kt, std::integral_constant<int, 0>{});
+                }
+            }
+        cp_async_commit();
+        wgmma_wait<0>();
+
+        // Epilogue: warp w's accumulators are pixels [m0, m0 + 16), staged in the warp's own rows.
+        __half* const staging = reinterpret_cast<__half*>(smem_ring + stage * stage_bytes + warp * 16 * RB);
+        const int m0 = tile * kStreamTilePx + warp * 16;
+        stage_row_halves(acc, bias, p.silu, staging, lane);
+        __syncwarp();  // the staged rows from every lane
+        store_row_halves<NB>(p, staging, lane, m0, min(16, M - m0), nullptr);
+        stage = stage == STAGES - 1 ? 0 : stage + 1;
+    }
+    cp_async_wait<0>();
+}
+
 // ---- tactics -----------------------------------------------------------------------------------------
 
-enum class Family : uint8_t { kSimt, kMma, kMmaGather, kWgmma, kHalo, kHaloWgmma };
+enum class Family : uint8_t { kSimt, kMma, kMmaGather, kWgmma, kHalo, kHaloWgmma, kStreamWgmma };
 
 // A split-K tactic runs only where each split gets at least this many k-tiles.
 constexpr int kMinTilesPerSplit = 2;
@@ -2267,6 +2406,31 @@ void launch_halo_wgmma(const ConvParams& p, int groups, cudaStream_t stream) {
     }
 }
 
+// One wave of persistent CTAs over the 128-pixel tiles; the shared memory (so the CTAs an SM) follows
+// from C, the occupancy looked up once per C for the process.
+template <int K, int STAGES>
+void launch_stream(const ConvParams& p, int groups, cudaStream_t stream) {
+    KS_CHECK(groups == 1 && p.pointwise && p.cg % 32 == 0 && p.cg >= K && p.kg == K,
+             "conv2d: the streamed 1x1 tactic needs a pointwise conv of K = ", K, " and C a multiple of 32 from K");
+    const void* kernel = reinterpret_cast<const void*>(conv1x1_stream_wgmma_kernel<K, STAGES>);
+    const int smem = stream_smem_bytes(p.cg, K, STAGES);
+    KS_CHECK(p.cg <= stream_max_c(K, STAGES), "conv2d: the streamed 1x1 tactic's ring does not fit C = ", p.cg);
+    static std::atomic<uint64_t> prepared{0};
+    prepare_kernel(kernel, kStreamMaxSmem, prepared);
+    static std::atomic<int> per_sm[kStreamMaxSmem / (kStreamTilePx * 64) + 1] = {};  // by C / 32
+    std::atomic<int>& fit = per_sm[p.cg / 32];
+    if (fit.load(std::memory_order_relaxed) == 0) {
+        int v = 0;
+        KS_CUDA(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, kernel, kStreamThreads, smem));
+        fit.store(std::max(v, 1), std::memory_order_relaxed);
+    }
+    const int64_t tiles = (static_cast<int64_t>(p.gemm_m) + kStreamTilePx - 1) / kStreamTilePx;
+    const int64_t grid =
+        std::min<int64_t>(tiles, static_cast<int64_t>(fit.load(std::memory_order_relaxed)) * num_sms());
+    void* args[] = {const_cast<ConvParams*>(&p)};
+    launch_kernel(kernel, dim3(static_cast<unsigned>(grid)), dim3(kStreamThreads), smem, stream, args);
+}
+
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool kGather, int SPLITS = 1, bool kInt8 = false,
           bool kWgmma = false>
 Tactic mma_tactic(double sm_eff) {
@@ -2334,6 +2498,24 @@ Tactic halo_wgmma_tactic(double sm_eff) {
             reinterpret_cast<const void*>(conv3x3_halo_wgmma_kernel<C, K, STAGES, false>),
             halo_wg_smem_bytes(C, K, STAGES),
             launch_halo_wgmma<C, K, STAGES>,
+            1,
+            1};
+}
+
+// bm: pixels a tile, bn: output channels (= K), bk: input channels a k-tile; smem for C = K.
+template <int K, int STAGES>
+Tactic stream_tactic(double sm_eff) {
+    return {ElemType::kF16,
+            Family::kStreamWgmma,
+            kStreamTilePx,
+            K,
+            32,
+            STAGES,
+            kStreamThreads,
+            sm_eff,
+            reinterpret_cast<const void*>(conv1x1_stream_wgmma_kernel<K, STAGES>),
+            stream_smem_bytes(K, K, STAGES),
+            launch_stream<K, STAGES>,
             1,
             1};
 }
@@ -2435,6 +2617,13 @@ const Tactic kTactics[] = {
     mma_tactic<32, 32, 2, 2, 3, false>(0.45),     // 73
     mma_tactic<32, 64, 2, 2, 3, false>(0.5),      // 74
     mma_tactic<32, 32, 2, 2, 3, false, 4>(0.45),  // 75
+    // 1x1 convs as a stream of 128-pixel tiles through persistent CTAs with the filter resident
+    // (sm_90a): K = 64 or 128 output channels, C a multiple of 32 from K up to what the ring leaves
+    // room for (K 64: C <= 192 with 4 stages, 224 with 3; K 128: C <= 192 with 3, 288 with 2).
+    stream_tactic<64, 4>(1.0),   // 76
+    stream_tactic<64, 3>(1.0),   // 77
+    stream_tactic<128, 3>(1.0),  // 78
+    stream_tactic<128, 2>(1.0),  // 79
 };
 constexpr int kNumTactics = static_cast<int>(std::size(kTactics));
 
@@ -2473,7 +2662,8 @@ bool device_has_wgmma() {
 
 // The families whose A loads are 16-byte copies of x (x 16-byte aligned; vec_shape_ok for the GEMMs).
 bool loads_vectorised(Family f) {
-    return f == Family::kMma || f == Family::kWgmma || f == Family::kHalo || f == Family::kHaloWgmma;
+    return f == Family::kMma || f == Family::kWgmma || f == Family::kHalo || f == Family::kHaloWgmma ||
+           f == Family::kStreamWgmma;
 }
 
 bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
@@ -2498,6 +2688,10 @@ bool tactic_fits(const Tactic& t, const ConvShape& s, ElemType type) {
                    s.dil_h == 1 && s.dil_w == 1 && s.pad_top == 1 && s.pad_left == 1 && s.c == t.bk && s.k == t.bn;
         case Family::kMmaGather:
             return s.groups == 1;
+        case Family::kStreamWgmma:
+            return device_has_wgmma() && s.groups == 1 && s.kh == 1 && s.kw == 1 && s.stride_h == 1 &&
+                   s.stride_w == 1 && s.pad_top == 0 && s.pad_left == 0 && s.k == t.bn && s.c % 32 == 0 && s.c >= s.k &&
+                   s.c <= stream_max_c(s.k, t.stages);
     }
     return false;
 }
@@ -2660,6 +2854,9 @@ std::string conv2d_tactic_name(int tactic, const ConvShape&, ElemType) {
         case Family::kMmaGather:
             name << "_mma_m16n8k16_gather";
             break;
+        case Family::kStreamWgmma:
+            name << "_1x1_stream_wgmma_m64n" << t.bn << "k16_" << kStreamTilePx << "px_s" << t.stages;
+            return name.str();
     }
     if (t.splits > 1) name << "_splitk" << t.splits;
     name << "_" << t.bm << "x" << t.bn << "x" << t.bk << "_s" << t.stages;
