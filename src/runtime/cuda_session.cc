@@ -10,6 +10,7 @@
 #include <set>
 
 #include "backends/cuda/conv2d.h"
+#include "backends/cuda/launch.cuh"
 #include "backends/cuda/ops.h"
 #include "backends/cuda/yolo_decode.h"
 #include "core/error.h"
@@ -317,7 +318,7 @@ std::string cuda_timing_environment(int device) {
     // KESTREL_CONV_KERNELS_VERSION: a digest of the conv kernel sources and nvcc's version (cmake/cuda.cmake).
     return std::string("gpu=") + p.name + ";arch=sm_" + std::to_string(p.major) + std::to_string(p.minor) +
            ";sms=" + std::to_string(p.multiProcessorCount) + ";cudart=" + std::to_string(runtime) +
-           ";kernels=" KESTREL_CONV_KERNELS_VERSION;
+           ";kernels=" KESTREL_CONV_KERNELS_VERSION ";timing=graphs";
 }
 
 std::vector<int> cuda_tuning_batches(int max_batch) {
@@ -363,6 +364,25 @@ ConvProblem conv_problem(const char* type, const cuda::ConvShape& s, const NhwcT
 // The tuning slot a batch runs with: the smallest tuning batch >= it.
 size_t tuning_slot(const std::vector<int>& batches, int batch) {
     return static_cast<size_t>(std::lower_bound(batches.begin(), batches.end(), batch) - batches.begin());
+}
+
+// What `launch` enqueues on `stream`, captured and instantiated as a CUDA graph.
+cudaGraphExec_t capture_graph(cudaStream_t stream, const std::function<void()>& launch) {
+    cudaGraph_t graph = nullptr;
+    KS_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    try {
+        launch();
+    } catch (...) {
+        cudaStreamEndCapture(stream, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+    }
+    KS_CUDA(cudaStreamEndCapture(stream, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    KS_CUDA(e);
+    return exec;
 }
 }  // namespace
 
@@ -766,20 +786,37 @@ void CudaModel::tune(std::ostream* log, TimingCache* cache) {
         KS_CUDA(cudaEventCreate(&start));
         KS_CUDA(cudaEventCreate(&stop));
         const std::vector<int> batches = cuda_tuning_batches(max_batch);
-        // Back-to-back launches between events, so that the host's launch gap (microseconds, as long
-        // as a batch-1 conv) is not what gets timed: the median of 5 groups after 2 warm-up groups.
+        // A group of back-to-back launches, captured into a CUDA graph without PDL (launch.cuh) and
+        // replayed between events: the median of 5 replays after 2 warm-up ones. Launched by the host
+        // one at a time they took at least ~4.3 us each on the H100 (the host's launch path), longer
+        // than most batch-1 convs run, so batch-1 times were the host's and tactics tied. One plain
+        // launch first sets up what a kernel's first launch does (shared-memory limits, occupancy).
         auto time_ms = [&](int batch, const std::function<void()>& launch) {
             const int group = std::max(3, 20 / batch);
-            std::vector<float> ms;
-            for (int rep = 0; rep < 7; ++rep) {
-                KS_CUDA(cudaEventRecord(start, stream));
-                for (int k = 0; k < group; ++k) launch();
-                KS_CUDA(cudaEventRecord(stop, stream));
-                KS_CUDA(cudaEventSynchronize(stop));
-                float e = 0;
-                KS_CUDA(cudaEventElapsedTime(&e, start, stop));
-                if (rep >= 2) ms.push_back(e / static_cast<float>(group));
+            launch();
+            cudaGraphExec_t exec = nullptr;
+            {
+                const cuda::ScopedPlainGraphLaunches plain;
+                exec = capture_graph(stream, [&] {
+                    for (int k = 0; k < group; ++k) launch();
+                });
             }
+            std::vector<float> ms;
+            try {
+                for (int rep = 0; rep < 7; ++rep) {
+                    KS_CUDA(cudaEventRecord(start, stream));
+                    KS_CUDA(cudaGraphLaunch(exec, stream));
+                    KS_CUDA(cudaEventRecord(stop, stream));
+                    KS_CUDA(cudaEventSynchronize(stop));
+                    float e = 0;
+                    KS_CUDA(cudaEventElapsedTime(&e, start, stop));
+                    if (rep >= 2) ms.push_back(e / static_cast<float>(group));
+                }
+            } catch (...) {
+                cudaGraphExecDestroy(exec);
+                throw;
+            }
+            KS_CUDA(cudaGraphExecDestroy(exec));
             std::nth_element(ms.begin(), ms.begin() + static_cast<long>(ms.size() / 2), ms.end());
             return static_cast<double>(ms[ms.size() / 2]);
         };
@@ -1802,21 +1839,7 @@ void CudaSession::enqueue(int batch) {
     auto it = graphs_.find(batch);
     if (it == graphs_.end()) {
         // One graph per batch size: every launch's grid depends on the batch.
-        cudaGraph_t graph = nullptr;
-        KS_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-        try {
-            launch_all(batch);
-        } catch (...) {
-            cudaStreamEndCapture(stream_, &graph);
-            if (graph) cudaGraphDestroy(graph);
-            throw;
-        }
-        KS_CUDA(cudaStreamEndCapture(stream_, &graph));
-        cudaGraphExec_t exec = nullptr;
-        cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
-        cudaGraphDestroy(graph);
-        KS_CUDA(e);
-        it = graphs_.emplace(batch, exec).first;
+        it = graphs_.emplace(batch, capture_graph(stream_, [&] { launch_all(batch); })).first;
     }
     KS_CUDA(cudaGraphLaunch(it->second, stream_));
 }

@@ -12,7 +12,7 @@
 //
 // The file is text, one entry a line, written atomically (temporary file, then rename):
 //   kestrel-timing-cache 1
-//   environment gpu=NVIDIA H100 80GB HBM3;arch=sm_90;sms=132;cudart=13000;kernels=3f2a...
+//   environment gpu=NVIDIA H100 80GB HBM3;arch=sm_90;sms=132;cudart=13000;kernels=3f2a...;timing=graphs
 //   <problem key>\t<tactic id>\t<tactic name>\t<median ms>
 //   ...
 //   checksum <FNV-1a-64 of every byte before this line, 16 hex digits>

@@ -34,10 +34,13 @@ __device__ __forceinline__ void wait_for_previous_kernel() {
 }
 
 namespace detail {
-// PDL only while the stream is being captured into a CUDA graph (the engine's replays). The
-// auto-tuner and the per-layer profile time kernels launched one after another outside graphs; with
-// PDL, back-to-back launches of one kernel overlap each other's prologue: on the H100 the tuned
-// batch-1 layer times summed 14 % less than without, the picks changed and the graphs got slower.
+inline thread_local bool plain_graph_launches = false;  // ScopedPlainGraphLaunches
+
+// PDL only while the stream is being captured into a CUDA graph (the engine's replays), and not
+// into the auto-tuner's timing graphs (ScopedPlainGraphLaunches). The tuner times one kernel
+// launched back to back; with PDL those launches overlap each other's prologue: on the H100 the
+// tuned batch-1 layer times summed 14 % less than without, the picks changed and the graphs got
+// slower. The per-layer profile launches kernels one after another outside graphs.
 inline cudaLaunchConfig_t launch_config(dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                                         cudaLaunchAttribute& attr) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
@@ -51,10 +54,22 @@ inline cudaLaunchConfig_t launch_config(dim3 grid, dim3 block, size_t smem, cuda
     cfg.dynamicSmemBytes = smem;
     cfg.stream = stream;
     cfg.attrs = &attr;
-    cfg.numAttrs = capture == cudaStreamCaptureStatusActive ? 1 : 0;
+    cfg.numAttrs = capture == cudaStreamCaptureStatusActive && !plain_graph_launches ? 1 : 0;
     return cfg;
 }
 }  // namespace detail
+
+// While one lives, the kernels this thread captures into a graph launch without PDL.
+class ScopedPlainGraphLaunches {
+   public:
+    ScopedPlainGraphLaunches() : previous_(detail::plain_graph_launches) { detail::plain_graph_launches = true; }
+    ~ScopedPlainGraphLaunches() { detail::plain_graph_launches = previous_; }
+    ScopedPlainGraphLaunches(const ScopedPlainGraphLaunches&) = delete;
+    ScopedPlainGraphLaunches& operator=(const ScopedPlainGraphLaunches&) = delete;
+
+   private:
+    bool previous_;
+};
 
 // kernel<<<grid, block, smem, stream>>>(args...) with PDL; the kernel keeps the contract above.
 template <typename... Params, typename... Args>
