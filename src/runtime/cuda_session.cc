@@ -1822,24 +1822,12 @@ void CudaSession::enqueue(int batch) {
             events_.resize(st.size() + 1);
             for (cudaEvent_t& e : events_) KS_CUDA(cudaEventCreate(&e));
         }
-        // The steps one after another on stream_, an event after each, replayed as a graph of plain
-        // launches: launched by the host one at a time, a batch-1 step took at least the host's ~4.3 us
-        // launch path (the tuner's figure, H100), which hid what its kernel took.
-        cudaGraphExec_t exec = nullptr;
-        {
-            const cuda::ScopedPlainGraphLaunches plain;
-            exec = capture_graph(stream_, [&] {
-                KS_CUDA(cudaEventRecord(events_[0], stream_));
-                for (size_t i = 0; i < st.size(); ++i) {
-                    if (st[i].launch) st[i].launch(stream_);
-                    KS_CUDA(cudaEventRecord(events_[i + 1], stream_));
-                }
-            });
+        KS_CUDA(cudaEventRecord(events_[0], stream_));
+        for (size_t i = 0; i < st.size(); ++i) {
+            if (st[i].launch) st[i].launch(stream_);
+            KS_CUDA(cudaEventRecord(events_[i + 1], stream_));
         }
-        const cudaError_t e = cudaGraphLaunch(exec, stream_);
-        const cudaError_t done = e == cudaSuccess ? cudaEventSynchronize(events_.back()) : e;
-        cudaGraphExecDestroy(exec);
-        KS_CUDA(done);
+        KS_CUDA(cudaEventSynchronize(events_.back()));
         times_.clear();
         for (size_t i = 0; i < st.size(); ++i) {
             float ms = 0;

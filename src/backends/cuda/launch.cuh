@@ -40,7 +40,7 @@ inline thread_local bool plain_graph_launches = false;  // ScopedPlainGraphLaunc
 // into the auto-tuner's timing graphs (ScopedPlainGraphLaunches). The tuner times one kernel
 // launched back to back; with PDL those launches overlap each other's prologue: on the H100 the
 // tuned batch-1 layer times summed 14 % less than without, the picks changed and the graphs got
-// slower. The per-layer profile's graph launches plainly too (its events time each kernel).
+// slower. The per-layer profile launches kernels one after another outside graphs.
 inline cudaLaunchConfig_t launch_config(dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                                         cudaLaunchAttribute& attr) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
