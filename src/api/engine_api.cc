@@ -428,7 +428,10 @@ Result<std::vector<double>> Session::time_compute(int batch, int iterations) {
         if (!impl_->gpu) {
             std::vector<float> input(static_cast<size_t>(impl_->cpu->input_elements() * batch), 0.5f);
             std::vector<std::vector<float>> outputs;
-            for (int i = 0; i < 3; ++i) KS_CHECK(run(input.data(), batch, &outputs).ok(), "inference failed");
+            for (int i = 0; i < 3; ++i) {
+                const Status st = run(input.data(), batch, &outputs);
+                KS_CHECK(st.ok(), "inference failed: ", st.message());
+            }
             for (int i = 0; i < iterations; ++i) {
                 auto t0 = std::chrono::steady_clock::now();
                 Status st = run(input.data(), batch, &outputs);

@@ -91,7 +91,8 @@ int run_benchmark(const Options& opts) {
         std::vector<double> sum;
         std::vector<LayerProfile> layers;
         for (int i = 0; i < 10; ++i) {
-            KS_CHECK(session->run(input.data(), b, &outputs).ok(), "inference failed");
+            const Status st = session->run(input.data(), b, &outputs);
+            KS_CHECK(st.ok(), "inference failed: ", st.message());
             layers = session->profile();
             sum.resize(layers.size(), 0.0);
             for (size_t k = 0; k < layers.size(); ++k) sum[k] += layers[k].ms;
