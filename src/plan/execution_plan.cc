@@ -352,11 +352,11 @@ std::vector<int> assign_streams(const Graph& g) {
         if (!next) break;
         at = *next;
     }
+    // A group one kernel may run (nodes first..last) is on stream 0 if any of its nodes is.
     auto together = [&](size_t first, size_t last) {
-        if (std::find(stream.begin() + static_cast<ptrdiff_t>(first), stream.begin() + static_cast<ptrdiff_t>(last) + 1,
-                      0) != stream.begin() + static_cast<ptrdiff_t>(last) + 1)
-            std::fill(stream.begin() + static_cast<ptrdiff_t>(first), stream.begin() + static_cast<ptrdiff_t>(last) + 1,
-                      0);
+        const auto begin = stream.begin() + static_cast<ptrdiff_t>(first);
+        const auto end = stream.begin() + static_cast<ptrdiff_t>(last) + 1;
+        if (std::find(begin, end, 0) != end) std::fill(begin, end, 0);
     };
     for (size_t i = 0; i < n; ++i) {
         if (const std::optional<C2fBlock> c2f = c2f_block_at(g, consumers, i)) together(i, c2f->cv2);
